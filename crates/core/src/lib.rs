@@ -1,0 +1,23 @@
+//! # labelscope-core
+//!
+//! The dependency-light heart of labelscope: the class table, image ids,
+//! label sets in every supported format, prediction files, the metrics and
+//! the label-set analyses. No image decoding, no neural networks, no web
+//! server: those live in other crates (see `ARCHITECTURE.md`).
+#![warn(missing_docs)]
+
+pub mod atomic;
+pub mod classes;
+pub mod error;
+pub mod ids;
+pub mod labels;
+pub mod metrics;
+pub mod npy;
+pub mod order;
+pub mod predictions;
+pub mod results;
+pub mod wordnet;
+
+pub use classes::{ClassInfo, ClassTable, Group};
+pub use error::{Error, Result};
+pub use results::{ResultRow, ResultSet};

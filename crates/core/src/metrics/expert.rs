@@ -1,0 +1,1 @@
+//! expert (in progress)

@@ -1,0 +1,1 @@
+//! npy (in progress)

@@ -1,0 +1,1 @@
+//! predictions (in progress)
