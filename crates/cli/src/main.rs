@@ -1,10 +1,27 @@
-use std::path::PathBuf;
-use anyhow::Context;
-use labelscope_core::wordnet;
-fn main() -> anyhow::Result<()> {
-    let a: Vec<String> = std::env::args().collect();
-    let wn = wordnet::NounHypernyms::from_dir(&PathBuf::from(&a[1]))?;
-    let s = wordnet::generate_table_json(&PathBuf::from(&a[2]), &wn)?;
-    std::fs::write(&a[3], s).context("write")?;
-    Ok(())
+//! `labelscope`: evaluate ImageNet-style classifiers against multi-label
+//! ground truth, analyse label sets, and draw the results.
+//!
+//! This binary is a thin layer over `labelscope-core` (loading, joining,
+//! metrics) and `labelscope-report` (tables, plots, HTML). Errors from the
+//! libraries are printed as they are (they name the file and the position)
+//! and the process exits with status 1; usage errors exit with status 2.
+
+mod args;
+mod bench;
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    match cmd::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -6,9 +6,11 @@
 //! server: those live in other crates (see `ARCHITECTURE.md`).
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod atomic;
 pub mod classes;
 pub mod error;
+pub mod eval;
 pub mod ids;
 pub mod labels;
 pub mod metrics;

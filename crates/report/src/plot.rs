@@ -1,0 +1,1443 @@
+//! Hand-written SVG plots (a scatter plot and grouped bars), PNG rendering
+//! of SVG through `resvg`, and helpers that build plot specifications from
+//! a [`ResultSet`].
+//!
+//! The SVG documents are plain SVG 1.1 with no `id` attributes, so that
+//! several of them can be inlined into one HTML page.
+
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use labelscope_core::{ResultRow, ResultSet};
+use resvg::tiny_skia;
+use resvg::usvg::{self, fontdb};
+
+use crate::format::{escape_xml, is_rate};
+use crate::{Error, Result};
+
+/// The `font-family` of every text in the plots.
+pub const FONT_FAMILY: &str = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif";
+
+/// The largest PNG side [`svg_to_png`] produces, in pixels.
+pub const MAX_PNG_SIDE: u32 = 16_384;
+
+// ---------------------------------------------------------------------------
+// Specifications.
+
+/// One point of a scatter plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Text drawn next to the point (the model name).
+    pub label: String,
+    /// Horizontal coordinate.
+    pub x: f64,
+    /// Vertical coordinate.
+    pub y: f64,
+    /// Interval of `x` (low, high), drawn as a horizontal error bar.
+    pub x_ci: Option<(f64, f64)>,
+    /// Interval of `y` (low, high), drawn as a vertical error bar.
+    pub y_ci: Option<(f64, f64)>,
+}
+
+/// A scatter plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScatterSpec {
+    /// Title above the plot.
+    pub title: String,
+    /// Label of the horizontal axis.
+    pub x_label: String,
+    /// Label of the vertical axis.
+    pub y_label: String,
+    /// The points.
+    pub points: Vec<Point>,
+    /// Draw the dashed line `y = x`. Both axes then share one range, so
+    /// that the line runs from corner to corner.
+    pub diagonal: bool,
+    /// Draw the ordinary least-squares line `y = a + b·x` and give `a`, `b`
+    /// and R² in the legend (only when there are at least two distinct x).
+    pub fit: bool,
+}
+
+/// A grouped bar chart: one group of bars per category, one bar per series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarSpec {
+    /// Title above the plot.
+    pub title: String,
+    /// Label of the vertical axis.
+    pub y_label: String,
+    /// Category names along the horizontal axis.
+    pub categories: Vec<String>,
+    /// The series (bars of one color, named in the legend).
+    pub series: Vec<BarSeries>,
+}
+
+/// One series of a [`BarSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarSeries {
+    /// Name shown in the legend.
+    pub name: String,
+    /// One value per category; `None` draws no bar.
+    pub values: Vec<Option<f64>>,
+    /// One interval per category (drawn as a whisker), or empty for none.
+    pub ci: Vec<Option<(f64, f64)>>,
+}
+
+// ---------------------------------------------------------------------------
+// Least squares.
+
+/// Ordinary least squares fit of `y = a + b·x`.
+///
+/// Returns `(intercept a, slope b, R²)`, or `None` when there are fewer than
+/// two points, a coordinate is not finite, or all x are equal. R² is the
+/// squared correlation of x and y; it is 1 when all y are equal (the fit is
+/// exact).
+pub fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
+    if points.len() < 2 || points.iter().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
+        return None;
+    }
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
+    for &(x, y) in points {
+        let (dx, dy) = (x - mx, y - my);
+        sxx += dx * dx;
+        sxy += dx * dy;
+        syy += dy * dy;
+    }
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    let intercept = my - slope * mx;
+    let r2 = if syy <= 0.0 {
+        1.0
+    } else {
+        (sxy * sxy / (sxx * syy)).clamp(0.0, 1.0)
+    };
+    Some((intercept, slope, r2))
+}
+
+// ---------------------------------------------------------------------------
+// Axes.
+
+/// A "nice" axis: from `min` to `max` in steps of `step` (1, 2 or 5 times a
+/// power of ten), both bounds multiples of the step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Axis {
+    min: f64,
+    max: f64,
+    step: f64,
+}
+
+impl Axis {
+    /// A nice axis covering `[lo, hi]` with about `target` intervals.
+    fn covering(lo: f64, hi: f64, target: usize) -> Axis {
+        let (lo, hi) = if hi - lo > 0.0 {
+            (lo, hi)
+        } else {
+            let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.05 };
+            (lo - pad, hi + pad)
+        };
+        let target = target.max(1) as f64;
+        let raw = (hi - lo) / target;
+        let mag = if raw.is_finite() && raw > 0.0 {
+            10f64.powf(raw.log10().floor())
+        } else {
+            1.0
+        };
+        // The smallest 1-2-5 step that gives at most `target + 2` intervals.
+        let mut axis = Axis {
+            min: lo,
+            max: hi,
+            step: mag,
+        };
+        for m in [1.0, 2.0, 5.0, 10.0, 20.0, 50.0] {
+            let step = m * mag;
+            let min = (lo / step).floor() * step;
+            let max = (hi / step).ceil() * step;
+            axis = Axis { min, max, step };
+            if (max - min) / step <= target + 2.5 {
+                break;
+            }
+        }
+        axis
+    }
+
+    /// The tick values.
+    fn ticks(&self) -> Vec<f64> {
+        let n = ((self.max - self.min) / self.step).round() as i64;
+        (0..=n.clamp(0, 1000))
+            .map(|k| self.min + k as f64 * self.step)
+            .collect()
+    }
+
+    /// Decimals needed to tell ticks apart.
+    fn decimals(&self) -> usize {
+        (-self.step.log10().floor()).max(0.0) as usize
+    }
+
+    fn label(&self, v: f64) -> String {
+        // Adding 0.0 turns -0.0 into 0.0.
+        let v = if v.abs() < self.step * 1e-9 {
+            0.0
+        } else {
+            v + 0.0
+        };
+        format!("{:.*}", self.decimals(), v)
+    }
+}
+
+/// Maps data coordinates to SVG coordinates inside a plot rectangle.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    x: Axis,
+    y: Axis,
+}
+
+impl Frame {
+    fn sx(&self, x: f64) -> f64 {
+        self.left + (x - self.x.min) / (self.x.max - self.x.min) * (self.right - self.left)
+    }
+    fn sy(&self, y: f64) -> f64 {
+        self.bottom - (y - self.y.min) / (self.y.max - self.y.min) * (self.bottom - self.top)
+    }
+}
+
+/// Clips the segment `a`–`b` to the rectangle `[x0, x1] × [y0, y1]`
+/// (Liang–Barsky). `None` when nothing of it is inside.
+fn clip_segment(
+    a: (f64, f64),
+    b: (f64, f64),
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+) -> Option<((f64, f64), (f64, f64))> {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let mut t0 = 0.0f64;
+    let mut t1 = 1.0f64;
+    for (p, q) in [
+        (-dx, a.0 - x0),
+        (dx, x1 - a.0),
+        (-dy, a.1 - y0),
+        (dy, y1 - a.1),
+    ] {
+        if p == 0.0 {
+            if q < 0.0 {
+                return None;
+            }
+        } else {
+            let r = q / p;
+            if p < 0.0 {
+                t0 = t0.max(r);
+            } else {
+                t1 = t1.min(r);
+            }
+        }
+    }
+    if t0 > t1 {
+        return None;
+    }
+    Some((
+        (a.0 + t0 * dx, a.1 + t0 * dy),
+        (a.0 + t1 * dx, a.1 + t1 * dy),
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// SVG writing.
+
+/// Estimated advance width of `s` in DejaVu Sans at `size` pixels (the
+/// widest of the fonts named in [`FONT_FAMILY`]).
+fn text_width(s: &str, size: f64) -> f64 {
+    let em: f64 = s
+        .chars()
+        .map(|c| match c {
+            'i' | 'j' | 'l' | '.' | ',' | ':' | ';' | '\'' | '|' | '!' | 'I' => 0.3,
+            ' ' | 'f' | 't' | 'r' | '(' | ')' | '[' | ']' | '-' | '/' => 0.4,
+            'm' | 'w' | 'M' | 'W' | '@' | '%' => 0.9,
+            'A'..='Z' | '=' | '<' | '>' | '+' | '~' | '_' | '#' | '&' => 0.74,
+            _ => 0.62,
+        })
+        .sum();
+    em * size
+}
+
+/// A tiny SVG writer.
+struct Svg {
+    out: String,
+    width: f64,
+    height: f64,
+}
+
+impl Svg {
+    fn new(width: f64, height: f64) -> Svg {
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{FONT_FAMILY}">"#,
+            w = width.ceil(),
+            h = height.ceil()
+        );
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            r##"<rect x="0" y="0" width="{}" height="{}" fill="#ffffff"/>"##,
+            width.ceil(),
+            height.ceil()
+        );
+        Svg { out, width, height }
+    }
+
+    fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, style: &str) {
+        let _ = writeln!(
+            self.out,
+            r#"<line x1="{x1:.2}" y1="{y1:.2}" x2="{x2:.2}" y2="{y2:.2}" {style}/>"#
+        );
+    }
+
+    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, style: &str) {
+        let _ = writeln!(
+            self.out,
+            r#"<rect x="{x:.2}" y="{y:.2}" width="{w:.2}" height="{h:.2}" {style}/>"#
+        );
+    }
+
+    fn circle(&mut self, cx: f64, cy: f64, r: f64, style: &str) {
+        let _ = writeln!(
+            self.out,
+            r#"<circle cx="{cx:.2}" cy="{cy:.2}" r="{r:.2}" {style}/>"#
+        );
+    }
+
+    /// Text at (x, y) (baseline), `anchor` one of start/middle/end.
+    fn text(&mut self, x: f64, y: f64, size: f64, anchor: &str, content: &str, extra: &str) {
+        let _ = writeln!(
+            self.out,
+            r#"<text x="{x:.2}" y="{y:.2}" font-size="{size:.1}" text-anchor="{anchor}" {extra}>{}</text>"#,
+            escape_xml(content)
+        );
+    }
+
+    /// Title centered at the top, shrunk to fit the width.
+    fn title(&mut self, title: &str) {
+        let mut size = 16.0;
+        let avail = self.width - 20.0;
+        // Bold text is about 12% wider.
+        let w = text_width(title, size) * 1.12;
+        if w > avail {
+            size = (size * avail / w).max(8.0);
+        }
+        self.text(
+            self.width / 2.0,
+            28.0,
+            size,
+            "middle",
+            title,
+            r##"font-weight="bold" fill="#222222""##,
+        );
+    }
+
+    fn finish(mut self) -> String {
+        let _ = self.height;
+        self.out.push_str("</svg>\n");
+        self.out
+    }
+}
+
+const AXIS_STYLE: &str = r##"stroke="#444444" stroke-width="1""##;
+const GRID_STYLE: &str = r##"stroke="#e3e3e3" stroke-width="1""##;
+const TICK_FONT: f64 = 12.0;
+const LABEL_FONT: f64 = 13.0;
+const POINT_FONT: f64 = 11.0;
+const PALETTE: [&str; 10] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
+
+/// Draws gridlines, the frame, ticks and tick labels of both axes.
+fn draw_axes(svg: &mut Svg, f: &Frame, x_ticks: bool) {
+    for t in f.y.ticks() {
+        let y = f.sy(t);
+        svg.line(f.left, y, f.right, y, GRID_STYLE);
+    }
+    if x_ticks {
+        for t in f.x.ticks() {
+            let x = f.sx(t);
+            svg.line(x, f.top, x, f.bottom, GRID_STYLE);
+        }
+    }
+    svg.rect(
+        f.left,
+        f.top,
+        f.right - f.left,
+        f.bottom - f.top,
+        r##"fill="none" stroke="#444444" stroke-width="1""##,
+    );
+    for t in f.y.ticks() {
+        let y = f.sy(t);
+        svg.line(f.left - 5.0, y, f.left, y, AXIS_STYLE);
+        svg.text(
+            f.left - 8.0,
+            y + TICK_FONT * 0.35,
+            TICK_FONT,
+            "end",
+            &f.y.label(t),
+            r##"fill="#333333""##,
+        );
+    }
+    if x_ticks {
+        for t in f.x.ticks() {
+            let x = f.sx(t);
+            svg.line(x, f.bottom, x, f.bottom + 5.0, AXIS_STYLE);
+            svg.text(
+                x,
+                f.bottom + 8.0 + TICK_FONT,
+                TICK_FONT,
+                "middle",
+                &f.x.label(t),
+                r##"fill="#333333""##,
+            );
+        }
+    }
+}
+
+/// The y-axis label, rotated, centered on the plot's height.
+fn y_axis_label(svg: &mut Svg, f: &Frame, label: &str, x: f64) {
+    let cy = (f.top + f.bottom) / 2.0;
+    let avail = f.bottom - f.top + 40.0;
+    let mut size = LABEL_FONT;
+    let w = text_width(label, size);
+    if w > avail {
+        size = (size * avail / w).max(7.0);
+    }
+    svg.text(
+        x,
+        cy,
+        size,
+        "middle",
+        label,
+        &format!(r##"transform="rotate(-90 {x:.2} {cy:.2})" fill="#222222""##),
+    );
+}
+
+/// `v` with about `sig` significant digits (at least 2 decimals below 100).
+fn fmt_sig(v: f64, sig: i32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let decimals = (sig - 1 - v.abs().log10().floor() as i32).clamp(0, 12);
+    format!("{:.*}", decimals as usize, v)
+}
+
+fn check_finite(what: &str, v: f64) -> Result<()> {
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite(format!("{what} is {v}")))
+    }
+}
+
+fn ordered(ci: (f64, f64)) -> (f64, f64) {
+    (ci.0.min(ci.1), ci.0.max(ci.1))
+}
+
+// ---------------------------------------------------------------------------
+// Scatter plot.
+
+/// An axis-aligned box in SVG coordinates.
+#[derive(Debug, Clone, Copy)]
+struct BoxF {
+    x0: f64,
+    y0: f64,
+    x1: f64,
+    y1: f64,
+}
+
+impl BoxF {
+    fn overlap(&self, o: &BoxF) -> f64 {
+        let w = (self.x1.min(o.x1) - self.x0.max(o.x0)).max(0.0);
+        let h = (self.y1.min(o.y1) - self.y0.max(o.y0)).max(0.0);
+        w * h
+    }
+    /// Area of `self` outside `o`.
+    fn outside(&self, o: &BoxF) -> f64 {
+        (self.x1 - self.x0) * (self.y1 - self.y0) - self.overlap(o)
+    }
+}
+
+/// Renders a scatter plot as SVG.
+///
+/// Axes get "nice" ticks (steps of 1, 2 or 5 times a power of ten) with
+/// gridlines; both ranges cover the points and their intervals. Each point
+/// is labelled with its `label`, placed where it overlaps the least with
+/// other labels, points and the legend, inside the plot area. Intervals are
+/// drawn as error bars. With `diagonal` the dashed `y = x` line is drawn
+/// (clipped to the plot area) and both axes share one range; with `fit` the
+/// least-squares line is drawn and the legend gives `y = a + b·x` and R².
+///
+/// Errors: [`Error::Empty`] without points, [`Error::NonFinite`] for a NaN
+/// or infinite coordinate or interval bound.
+pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
+    if spec.points.is_empty() {
+        return Err(Error::Empty(format!(
+            "scatter plot {:?} has no points",
+            spec.title
+        )));
+    }
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for p in &spec.points {
+        check_finite(&format!("x of point {:?}", p.label), p.x)?;
+        check_finite(&format!("y of point {:?}", p.label), p.y)?;
+        xs.push(p.x);
+        ys.push(p.y);
+        if let Some((lo, hi)) = p.x_ci {
+            check_finite(&format!("x interval of point {:?}", p.label), lo)?;
+            check_finite(&format!("x interval of point {:?}", p.label), hi)?;
+            xs.extend([lo, hi]);
+        }
+        if let Some((lo, hi)) = p.y_ci {
+            check_finite(&format!("y interval of point {:?}", p.label), lo)?;
+            check_finite(&format!("y interval of point {:?}", p.label), hi)?;
+            ys.extend([lo, hi]);
+        }
+    }
+    let range = |v: &[f64]| {
+        v.iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            })
+    };
+    let (mut x_lo, mut x_hi) = range(&xs);
+    let (mut y_lo, mut y_hi) = range(&ys);
+    if spec.diagonal {
+        x_lo = x_lo.min(y_lo);
+        y_lo = x_lo;
+        x_hi = x_hi.max(y_hi);
+        y_hi = x_hi;
+    }
+    // A little room so that points do not sit on the frame.
+    let pad = |lo: f64, hi: f64| {
+        let p = (hi - lo) * 0.04;
+        (lo - p, hi + p)
+    };
+    let (x_lo, x_hi) = pad(x_lo, x_hi);
+    let (y_lo, y_hi) = pad(y_lo, y_hi);
+    let x_axis = Axis::covering(x_lo, x_hi, 6);
+    let y_axis = Axis::covering(y_lo, y_hi, 6);
+
+    let (width, height) = (760.0, 580.0);
+    let y_tick_w = y_axis
+        .ticks()
+        .iter()
+        .map(|&t| text_width(&y_axis.label(t), TICK_FONT))
+        .fold(0.0, f64::max);
+    let left = (22.0 + LABEL_FONT + 10.0 + y_tick_w + 8.0).max(64.0);
+    let f = Frame {
+        left,
+        right: width - 24.0,
+        top: 50.0,
+        bottom: height - 62.0,
+        x: x_axis,
+        y: y_axis,
+    };
+    let plot_box = BoxF {
+        x0: f.left + 2.0,
+        y0: f.top + 2.0,
+        x1: f.right - 2.0,
+        y1: f.bottom - 2.0,
+    };
+
+    let mut svg = Svg::new(width, height);
+    draw_axes(&mut svg, &f, true);
+
+    // Lines: y = x and the fit.
+    let mut legend: Vec<(&str, String)> = Vec::new();
+    let (bx0, bx1, by0, by1) = (f.x.min, f.x.max, f.y.min, f.y.max);
+    if spec.diagonal {
+        let lo = bx0.min(by0);
+        let hi = bx1.max(by1);
+        if let Some((a, b)) = clip_segment((lo, lo), (hi, hi), bx0, bx1, by0, by1) {
+            svg.line(
+                f.sx(a.0),
+                f.sy(a.1),
+                f.sx(b.0),
+                f.sy(b.1),
+                r##"stroke="#777777" stroke-width="1.5" stroke-dasharray="7 5""##,
+            );
+        }
+        legend.push((
+            r##"stroke="#777777" stroke-width="1.5" stroke-dasharray="7 5""##,
+            "y = x".to_string(),
+        ));
+    }
+    if spec.fit {
+        let pts: Vec<(f64, f64)> = spec.points.iter().map(|p| (p.x, p.y)).collect();
+        if let Some((a, b, r2)) = least_squares(&pts) {
+            let style = r##"stroke="#d62728" stroke-width="2""##;
+            if let Some((p, q)) =
+                clip_segment((bx0, a + b * bx0), (bx1, a + b * bx1), bx0, bx1, by0, by1)
+            {
+                svg.line(f.sx(p.0), f.sy(p.1), f.sx(q.0), f.sy(q.1), style);
+            }
+            let sign = if b < 0.0 { '−' } else { '+' };
+            legend.push((
+                style,
+                format!(
+                    "fit: y = {} {sign} {}·x (R² = {r2:.3})",
+                    fmt_sig(a, 4),
+                    fmt_sig(b.abs(), 3)
+                ),
+            ));
+        }
+    }
+
+    // Screen positions of the points.
+    let screen: Vec<(f64, f64)> = spec.points.iter().map(|p| (f.sx(p.x), f.sy(p.y))).collect();
+    let mut obstacles: Vec<BoxF> = screen
+        .iter()
+        .map(|&(x, y)| BoxF {
+            x0: x - 5.0,
+            y0: y - 5.0,
+            x1: x + 5.0,
+            y1: y + 5.0,
+        })
+        .collect();
+
+    // Legend, in the corner with the fewest points.
+    if !legend.is_empty() {
+        let row_h = 20.0;
+        let text_w = legend
+            .iter()
+            .map(|(_, t)| text_width(t, 12.0))
+            .fold(0.0, f64::max);
+        let lw = 10.0 + 30.0 + 8.0 + text_w + 10.0;
+        let lh = 8.0 + row_h * legend.len() as f64;
+        let inset = 10.0;
+        let corners = [
+            (f.left + inset, f.top + inset),
+            (f.right - inset - lw, f.bottom - inset - lh),
+            (f.right - inset - lw, f.top + inset),
+            (f.left + inset, f.bottom - inset - lh),
+        ];
+        let mut best = corners[0];
+        let mut best_score = f64::INFINITY;
+        for &(x, y) in &corners {
+            let b = BoxF {
+                x0: x,
+                y0: y,
+                x1: x + lw,
+                y1: y + lh,
+            };
+            // Points inside the box, plus room their labels need.
+            let score: f64 = obstacles
+                .iter()
+                .map(|o| {
+                    let grown = BoxF {
+                        x0: o.x0 - 8.0,
+                        y0: o.y0 - 8.0,
+                        x1: o.x1 + 60.0,
+                        y1: o.y1 + 8.0,
+                    };
+                    if grown.overlap(&b) > 0.0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .sum();
+            if score < best_score {
+                best_score = score;
+                best = (x, y);
+            }
+        }
+        let (lx, ly) = best;
+        svg.rect(
+            lx,
+            ly,
+            lw,
+            lh,
+            r##"fill="#ffffff" fill-opacity="0.9" stroke="#bbbbbb" stroke-width="1" rx="3""##,
+        );
+        for (i, (style, text)) in legend.iter().enumerate() {
+            let cy = ly + 4.0 + row_h * (i as f64 + 0.5);
+            svg.line(lx + 10.0, cy, lx + 40.0, cy, style);
+            svg.text(
+                lx + 48.0,
+                cy + 4.0,
+                12.0,
+                "start",
+                text,
+                r##"fill="#222222""##,
+            );
+        }
+        obstacles.push(BoxF {
+            x0: lx,
+            y0: ly,
+            x1: lx + lw,
+            y1: ly + lh,
+        });
+    }
+
+    // Error bars.
+    let bar_style = r##"stroke="#1f77b4" stroke-opacity="0.55" stroke-width="1.2""##;
+    for (p, &(x, y)) in spec.points.iter().zip(&screen) {
+        if let Some(ci) = p.x_ci {
+            let (lo, hi) = ordered(ci);
+            let (a, b) = (f.sx(lo), f.sx(hi));
+            svg.line(a, y, b, y, bar_style);
+            svg.line(a, y - 3.0, a, y + 3.0, bar_style);
+            svg.line(b, y - 3.0, b, y + 3.0, bar_style);
+        }
+        if let Some(ci) = p.y_ci {
+            let (lo, hi) = ordered(ci);
+            let (a, b) = (f.sy(lo), f.sy(hi));
+            svg.line(x, a, x, b, bar_style);
+            svg.line(x - 3.0, a, x + 3.0, a, bar_style);
+            svg.line(x - 3.0, b, x + 3.0, b, bar_style);
+        }
+    }
+    for &(x, y) in &screen {
+        svg.circle(
+            x,
+            y,
+            4.5,
+            r##"fill="#1f77b4" stroke="#ffffff" stroke-width="1""##,
+        );
+    }
+
+    // Labels, greedily placed.
+    let fs = POINT_FONT;
+    // Glyph extent above and below the baseline, plus the white halo.
+    let asc = fs * 0.8 + 1.5;
+    let desc = fs * 0.25 + 1.5;
+    for (p, &(x, y)) in spec.points.iter().zip(&screen) {
+        if p.label.is_empty() {
+            continue;
+        }
+        let w = text_width(&p.label, fs);
+        // (anchor, baseline x, baseline y)
+        let candidates = [
+            ("start", x + 7.0, y + asc * 0.4),
+            ("end", x - 7.0, y + asc * 0.4),
+            ("middle", x, y - 8.0),
+            ("middle", x, y + 8.0 + asc),
+            ("start", x + 5.0, y - 5.0),
+            ("start", x + 5.0, y + 5.0 + asc),
+            ("end", x - 5.0, y - 5.0),
+            ("end", x - 5.0, y + 5.0 + asc),
+        ];
+        let mut best: Option<(f64, &str, f64, f64, BoxF)> = None;
+        for (anchor, tx, ty) in candidates {
+            let x0 = match anchor {
+                "start" => tx,
+                "end" => tx - w,
+                _ => tx - w / 2.0,
+            };
+            let b = BoxF {
+                x0: x0 - 1.5,
+                y0: ty - asc,
+                x1: x0 + w + 1.5,
+                y1: ty + desc,
+            };
+            let out = b.outside(&plot_box);
+            let overlap: f64 = obstacles.iter().map(|o| o.overlap(&b)).sum();
+            let score = out * 100.0 + overlap;
+            let better = match &best {
+                None => true,
+                Some(bb) => score < bb.0 - 1e-9,
+            };
+            if better {
+                best = Some((score, anchor, tx, ty, b));
+            }
+        }
+        if let Some((_, anchor, mut tx, ty, mut b)) = best {
+            // A label wider than the room left: shift it inside horizontally.
+            let shift = if b.x0 < plot_box.x0 {
+                plot_box.x0 - b.x0
+            } else if b.x1 > plot_box.x1 {
+                plot_box.x1 - b.x1
+            } else {
+                0.0
+            };
+            tx += shift;
+            b.x0 += shift;
+            b.x1 += shift;
+            svg.text(
+                tx,
+                ty,
+                fs,
+                anchor,
+                &p.label,
+                r##"fill="#222222" stroke="#ffffff" stroke-width="3" stroke-opacity="0.8" paint-order="stroke""##,
+            );
+            obstacles.push(b);
+        }
+    }
+
+    svg.title(&spec.title);
+    svg.text(
+        (f.left + f.right) / 2.0,
+        height - 18.0,
+        LABEL_FONT,
+        "middle",
+        &spec.x_label,
+        r##"fill="#222222""##,
+    );
+    y_axis_label(&mut svg, &f, &spec.y_label, f.left - 8.0 - y_tick_w - 12.0);
+    Ok(svg.finish())
+}
+
+// ---------------------------------------------------------------------------
+// Bars.
+
+/// Renders a grouped bar chart as SVG.
+///
+/// One group per category along the horizontal axis and one bar per series
+/// inside each group, colored by series, with a legend right of the plot.
+/// The vertical axis starts at zero (or below, for negative values) and has
+/// nice ticks; intervals are drawn as whiskers. Long category names are
+/// drawn slanted. A `None` value draws no bar.
+///
+/// Errors: [`Error::Empty`] without categories, series or values;
+/// [`Error::Invalid`] when a series has a different number of values (or
+/// non-empty intervals) than there are categories; [`Error::NonFinite`] for
+/// NaN or infinite values or bounds.
+pub fn bars_svg(spec: &BarSpec) -> Result<String> {
+    if spec.categories.is_empty() {
+        return Err(Error::Empty(format!(
+            "bar chart {:?} has no categories",
+            spec.title
+        )));
+    }
+    if spec.series.is_empty() {
+        return Err(Error::Empty(format!(
+            "bar chart {:?} has no series",
+            spec.title
+        )));
+    }
+    let nc = spec.categories.len();
+    let mut lo = 0.0f64;
+    let mut hi = 0.0f64;
+    let mut any = false;
+    for s in &spec.series {
+        if s.values.len() != nc {
+            return Err(Error::Invalid(format!(
+                "series {:?} has {} values for {} categories",
+                s.name,
+                s.values.len(),
+                nc
+            )));
+        }
+        if !s.ci.is_empty() && s.ci.len() != nc {
+            return Err(Error::Invalid(format!(
+                "series {:?} has {} intervals for {} categories",
+                s.name,
+                s.ci.len(),
+                nc
+            )));
+        }
+        for (c, v) in s.values.iter().enumerate() {
+            if let Some(v) = *v {
+                check_finite(
+                    &format!("value of {:?} at {:?}", s.name, spec.categories[c]),
+                    v,
+                )?;
+                lo = lo.min(v);
+                hi = hi.max(v);
+                any = true;
+            }
+        }
+        for (c, ci) in s.ci.iter().enumerate() {
+            if let Some((a, b)) = *ci {
+                let what = format!("interval of {:?} at {:?}", s.name, spec.categories[c]);
+                check_finite(&what, a)?;
+                check_finite(&what, b)?;
+                lo = lo.min(a.min(b));
+                hi = hi.max(a.max(b));
+            }
+        }
+    }
+    if !any {
+        return Err(Error::Empty(format!(
+            "bar chart {:?} has no values",
+            spec.title
+        )));
+    }
+    let head = (hi - lo) * 0.03;
+    let y_axis = Axis::covering(
+        if lo < 0.0 { lo - head } else { 0.0 },
+        if hi > 0.0 { hi + head } else { 0.0 },
+        6,
+    );
+
+    let ns = spec.series.len();
+    let gap = 24.0;
+    // Bars 18 wide, wider (up to 56) when there are few, narrower (down to
+    // 3) when there are very many; the plot is at least 420 wide.
+    let nbars = (ns * nc) as f64;
+    let bar_w = if nbars * 18.0 + gap * nc as f64 > 1400.0 {
+        ((1400.0 / nc as f64 - gap) / ns as f64).max(3.0)
+    } else {
+        ((420.0 / nc as f64 - gap) / ns as f64).clamp(18.0, 56.0)
+    };
+    let group_w = (ns as f64 * bar_w + gap).max(420.0 / nc as f64);
+    let plot_w = group_w * nc as f64;
+
+    let cat_font = TICK_FONT;
+    let max_cat_w = spec
+        .categories
+        .iter()
+        .map(|c| text_width(c, cat_font))
+        .fold(0.0, f64::max);
+    let slant = max_cat_w > group_w - 6.0;
+    let (sin, cos) = (35f64.to_radians().sin(), 35f64.to_radians().cos());
+    let cat_h = if slant {
+        max_cat_w * sin + cat_font * cos + 6.0
+    } else {
+        cat_font + 6.0
+    };
+
+    let legend_font = 12.0;
+    let legend_w = 18.0
+        + 8.0
+        + spec
+            .series
+            .iter()
+            .map(|s| text_width(&s.name, legend_font))
+            .fold(0.0, f64::max)
+        + 12.0;
+    let legend_h = 12.0 + 20.0 * ns as f64;
+
+    let y_tick_w = y_axis
+        .ticks()
+        .iter()
+        .map(|&t| text_width(&y_axis.label(t), TICK_FONT))
+        .fold(0.0, f64::max);
+    let left = (22.0 + LABEL_FONT + 10.0 + y_tick_w + 8.0).max(64.0);
+    // Slanted labels reach left of their group: keep them on the canvas.
+    let left = if slant {
+        left.max(max_cat_w * cos - group_w / 2.0 + 10.0)
+    } else {
+        left
+    };
+    let top = 50.0;
+    let plot_h = (legend_h).max(340.0);
+    let bottom = top + plot_h;
+    let width = left + plot_w + 20.0 + legend_w + 16.0;
+    let height = bottom + 8.0 + cat_h + 30.0;
+    let f = Frame {
+        left,
+        right: left + plot_w,
+        top,
+        bottom,
+        x: Axis {
+            min: 0.0,
+            max: nc as f64,
+            step: 1.0,
+        },
+        y: y_axis,
+    };
+
+    let mut svg = Svg::new(width, height);
+    draw_axes(&mut svg, &f, false);
+    let zero = f.sy(0.0);
+    if y_axis.min < 0.0 {
+        svg.line(f.left, zero, f.right, zero, AXIS_STYLE);
+    }
+    for (c, name) in spec.categories.iter().enumerate() {
+        let gx = f.left + group_w * c as f64 + (group_w - ns as f64 * bar_w) / 2.0;
+        for (k, s) in spec.series.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            let x = gx + bar_w * k as f64;
+            if let Some(v) = s.values[c] {
+                let y = f.sy(v);
+                let (y0, h) = if y < zero {
+                    (y, zero - y)
+                } else {
+                    (zero, y - zero)
+                };
+                svg.rect(
+                    x + 0.5,
+                    y0,
+                    (bar_w - 1.0).max(1.0),
+                    h,
+                    &format!(r##"fill="{color}" stroke="#ffffff" stroke-width="0.5""##),
+                );
+            }
+            if let Some(Some(ci)) = s.ci.get(c) {
+                let (a, b) = ordered(*ci);
+                let cx = x + bar_w / 2.0;
+                let cap = (bar_w * 0.3).clamp(1.5, 5.0);
+                let style = r##"stroke="#222222" stroke-width="1.2""##;
+                svg.line(cx, f.sy(a), cx, f.sy(b), style);
+                svg.line(cx - cap, f.sy(a), cx + cap, f.sy(a), style);
+                svg.line(cx - cap, f.sy(b), cx + cap, f.sy(b), style);
+            }
+        }
+        let cx = f.left + group_w * (c as f64 + 0.5);
+        svg.line(cx, f.bottom, cx, f.bottom + 5.0, AXIS_STYLE);
+        if slant {
+            let ty = f.bottom + 8.0 + cat_font * 0.8;
+            svg.text(
+                cx,
+                ty,
+                cat_font,
+                "end",
+                name,
+                &format!(r##"transform="rotate(-35 {cx:.2} {ty:.2})" fill="#333333""##),
+            );
+        } else {
+            svg.text(
+                cx,
+                f.bottom + 8.0 + cat_font,
+                cat_font,
+                "middle",
+                name,
+                r##"fill="#333333""##,
+            );
+        }
+    }
+    // Legend right of the plot.
+    let lx = f.right + 20.0;
+    let ly = f.top;
+    svg.rect(
+        lx,
+        ly,
+        legend_w,
+        legend_h,
+        r##"fill="#ffffff" stroke="#bbbbbb" stroke-width="1" rx="3""##,
+    );
+    for (k, s) in spec.series.iter().enumerate() {
+        let cy = ly + 6.0 + 20.0 * (k as f64 + 0.5);
+        let color = PALETTE[k % PALETTE.len()];
+        svg.rect(
+            lx + 8.0,
+            cy - 6.0,
+            12.0,
+            12.0,
+            &format!(r#"fill="{color}""#),
+        );
+        svg.text(
+            lx + 26.0,
+            cy + 4.0,
+            legend_font,
+            "start",
+            &s.name,
+            r##"fill="#222222""##,
+        );
+    }
+    svg.title(&spec.title);
+    y_axis_label(&mut svg, &f, &spec.y_label, f.left - 8.0 - y_tick_w - 12.0);
+    Ok(svg.finish())
+}
+
+// ---------------------------------------------------------------------------
+// PNG.
+
+/// The system fonts, loaded once. When none of the families of
+/// [`FONT_FAMILY`] is installed, the generic `sans-serif` is pointed at
+/// whatever font there is.
+fn fonts() -> Arc<fontdb::Database> {
+    static FONTS: OnceLock<Arc<fontdb::Database>> = OnceLock::new();
+    FONTS
+        .get_or_init(|| {
+            let mut db = fontdb::Database::new();
+            db.load_system_fonts();
+            let preferred = ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"];
+            let has = |name: &str| {
+                db.faces()
+                    .any(|f| f.families.iter().any(|(n, _)| n == name))
+            };
+            let family = preferred
+                .iter()
+                .find(|n| has(n))
+                .map(|s| s.to_string())
+                .or_else(|| {
+                    db.faces()
+                        .next()
+                        .and_then(|f| f.families.first().map(|(n, _)| n.clone()))
+                });
+            if let Some(family) = family {
+                db.set_sans_serif_family(family);
+            }
+            Arc::new(db)
+        })
+        .clone()
+}
+
+/// Renders an SVG document to PNG bytes, `scale` pixels per SVG unit.
+///
+/// Text uses the system fonts (loaded once per process); when no suitable
+/// font is installed the text is left out rather than failing. The PNG is
+/// `ceil(width × scale)` by `ceil(height × scale)` pixels.
+///
+/// Errors: [`Error::Invalid`] for a scale that is not a positive finite
+/// number or a result larger than [`MAX_PNG_SIDE`] pixels a side,
+/// [`Error::Svg`] when the SVG does not parse, [`Error::Render`] when
+/// encoding fails.
+pub fn svg_to_png(svg: &str, scale: f32) -> Result<Vec<u8>> {
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(Error::Invalid(format!(
+            "PNG scale must be a positive number, not {scale}"
+        )));
+    }
+    let opt = usvg::Options {
+        fontdb: fonts(),
+        font_family: "sans-serif".to_string(),
+        ..usvg::Options::default()
+    };
+    let tree = usvg::Tree::from_str(svg, &opt).map_err(|e| Error::Svg(e.to_string()))?;
+    let size = tree.size();
+    let w = (f64::from(size.width()) * f64::from(scale)).ceil();
+    let h = (f64::from(size.height()) * f64::from(scale)).ceil();
+    let max = f64::from(MAX_PNG_SIDE);
+    if !(w >= 1.0 && h >= 1.0 && w <= max && h <= max) {
+        return Err(Error::Invalid(format!(
+            "PNG of {w}×{h} pixels is out of range (at most {MAX_PNG_SIDE} a side)"
+        )));
+    }
+    let mut pixmap = tiny_skia::Pixmap::new(w as u32, h as u32)
+        .ok_or_else(|| Error::Render(format!("cannot allocate a {w}×{h} image")))?;
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
+    pixmap
+        .encode_png()
+        .map_err(|e| Error::Render(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------
+// From results.
+
+/// Picks one metric of one subset of one dataset: `[DATASET:]METRIC[@SUBSET]`.
+///
+/// Examples: `top1` (the only dataset that has `top1`, subset `all`),
+/// `real:top1`, `real:top1@labels=2`, `map-classes@group=dog`. Without a
+/// dataset the selector matches when exactly one dataset has the metric;
+/// the subset defaults to `all`. Whitespace around the parts is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    /// Dataset name; `None` picks the only dataset that has the metric.
+    pub dataset: Option<String>,
+    /// Metric name.
+    pub metric: String,
+    /// Subset name (`all` by default).
+    pub subset: String,
+}
+
+impl Selector {
+    /// Parses `[DATASET:]METRIC[@SUBSET]` (see [`Selector`]).
+    ///
+    /// The subset is what follows the first `@`; the dataset is what comes
+    /// before the last `:` in front of it (metric names hold no `:`).
+    pub fn parse(s: &str) -> Result<Selector> {
+        let bad = |reason: &str| Error::Selector {
+            selector: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let (head, subset) = match s.split_once('@') {
+            Some((h, sub)) => {
+                let sub = sub.trim();
+                if sub.is_empty() {
+                    return Err(bad(
+                        "empty subset after '@' (expected [DATASET:]METRIC[@SUBSET])",
+                    ));
+                }
+                (h, sub.to_string())
+            }
+            None => (s, "all".to_string()),
+        };
+        let (dataset, metric) = match head.rsplit_once(':') {
+            Some((d, m)) => {
+                let d = d.trim();
+                if d.is_empty() {
+                    return Err(bad(
+                        "empty dataset before ':' (expected [DATASET:]METRIC[@SUBSET])",
+                    ));
+                }
+                (Some(d.to_string()), m.trim())
+            }
+            None => (None, head.trim()),
+        };
+        if metric.is_empty() {
+            return Err(bad("no metric (expected [DATASET:]METRIC[@SUBSET])"));
+        }
+        Ok(Selector {
+            dataset,
+            metric: metric.to_string(),
+            subset,
+        })
+    }
+
+    /// A readable description such as `real top1` or `real top1, labels=2`,
+    /// with `dataset` standing in for a missing dataset name.
+    fn describe(&self, dataset: &str) -> String {
+        if self.subset == "all" {
+            format!("{dataset} {}", self.metric)
+        } else {
+            format!("{dataset} {}, {}", self.metric, self.subset)
+        }
+    }
+}
+
+impl FromStr for Selector {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Selector> {
+        Selector::parse(s)
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.dataset {
+            write!(f, "{d}:")?;
+        }
+        write!(f, "{}", self.metric)?;
+        if self.subset != "all" {
+            write!(f, "@{}", self.subset)?;
+        }
+        Ok(())
+    }
+}
+
+/// The dataset the rows matching `pick` belong to: `given` if set (and
+/// present), else the only one.
+fn resolve_dataset(
+    results: &ResultSet,
+    given: Option<&str>,
+    what: &str,
+    pick: impl Fn(&ResultRow) -> bool,
+) -> Result<String> {
+    let mut found: Vec<&str> = Vec::new();
+    for r in results.rows.iter().filter(|r| pick(r)) {
+        if !found.contains(&r.dataset.as_str()) {
+            found.push(&r.dataset);
+        }
+    }
+    let err = |reason: String| Error::Selector {
+        selector: what.to_string(),
+        reason,
+    };
+    match given {
+        Some(d) if found.contains(&d) => Ok(d.to_string()),
+        Some(_) if found.is_empty() => Err(Error::Empty(format!("no result rows for {what}"))),
+        Some(d) => Err(err(format!(
+            "dataset {d:?} has no such rows; datasets that have them: {}",
+            found.join(", ")
+        ))),
+        None => match found.as_slice() {
+            [] => Err(Error::Empty(format!("no result rows for {what}"))),
+            [one] => Ok(one.to_string()),
+            many => Err(err(format!(
+                "several datasets have it ({}); write DATASET:METRIC",
+                many.join(", ")
+            ))),
+        },
+    }
+}
+
+/// Scale factor (100 for rates) and the axis-label suffix.
+fn percent(results: &ResultSet, metric: &str) -> (f64, &'static str) {
+    if is_rate(results, metric) {
+        (100.0, " (%)")
+    } else {
+        (1.0, "")
+    }
+}
+
+/// Builds a scatter plot with one point per model that has both the `x` and
+/// the `y` value (models in first-seen order).
+///
+/// Rates are given in percent; intervals are carried over. The axis labels
+/// describe the selectors (`real top1 (%)`), the title is `Y vs X`.
+///
+/// Errors: [`Error::Selector`] when a selector without dataset matches
+/// several datasets, or names a dataset that lacks the metric;
+/// [`Error::Empty`] when no row matches or no model has both values.
+pub fn scatter_from_results(
+    results: &ResultSet,
+    x: &Selector,
+    y: &Selector,
+    diagonal: bool,
+    fit: bool,
+) -> Result<ScatterSpec> {
+    let dx = resolve_dataset(results, x.dataset.as_deref(), &x.to_string(), |r| {
+        r.metric == x.metric && r.subset == x.subset
+    })?;
+    let dy = resolve_dataset(results, y.dataset.as_deref(), &y.to_string(), |r| {
+        r.metric == y.metric && r.subset == y.subset
+    })?;
+    let (kx, ux) = percent(results, &x.metric);
+    let (ky, uy) = percent(results, &y.metric);
+    let ci = |r: &ResultRow, k: f64| match (r.ci_low, r.ci_high) {
+        (Some(lo), Some(hi)) => Some((lo * k, hi * k)),
+        _ => None,
+    };
+    let mut points = Vec::new();
+    for m in results.models() {
+        let (Some(rx), Some(ry)) = (
+            results.find(m, &dx, &x.metric, &x.subset),
+            results.find(m, &dy, &y.metric, &y.subset),
+        ) else {
+            continue;
+        };
+        points.push(Point {
+            label: m.to_string(),
+            x: rx.value * kx,
+            y: ry.value * ky,
+            x_ci: ci(rx, kx),
+            y_ci: ci(ry, ky),
+        });
+    }
+    if points.is_empty() {
+        return Err(Error::Empty(format!("no model has both {x} and {y}")));
+    }
+    let (x_desc, y_desc) = (x.describe(&dx), y.describe(&dy));
+    Ok(ScatterSpec {
+        title: format!("{y_desc} vs {x_desc}"),
+        x_label: format!("{x_desc}{ux}"),
+        y_label: format!("{y_desc}{uy}"),
+        points,
+        diagonal,
+        fit,
+    })
+}
+
+/// Whether `subset` is one of the buckets named by `prefix`: `labels`
+/// matches `labels=2` and `labels>=4`, `group` matches `group=dog`; a
+/// prefix ending in `=`, `<` or `>` matches by plain prefix.
+fn in_buckets(subset: &str, prefix: &str) -> bool {
+    if subset == "all" {
+        return false;
+    }
+    if prefix.is_empty() {
+        return true;
+    }
+    match subset.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with(['=', '<', '>']) || rest.starts_with(['=', '<', '>', '!']),
+        None => false,
+    }
+}
+
+/// Builds a grouped bar chart of `metric` over the subsets named by
+/// `subset_prefix` (`labels` gives the categories `labels=1`, `labels=2`,
+/// ... in first-seen order), one series per model (first-seen order).
+///
+/// Rates are given in percent; intervals are carried over. Without
+/// `dataset` the only dataset with such rows is used.
+///
+/// Errors: [`Error::Selector`] when several datasets qualify or the given
+/// one has no such rows; [`Error::Empty`] when no row matches.
+pub fn buckets_from_results(
+    results: &ResultSet,
+    dataset: Option<&str>,
+    metric: &str,
+    subset_prefix: &str,
+) -> Result<BarSpec> {
+    let what = format!("{metric} by {subset_prefix}");
+    let d = resolve_dataset(results, dataset, &what, |r| {
+        r.metric == metric && in_buckets(&r.subset, subset_prefix)
+    })?;
+    let rows: Vec<&ResultRow> = results
+        .rows
+        .iter()
+        .filter(|r| r.dataset == d && r.metric == metric && in_buckets(&r.subset, subset_prefix))
+        .collect();
+    let mut categories: Vec<String> = Vec::new();
+    let mut models: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !categories.contains(&r.subset) {
+            categories.push(r.subset.clone());
+        }
+        if !models.contains(&r.model.as_str()) {
+            models.push(&r.model);
+        }
+    }
+    let (k, unit) = percent(results, metric);
+    let series = models
+        .iter()
+        .map(|m| {
+            let found: Vec<Option<&ResultRow>> = categories
+                .iter()
+                .map(|c| {
+                    rows.iter()
+                        .find(|r| r.model == *m && r.subset == *c)
+                        .copied()
+                })
+                .collect();
+            BarSeries {
+                name: m.to_string(),
+                values: found.iter().map(|r| r.map(|r| r.value * k)).collect(),
+                ci: found
+                    .iter()
+                    .map(|r| match r.map(|r| (r.ci_low, r.ci_high)) {
+                        Some((Some(lo), Some(hi))) => Some((lo * k, hi * k)),
+                        _ => None,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Ok(BarSpec {
+        title: format!("{metric} by {subset_prefix} ({d})"),
+        y_label: format!("{metric}{unit}"),
+        categories,
+        series,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_axes() {
+        assert_eq!(fmt_sig(11.68123, 4), "11.68");
+        assert_eq!(fmt_sig(0.0034171, 4), "0.003417");
+        assert_eq!(fmt_sig(-0.92211, 3), "-0.922");
+        assert_eq!(fmt_sig(12345.6, 3), "12346");
+        let a = Axis::covering(71.3, 88.9, 6);
+        assert_eq!((a.min, a.max, a.step), (70.0, 90.0, 5.0));
+        assert_eq!(a.ticks(), [70.0, 75.0, 80.0, 85.0, 90.0]);
+        assert_eq!(a.label(75.0), "75");
+        let b = Axis::covering(0.0, 0.93, 5);
+        assert_eq!(b.label(b.ticks()[1]), "0.2");
+        let c = Axis::covering(-0.3, 0.3, 6);
+        assert!(
+            c.ticks().iter().any(|&t| c.label(t) == "0.0"),
+            "{:?}",
+            c.ticks()
+        );
+        // A single value still gives an axis of positive length.
+        let d = Axis::covering(50.0, 50.0, 6);
+        assert!(d.min < 50.0 && d.max > 50.0);
+    }
+
+    #[test]
+    fn clipping() {
+        let seg = clip_segment((-1.0, -1.0), (2.0, 2.0), 0.0, 1.0, 0.0, 1.0).unwrap();
+        assert_eq!(seg, ((0.0, 0.0), (1.0, 1.0)));
+        assert!(clip_segment((0.0, 5.0), (1.0, 6.0), 0.0, 1.0, 0.0, 1.0).is_none());
+        let seg = clip_segment((0.0, 0.5), (1.0, 0.5), 0.0, 1.0, 0.0, 1.0).unwrap();
+        assert_eq!(seg, ((0.0, 0.5), (1.0, 0.5)));
+    }
+
+    #[test]
+    fn bucket_prefixes() {
+        assert!(in_buckets("labels=2", "labels"));
+        assert!(in_buckets("labels>=4", "labels"));
+        assert!(!in_buckets("labelsx", "labels"));
+        assert!(in_buckets("group=dog", "group="));
+        assert!(!in_buckets("all", ""));
+    }
+}
