@@ -174,6 +174,10 @@ pub struct EvalArgs {
     /// Evaluate the images that labels and predictions share when they do not cover the same images.
     #[arg(long)]
     pub allow_partial: bool,
+    /// Rank models (leaderboard order) by this metric on subset `all`, best first; `file` keeps
+    /// the order of the files. The default ranks by top1 when present.
+    #[arg(long, default_value = "top1", value_name = "METRIC|file")]
+    pub sort: String,
     /// Print one JSON object with `rows` on standard output (same as --format json).
     #[arg(long)]
     pub json: bool,

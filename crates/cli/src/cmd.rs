@@ -212,6 +212,9 @@ fn eval(a: EvalArgs) -> Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if a.sort != "file" {
+        rank_models(&mut results, &a.sort);
+    }
     results.notes = notes;
     let meta = vec![
         ("labels".to_string(), a.labels.display().to_string()),
@@ -220,6 +223,26 @@ fn eval(a: EvalArgs) -> Result<()> {
         ("prediction files".to_string(), files.len().to_string()),
     ];
     output::emit_eval(&a, &results, &meta)
+}
+
+/// Reorders rows so that models come best first by `metric` (subset `all`);
+/// models without that metric keep their order after the others. Rows of one
+/// model keep their relative order.
+fn rank_models(results: &mut ResultSet, metric: &str) {
+    let models: Vec<String> = results.models().into_iter().map(str::to_string).collect();
+    let score = |m: &str| results.rows.iter().find(|r| r.model == m && r.metric == metric && r.subset == "all").map(|r| r.value);
+    let mut ranked: Vec<(usize, Option<f64>)> = models.iter().enumerate().map(|(i, m)| (i, score(m))).collect();
+    ranked.sort_by(|x, y| match (x.1, y.1) {
+        (Some(a), Some(b)) => b.total_cmp(&a).then(x.0.cmp(&y.0)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => x.0.cmp(&y.0),
+    });
+    let rank: std::collections::HashMap<&str, usize> =
+        ranked.iter().enumerate().map(|(pos, (i, _))| (models[*i].as_str(), pos)).collect();
+    let mut rows = std::mem::take(&mut results.rows);
+    rows.sort_by_key(|r| rank[r.model.as_str()]);
+    results.rows = rows;
 }
 
 fn compare_labels(a: CompareArgs) -> Result<()> {

@@ -226,9 +226,12 @@ pub struct PerClassAp {
 /// bootstrap resample): row `i` counts `weights[i]` times, as a positive or a
 /// negative; weight 0 drops the row. `None` means every row counts once.
 ///
-/// The matrix is read once, row by row, with rows split across rayon threads;
-/// the extra memory is proportional to the number of positive labels, not to
-/// the size of the matrix.
+/// The matrix is read once in row-major tiles, with rows split across rayon
+/// threads; each score is placed among its class's distinct positive scores
+/// by a bucket table (expected constant time, see `ClassIndex`) and counted
+/// in a per-thread histogram. No column is gathered or sorted: the extra
+/// memory is proportional to the number of positive labels, not to the size
+/// of the matrix.
 ///
 /// # Panics
 ///
@@ -367,10 +370,14 @@ pub fn per_class_ap(
 /// Lookup structure of one class for [`ClassIndex::count_at_or_below`].
 #[derive(Debug, Clone, Copy)]
 struct ClassLookup {
-    /// Lowest threshold (0 when the class has none).
-    lo: f32,
-    /// Buckets per unit of score above `lo`.
-    scale: f32,
+    /// Weight of the score itself in the bucket coordinate (0 or 1).
+    by_value: f64,
+    /// Weight of the order-preserving bit pattern of the score (0 or 1).
+    by_bits: f64,
+    /// Coordinate of the lowest threshold.
+    origin: f64,
+    /// Buckets per unit of coordinate.
+    scale: f64,
     /// Last bucket index.
     kmax: usize,
     /// Start of the class's bucket table in `ClassIndex::table`.
@@ -380,21 +387,36 @@ struct ClassLookup {
     off: usize,
 }
 
+/// Order-preserving map from `f32` to `u32` (`-0.0` is mapped as `0.0`, so
+/// values that compare equal get the same key).
+#[inline]
+fn order_key(s: f32) -> u32 {
+    let bits = (s + 0.0).to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
 /// Thresholds of every class with a bucket table for counting, in expected
 /// constant time and without unpredictable branches, how many thresholds are
 /// at or below a score.
 ///
-/// Class `j` with thresholds `t_0 < … < t_{m−1}` gets `K = 2m` buckets: the
-/// bucket of a score is `clamp(⌊(s − t_0) · K / (t_{m−1} − t_0)⌋, 0, K − 1)`
-/// computed in `f32`. Every step is monotone non-decreasing in `s` and the
-/// same code computes the bucket of a threshold and of a query, so a threshold
-/// in a lower bucket than `s` is `< s` and one in a higher bucket is `> s`,
-/// whatever the rounding. `table[b]` is the number of thresholds in buckets
-/// before `b`; the answer is `table[b]` plus the thresholds of bucket `b` that
-/// are `<= s`, a prefix of that bucket. Two probes settle buckets of at most
-/// two thresholds (the threshold list is padded with two `+∞`, and thresholds
-/// of later buckets are `> s`, so probing past the bucket is harmless); a
-/// binary search handles larger buckets.
+/// Class `j` with thresholds `t_0 < … < t_{m−1}` gets `K = 2m` buckets over a
+/// coordinate `x(s)`, either the score itself (even spacing, good for logits)
+/// or its order-preserving bit pattern (roughly logarithmic spacing, good for
+/// probabilities), whichever spreads the class's thresholds better. The bucket
+/// of a score is `min(⌊(x(s) − x(t_0)) · K / (x(t_{m−1}) − x(t_0))⌋, K − 1)`,
+/// 0 below `t_0`, in `f64`. Every step is monotone non-decreasing in `s` and
+/// the same code computes the bucket of a threshold and of a query, so a
+/// threshold in a lower bucket than `s` is `< s` and one in a higher bucket
+/// is `> s`, whatever the rounding. `table[b]` is the number of thresholds in
+/// buckets before `b`; the answer is `table[b]` plus the thresholds of bucket
+/// `b` that are `<= s`, a prefix of that bucket. Two probes settle it unless
+/// both succeed and the bucket holds more than two thresholds (the threshold
+/// list is padded with two `+∞`, and thresholds of later buckets are `> s`, so
+/// probing past the bucket is harmless); a binary search handles the rest.
 struct ClassIndex {
     classes: Vec<ClassLookup>,
     thresholds: Vec<f32>,
@@ -408,6 +430,7 @@ impl ClassIndex {
             thresholds: Vec::new(),
             table: Vec::new(),
         };
+        let mut sizes: Vec<u32> = Vec::new();
         for t in per_class {
             let m = t.asc.len();
             let off = index.thresholds.len();
@@ -420,26 +443,53 @@ impl ClassIndex {
                 (Some(&lo), Some(&hi)) => (lo, hi),
                 _ => (0.0, 0.0),
             };
-            // A zero scale (one threshold, or a range that overflows) puts
-            // everything in bucket 0: still correct, just the slow path.
-            let scale = if hi > lo {
-                (k as f32 / (hi - lo)).min(f32::MAX)
-            } else {
-                0.0
+            let table = index.table.len();
+            let make = |by_value: f64, by_bits: f64| {
+                let mut class = ClassLookup {
+                    by_value,
+                    by_bits,
+                    origin: 0.0,
+                    scale: 0.0,
+                    kmax: k - 1,
+                    table,
+                    off,
+                };
+                class.origin = class.coordinate(lo);
+                let range = class.coordinate(hi) - class.origin;
+                // A zero scale (one threshold) puts everything in bucket 0:
+                // still correct, just the slow path.
+                if range > 0.0 {
+                    class.scale = (k as f64 / range).min(f64::MAX);
+                }
+                class
             };
-            let class = ClassLookup {
-                lo,
-                scale,
-                kmax: k - 1,
-                table: index.table.len(),
-                off,
+            // Pick the coordinate whose buckets are most even (Σ size²).
+            let mut best: Option<(u64, ClassLookup)> = None;
+            for class in [make(1.0, 0.0), make(0.0, 1.0)] {
+                sizes.clear();
+                sizes.resize(k, 0);
+                for &x in &t.asc {
+                    sizes[class.bucket(x)] += 1;
+                }
+                let cost: u64 = sizes.iter().map(|&v| u64::from(v) * u64::from(v)).sum();
+                let better = match best {
+                    None => true,
+                    Some((c, _)) => cost < c,
+                };
+                if better {
+                    best = Some((cost, class));
+                }
+            }
+            let class = match best {
+                Some((_, class)) => class,
+                None => make(1.0, 0.0),
             };
-            index.table.resize(class.table + k + 1, 0);
+            index.table.resize(table + k + 1, 0);
             for &x in &t.asc {
-                index.table[class.table + class.bucket(x) + 1] += 1;
+                index.table[table + class.bucket(x) + 1] += 1;
             }
             for b in 0..k {
-                index.table[class.table + b + 1] += index.table[class.table + b];
+                index.table[table + b + 1] += index.table[table + b];
             }
             index.classes.push(class);
         }
@@ -467,11 +517,18 @@ impl ClassIndex {
 }
 
 impl ClassLookup {
+    /// Bucket coordinate of a score: exact, monotone non-decreasing, and equal
+    /// for scores that compare equal.
+    #[inline]
+    fn coordinate(&self, s: f32) -> f64 {
+        self.by_value * f64::from(s) + self.by_bits * f64::from(order_key(s))
+    }
+
     /// Bucket of a score (monotone non-decreasing in `s`).
     #[inline]
     fn bucket(&self, s: f32) -> usize {
-        // `as u32` saturates: negative values and NaN (∞ · 0) give 0.
-        (((s - self.lo) * self.scale) as u32 as usize).min(self.kmax)
+        // `as u32` saturates: values below the origin give 0.
+        (((self.coordinate(s) - self.origin) * self.scale) as u32 as usize).min(self.kmax)
     }
 }
 
@@ -671,9 +728,8 @@ mod tests {
         let scores: Vec<f32> = (0..n * c).map(|_| next()).collect();
         let gt: Vec<Vec<u32>> = (0..n)
             .map(|i| {
-                (0..c as u32)
-                    .filter(|j| (j * 7 + i as u32) % 3 == 0)
-                    .collect()
+                // Every third class, starting at i mod 3.
+                (i as u32 % 3..c as u32).step_by(3).collect()
             })
             .collect();
         let rows = per_sample_ap(&scores, n, c, &gt);
@@ -684,7 +740,7 @@ mod tests {
             }
         }
         // Transposed: c rows, n classes; the gt of the transposed rows are
-        // all non-empty since every row above has ≥ 1 label per 3 columns.
+        // all non-empty since the rows above cover all residues mod 3.
         let mut tgt = vec![Vec::new(); c];
         for (i, labels) in gt.iter().enumerate() {
             for &j in labels {
@@ -694,8 +750,107 @@ mod tests {
         // Every transposed row must be included for equivalence.
         assert!(tgt.iter().all(|g| !g.is_empty()));
         let cols = per_class_ap(&t, c, n, &tgt, None);
+        assert_eq!(rows.len(), n);
+        for (i, (r, col)) in rows.iter().zip(&cols.ap).enumerate() {
+            assert!(close(r.unwrap(), col.unwrap()), "{i}");
+        }
+    }
+
+    /// Class-wise AP straight from the definition, O(n²) per class.
+    fn naive_class_ap(
+        scores: &[f32],
+        n: usize,
+        c: usize,
+        gt: &[Vec<u32>],
+        w: &[u32],
+        j: usize,
+    ) -> Option<(f64, f64)> {
+        let items: Vec<(f32, bool, f64)> = (0..n)
+            .filter(|&i| !gt[i].is_empty() && w[i] > 0)
+            .map(|i| {
+                (
+                    scores[i * c + j],
+                    gt[i].contains(&(j as u32)),
+                    f64::from(w[i]),
+                )
+            })
+            .collect();
+        let total: f64 = items.iter().filter(|x| x.1).map(|x| x.2).sum();
+        if total == 0.0 {
+            return None;
+        }
+        let mut thresholds: Vec<f32> = items.iter().map(|x| x.0).collect();
+        thresholds.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        thresholds.dedup();
+        let points: Vec<(f64, f64)> = thresholds
+            .iter()
+            .map(|&t| {
+                let tp: f64 = items.iter().filter(|x| x.1 && x.0 >= t).map(|x| x.2).sum();
+                let all: f64 = items.iter().filter(|x| x.0 >= t).map(|x| x.2).sum();
+                (tp / total, tp / all)
+            })
+            .collect();
+        let (mut ap, mut voc, mut previous) = (0.0, 0.0, 0.0);
+        for (i, &(r, p)) in points.iter().enumerate() {
+            let envelope = points[i..].iter().map(|x| x.1).fold(0.0, f64::max);
+            ap += (r - previous) * p;
+            voc += (r - previous) * envelope;
+            previous = r;
+        }
+        Some((ap, voc))
+    }
+
+    #[test]
+    fn per_class_ap_matches_naive_on_awkward_columns() {
+        // Columns designed for every path of the bucket lookup: probabilities
+        // over many orders of magnitude, clustered thresholds with an outlier
+        // (large buckets), ±0.0, huge and subnormal values, a single distinct
+        // value, and random quantised scores.
+        let (n, c) = (400, 8);
+        let mut state = 99u64;
+        let mut unif = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut scores = vec![0f32; n * c];
+        let mut gt = vec![Vec::new(); n];
+        let mut w = vec![1u32; n];
         for i in 0..n {
-            assert!(close(rows[i].unwrap(), cols.ap[i].unwrap()), "{i}");
+            let u: Vec<f64> = (0..c).map(|_| unif()).collect();
+            scores[i * c] = (10f64.powf(-12.0 * u[0])) as f32;
+            scores[i * c + 1] = if u[1] < 0.05 {
+                100.0
+            } else {
+                (1e-6 * u[1]) as f32
+            };
+            scores[i * c + 2] = [-0.0f32, 0.0, 1.0, -1.0][(u[2] * 4.0) as usize];
+            scores[i * c + 3] = [3e38f32, -3e38, 1e-45, -1e-45, 0.0][(u[3] * 5.0) as usize];
+            scores[i * c + 4] = 0.25;
+            scores[i * c + 5] = ((u[5] * 16.0).floor() / 16.0) as f32;
+            scores[i * c + 6] = (u[6] * 2.0 - 1.0) as f32 * 1e-30;
+            scores[i * c + 7] = (u[7] - 0.5) as f32;
+            if unif() > 0.1 {
+                gt[i] = (0..c as u32).filter(|_| unif() < 0.3).collect();
+            }
+            w[i] = (unif() * 3.0) as u32;
+        }
+        for weights in [None, Some(&w[..])] {
+            let r = per_class_ap(&scores, n, c, &gt, weights);
+            let ones = vec![1u32; n];
+            for j in 0..c {
+                let want = naive_class_ap(&scores, n, c, &gt, weights.unwrap_or(&ones), j);
+                match (r.ap[j].zip(r.ap_voc[j]), want) {
+                    (Some((a, v)), Some((wa, wv))) => {
+                        assert!(
+                            (a - wa).abs() < 1e-12 && (v - wv).abs() < 1e-12,
+                            "class {j}: {a} {v} vs {wa} {wv}"
+                        )
+                    }
+                    (got, want) => panic!("class {j}: {got:?} vs {want:?}"),
+                }
+            }
         }
     }
 

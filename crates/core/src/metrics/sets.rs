@@ -341,6 +341,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// Set metrics over all rows, or over the row indices in `rows`.
 ///
+/// A row index listed twice in `rows` counts twice.
 /// Rows with an empty ground truth are skipped. Micro averages sum TP, FP and
 /// FN over **all** classes (a prediction of a class absent from the ground
 /// truth is a false positive). Macro averages are taken over the classes
