@@ -113,9 +113,13 @@ pub struct ClassArgs {
 pub struct EvalArgs {
     /// Ground truth: ReaL real.json, INv2-ML json, ImageNetV2 dataset json, CSV/TSV
     /// (name, labels...), JSON {name: [labels]}, or expert labels (TFDS imagenet2012_multilabel
-    /// schema). The format is detected from content.
+    /// schema). The format is detected from content. A `.npz` of ReaL-style rater scores is
+    /// thresholded at --rater-threshold (images without scores keep their original label).
     #[arg(long, value_name = "FILE")]
     pub labels: PathBuf,
+    /// Threshold for rater-score (.npz) labels.
+    #[arg(long, default_value_t = 0.8)]
+    pub rater_threshold: f64,
     /// Force the label format instead of detecting it.
     #[arg(long, value_name = "FORMAT", value_parser = ["real", "inv2-ml", "dataset", "json", "csv", "tsv", "expert"])]
     pub labels_format: Option<String>,

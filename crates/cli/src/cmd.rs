@@ -70,7 +70,12 @@ fn eval(a: EvalArgs) -> Result<()> {
     if a.k.is_empty() || a.k.contains(&0) {
         bail!("--k: expected positive integers such as 1,5");
     }
-    let label_source = labels::load_labels(&a.labels, format, &classes)?;
+    let is_rater_scores = a.labels.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    let mut label_source = match is_rater_scores {
+        // Rater scores need the image list and original labels: built below, once the order is known.
+        true => None,
+        false => Some(labels::load_labels(&a.labels, format, &classes)?),
+    };
     let mut files: Vec<PathBuf> = Vec::new();
     for spec in &a.predictions {
         for f in predictions::discover(spec)? {
@@ -163,6 +168,26 @@ fn eval(a: EvalArgs) -> Result<()> {
         allow_partial: a.allow_partial,
     };
     let dataset_name = a.dataset.clone().unwrap_or_else(|| file_stem(&a.labels));
+    let label_source = match label_source.take() {
+        Some(l) => l,
+        None => {
+            let orig = original.as_ref().or(order.original.as_ref()).with_context(|| {
+                format!(
+                    "{}: rater scores need the original label of every image (for unrated images): \
+                     give --images with [name, wnid] pairs or --original",
+                    a.labels.display()
+                )
+            })?;
+            let pairs: Vec<(String, u32)> = order.names.iter().cloned().zip(orig.iter().copied()).collect();
+            let triples = read_rater_scores(&a.labels, &classes)?;
+            notes.push(format!(
+                "labels rebuilt from rater scores {}: classes scoring >= {}; unrated images keep their original label",
+                a.labels.display(),
+                a.rater_threshold
+            ));
+            LabelSource::Sets(labels::from_rater_scores(&a.labels, &triples, a.rater_threshold, &pairs)?)
+        }
+    };
     let ds = Dataset::prepare(&dataset_name, order, &label_source, original, &classes, &opts)?;
     notes.extend(ds.notes.iter().cloned());
     if let Some(k) = score_kind {

@@ -140,6 +140,20 @@ fn rebuilt_real_json_equals_the_published_file() {
     ]);
     let loose: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_ne!(norm(&loose), b);
+    // The rater scores can also be given to eval directly: the published ReaL anchor again.
+    let json: serde_json::Value = serde_json::from_str(&labelscope_ok(&[
+        "eval",
+        "--labels",
+        &format!("{d}/imagenet/real_rater_scores.npz"),
+        "--predictions",
+        &format!("{d}/predictions/imagenet-val/resnet50.npy"),
+        "--images",
+        &format!("{d}/imagenet/val_original.json"),
+        "--json",
+        "--no-breakdowns",
+    ]))
+    .unwrap();
+    assert_eq!(row_counts(&json, "resnet50", "top1", "all"), Some((38_855, 46_837)));
 }
 
 #[test]
