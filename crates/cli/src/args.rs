@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Evaluate prediction files against a label source (top-k, ReaL, expert, mAP, set metrics).
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Compare two label sources image by image (exact, superset, subset, partial, empty).
     CompareLabels(CompareArgs),
     /// Class-pair co-occurrence counts and confidences of a multi-label source.

@@ -14,57 +14,30 @@ use labelscope_core::metrics::sets::{Activation, Thresholds};
 use labelscope_core::metrics::{ranking, sets};
 use labelscope_core::order::ImageOrder;
 use labelscope_core::predictions::{PredictionData, PredictionOptions, Predictions};
+use labelscope_core::npy::header_bytes;
+use labelscope_core::rng::Xoshiro256;
 use labelscope_core::ClassTable;
 
 use crate::args::BenchArgs;
-
-/// SplitMix64: a small, well-known 64-bit generator; enough for test data.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn npy_header(descr: &str, rows: usize, cols: usize) -> Vec<u8> {
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out
-}
 
 /// Writes the benchmark inputs into `dir`: `scores.npy` (f32 [rows, classes],
 /// probabilities quantised to 1/4096 so that ties occur), `labels.json`
 /// ({name: [classes]}, 1–4 labels per image, a few empty sets) and `images.txt`.
 pub fn generate(dir: &Path, rows: usize, classes: usize, seed: u64) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut rng = SplitMix(seed);
+    let mut rng = Xoshiro256::from_seed(seed);
     let mut labels = String::from("{");
     let mut images = String::new();
     let path = dir.join("scores.npy");
     labelscope_core::atomic::write_atomic_with(&path, |w| {
-        w.write_all(&npy_header("<f4", rows, classes))?;
+        w.write_all(&header_bytes("<f4", &[rows, classes]))?;
         let mut row = vec![0f32; classes];
         for i in 0..rows {
             let u = rng.unit();
             let k = if u < 0.02 { 0 } else if u < 0.62 { 1 } else if u < 0.87 { 2 } else if u < 0.96 { 3 } else { 4 };
             let mut set: Vec<usize> = Vec::with_capacity(k);
             while set.len() < k {
-                let c = (rng.next() % classes as u64) as usize;
+                let c = (rng.next_u64() % classes as u64) as usize;
                 if !set.contains(&c) {
                     set.push(c);
                 }
@@ -79,7 +52,7 @@ pub fn generate(dir: &Path, rows: usize, classes: usize, seed: u64) -> Result<()
             }
             // a few confusable negatives score high too
             for _ in 0..2 {
-                let c = (rng.next() % classes as u64) as usize;
+                let c = (rng.next_u64() % classes as u64) as usize;
                 row[c] = row[c].max((0.6 * rng.unit()) as f32);
             }
             for v in row.iter_mut() {

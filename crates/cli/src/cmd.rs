@@ -21,7 +21,7 @@ use crate::output;
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Eval(a) => eval(a),
+        Command::Eval(a) => eval(*a),
         Command::CompareLabels(a) => compare_labels(a),
         Command::Cooccur(a) => cooccur(a),
         Command::Labels(c) => labels_cmd(c),

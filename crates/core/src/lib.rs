@@ -18,6 +18,7 @@ pub mod npy;
 pub mod order;
 pub mod predictions;
 pub mod results;
+pub mod rng;
 pub mod wordnet;
 
 pub use classes::{ClassInfo, ClassTable, Group};

@@ -327,6 +327,26 @@ impl NpyHeader {
     }
 }
 
+/// The bytes of a version 1.0 `.npy` header for a C-order array of dtype
+/// `descr` (such as `<f4`) and `shape`, padded so that the data starts at a
+/// multiple of 64 bytes. Append the raw little-endian data to get a file.
+pub fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims = match shape {
+        [one] => format!("({one},)"),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
+    while (NPY_MAGIC.len() + 4 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = NPY_MAGIC.to_vec();
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out
+}
+
 /// Parses the header at the start of `bytes` (a whole `.npy` file, or at least
 /// its header). `path` is only used in error messages.
 pub fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
@@ -2022,5 +2042,22 @@ pub(crate) mod tests {
             ["ILSVRC2012_val_00036815.JPEG", "30"]
         );
         assert_eq!(info[2 * 184_961 + 1], "753");
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_round_trip() {
+        for shape in [vec![3usize], vec![50_000, 1000], vec![0, 5]] {
+            let h = header_bytes("<f4", &shape);
+            assert_eq!(h.len() % 64, 0);
+            let parsed = parse_header(&h, Path::new("x.npy")).unwrap();
+            assert_eq!(parsed.shape, shape);
+            assert_eq!(parsed.dtype, DType::F32);
+            assert_eq!(parsed.data_offset, h.len());
+        }
     }
 }

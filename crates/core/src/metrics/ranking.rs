@@ -126,7 +126,8 @@ fn ap_from_hist(asc_tp: &[u64], hist: &[u64]) -> Option<(f64, f64)> {
     Some((ap, voc))
 }
 
-fn check_shape(scores: &[f32], n: usize, c: usize, gt: &[Vec<u32>]) {
+/// Panics unless `scores` is `n × c` and `gt` has `n` rows (a caller bug, not user input).
+pub(crate) fn check_shape(scores: &[f32], n: usize, c: usize, gt: &[Vec<u32>]) {
     assert_eq!(
         Some(scores.len()),
         n.checked_mul(c),

@@ -196,13 +196,7 @@ pub fn predict_sets(
     thresholds: Thresholds,
     gt: &[Vec<u32>],
 ) -> Vec<Vec<u32>> {
-    assert_eq!(
-        Some(scores.len()),
-        n.checked_mul(c),
-        "scores has {} values, expected n × c = {n} × {c}",
-        scores.len()
-    );
-    assert_eq!(gt.len(), n, "gt has {} rows, expected {n}", gt.len());
+    super::ranking::check_shape(scores, n, c, gt);
     if c == 0 {
         return vec![Vec::new(); n];
     }
