@@ -44,7 +44,7 @@ pub enum Command {
     CompareLabels(CompareArgs),
     /// Class-pair co-occurrence counts and confidences of a multi-label source.
     Cooccur(CooccurArgs),
-    /// Label-file tools: rebuild from rater scores, convert formats.
+    /// Label-file tools: rebuild from rater scores, summarise a label file.
     #[command(subcommand)]
     Labels(LabelsCommand),
     /// Show the class table and its groups, or regenerate the embedded table.

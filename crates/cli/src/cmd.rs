@@ -309,11 +309,11 @@ fn cooccur(a: CooccurArgs) -> Result<()> {
         return Ok(());
     }
     let name = |c: u32| classes.get(c as usize).map(|x| x.name().to_string()).unwrap_or_default();
-    println!("{:>6} {:>6} {:>6} {:>6}  {:>8} {:>8}  pair", "count", "freqA", "freqB", "", "P(A|B)", "P(B|A)");
+    println!("{:>6} {:>6} {:>6}  {:>8} {:>8}  pair (A + B)", "count", "freqA", "freqB", "P(A|B)", "P(B|A)");
     for r in &rows {
         println!(
-            "{:>6} {:>6} {:>6} {:>6}  {:>8.3} {:>8.3}  {} ({}) + {} ({})",
-            r.count, r.freq_a, r.freq_b, "", r.conf_a_given_b, r.conf_b_given_a, name(r.a), r.a, name(r.b), r.b
+            "{:>6} {:>6} {:>6}  {:>8.3} {:>8.3}  {} ({}) + {} ({})",
+            r.count, r.freq_a, r.freq_b, r.conf_a_given_b, r.conf_b_given_a, name(r.a), r.a, name(r.b), r.b
         );
     }
     Ok(())
