@@ -9,11 +9,16 @@
 //! | `orig-top{k}` | top-k or scores | the same against the original single label (needs original labels) |
 //! | `expert-2020-strict` | expert labels | see [`crate::metrics::expert`] |
 //! | `expert-2022-balanced` | expert labels + original labels | see [`crate::metrics::expert`] |
-//! | `imagenet-m-errors` | expert labels | number of mistakes on ImageNet-M (value is a count) |
+//! | `imagenet-m-top1` | expert labels | on ImageNet-M, top-1 ∈ correct ∪ unclear (a count ratio) |
+//! | `imagenet-m-errors` | expert labels | number of mistakes on ImageNet-M (the value is the count) |
 //! | `map-samples` | scores | mean over images of the AP of the image's labels over the ranked classes |
 //! | `map-classes` | scores | mean over classes with positives of the non-interpolated AP (scikit-learn semantics) |
 //! | `map-classes-voc` | scores | the same with VOC all-points interpolation |
 //! | `subset-acc`, `set-iou`, `micro-*`, `macro-*` | scores + `--scores` | set metrics, see [`crate::metrics::sets`] |
+//!
+//! Count metrics (`top{k}`, `orig-top{k}`, `expert-2020-strict`,
+//! `imagenet-m-top1`, `subset-acc`) carry `correct`/`total` and a
+//! Clopper–Pearson interval; the others have `correct`/`total` null.
 //!
 //! Subsets: `all`; `labels=1`, `labels=2`, `labels=3`, `labels>=4` (number of
 //! labels in the image's set); `group=NAME` (class group of the image's
@@ -241,6 +246,11 @@ struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
+    /// A metric that is not a count ratio: `correct` and `total` stay null.
+    fn push_value(&mut self, metric: &str, subset: &str, value: f64, ci: Option<(f64, f64)>) {
+        self.push(metric, subset, None, None, value, ci);
+    }
+
     fn push(&mut self, metric: &str, subset: &str, correct: Option<u64>, total: Option<u64>, value: f64, ci: Option<(f64, f64)>) {
         self.rows.push(ResultRow {
             model: self.preds.model.clone(),
@@ -335,20 +345,14 @@ impl Evaluator<'_> {
                     let ci = self.opts.bootstrap.as_ref().and_then(|bs| {
                         bs.bootstrap_percentile(n, |w| expert::class_balanced(&h22, orig, ds.n_classes, Some(w)).1)
                     });
-                    let classes = res.per_class.iter().filter(|(_, t)| *t > 0).count() as u64;
-                    self.push("expert-2022-balanced", "all", None, Some(classes), b, ci);
+                    self.push_value("expert-2022-balanced", "all", b, ci);
                 }
                 _ => self.notes.push("expert-2022-balanced needs original labels (--images with wnids or --original)".into()),
             }
             if res.imagenet_m_total > 0 {
-                self.push(
-                    "imagenet-m-errors",
-                    "all",
-                    None,
-                    Some(res.imagenet_m_total),
-                    res.imagenet_m_errors as f64,
-                    None,
-                );
+                let (errors, total) = (res.imagenet_m_errors, res.imagenet_m_total);
+                self.push_count("imagenet-m-top1", "all", total - errors, total)?;
+                self.push_value("imagenet-m-errors", "all", errors as f64, None);
             }
         }
         if let PredictionData::Scores(m) = &self.preds.data {
@@ -374,11 +378,10 @@ impl Evaluator<'_> {
             }
             let mean = vals.iter().sum::<f64>() / vals.len() as f64;
             let ci = self.opts.bootstrap.as_ref().and_then(|b| b.bootstrap_mean(&vals));
-            self.push("map-samples", name, None, Some(vals.len() as u64), mean, ci);
+            self.push_value("map-samples", name, mean, ci);
         }
         // Class-wise mAP.
         let pc = ranking::per_class_ap(scores, n, c, gt, None);
-        let classes_with_pos = pc.ap.iter().filter(|a| a.is_some()).count() as u64;
         let (ci, ci_voc) = match (&self.opts.bootstrap, self.opts.bootstrap_classwise) {
             (Some(b), true) => {
                 let ci = b.bootstrap_percentile(n, |w| ranking::mean_defined(&ranking::per_class_ap(scores, n, c, gt, Some(w)).ap));
@@ -389,10 +392,10 @@ impl Evaluator<'_> {
             _ => (None, None),
         };
         if let Some(v) = ranking::mean_defined(&pc.ap) {
-            self.push("map-classes", "all", None, Some(classes_with_pos), v, ci);
+            self.push_value("map-classes", "all", v, ci);
         }
         if let Some(v) = ranking::mean_defined(&pc.ap_voc) {
-            self.push("map-classes-voc", "all", None, Some(classes_with_pos), v, ci_voc);
+            self.push_value("map-classes-voc", "all", v, ci_voc);
         }
         // Set metrics.
         let Some(kind) = self.opts.score_kind else {
@@ -417,16 +420,14 @@ impl Evaluator<'_> {
             return Ok(());
         }
         self.push_count("subset-acc", subset, s.exact, s.images)?;
-        let t = Some(s.images);
-        self.push("set-iou", subset, None, t, s.mean_iou, None);
-        self.push("micro-precision", subset, None, t, s.micro_precision, None);
-        self.push("micro-recall", subset, None, t, s.micro_recall, None);
-        self.push("micro-f1", subset, None, t, s.micro_f1, None);
+        self.push_value("set-iou", subset, s.mean_iou, None);
+        self.push_value("micro-precision", subset, s.micro_precision, None);
+        self.push_value("micro-recall", subset, s.micro_recall, None);
+        self.push_value("micro-f1", subset, s.micro_f1, None);
         if with_macro {
-            let mc = Some(s.macro_classes);
-            self.push("macro-precision", subset, None, mc, s.macro_precision, None);
-            self.push("macro-recall", subset, None, mc, s.macro_recall, None);
-            self.push("macro-f1", subset, None, mc, s.macro_f1, None);
+            self.push_value("macro-precision", subset, s.macro_precision, None);
+            self.push_value("macro-recall", subset, s.macro_recall, None);
+            self.push_value("macro-f1", subset, s.macro_f1, None);
         }
         Ok(())
     }
