@@ -12,9 +12,9 @@ use labelscope_core::labels::{self};
 use labelscope_core::metrics::intervals::Bootstrap;
 use labelscope_core::metrics::sets::{Activation, Thresholds};
 use labelscope_core::metrics::{ranking, sets};
+use labelscope_core::npy::header_bytes;
 use labelscope_core::order::ImageOrder;
 use labelscope_core::predictions::{PredictionData, PredictionOptions, Predictions};
-use labelscope_core::npy::header_bytes;
 use labelscope_core::rng::Xoshiro256;
 use labelscope_core::ClassTable;
 
@@ -34,7 +34,17 @@ pub fn generate(dir: &Path, rows: usize, classes: usize, seed: u64) -> Result<()
         let mut row = vec![0f32; classes];
         for i in 0..rows {
             let u = rng.unit();
-            let k = if u < 0.02 { 0 } else if u < 0.62 { 1 } else if u < 0.87 { 2 } else if u < 0.96 { 3 } else { 4 };
+            let k = if u < 0.02 {
+                0
+            } else if u < 0.62 {
+                1
+            } else if u < 0.87 {
+                2
+            } else if u < 0.96 {
+                3
+            } else {
+                4
+            };
             let mut set: Vec<usize> = Vec::with_capacity(k);
             while set.len() < k {
                 let c = (rng.next_u64() % classes as u64) as usize;

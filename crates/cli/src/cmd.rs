@@ -137,11 +137,15 @@ fn eval(a: EvalArgs) -> Result<()> {
             let sets = load_sets(p, &classes)?;
             let mut o = Vec::with_capacity(order.len());
             for name in &order.names {
-                let s = sets
-                    .get(name)
-                    .with_context(|| format!("{}: image {name:?} of the image order has no original label", p.display()))?;
+                let s = sets.get(name).with_context(|| {
+                    format!("{}: image {name:?} of the image order has no original label", p.display())
+                })?;
                 if s.len() != 1 {
-                    bail!("{}: image {name:?} has {} labels; --original needs exactly one per image", p.display(), s.len());
+                    bail!(
+                        "{}: image {name:?} has {} labels; --original needs exactly one per image",
+                        p.display(),
+                        s.len()
+                    );
                 }
                 o.push(s[0]);
             }
@@ -192,9 +196,15 @@ fn eval(a: EvalArgs) -> Result<()> {
     notes.extend(ds.notes.iter().cloned());
     if let Some(k) = score_kind {
         notes.push(match (k, thresholds) {
-            (ScoreKind::Probs, Thresholds::Fixed(t)) => format!("set metrics: scores used as probabilities, threshold {t}"),
-            (ScoreKind::Probs, Thresholds::Calibrated) => "set metrics: scores used as probabilities, per-class calibrated thresholds".into(),
-            (ScoreKind::Logits(act), Thresholds::Fixed(t)) => format!("set metrics: {act:?} of logits, threshold {t}").to_lowercase(),
+            (ScoreKind::Probs, Thresholds::Fixed(t)) => {
+                format!("set metrics: scores used as probabilities, threshold {t}")
+            }
+            (ScoreKind::Probs, Thresholds::Calibrated) => {
+                "set metrics: scores used as probabilities, per-class calibrated thresholds".into()
+            }
+            (ScoreKind::Logits(act), Thresholds::Fixed(t)) => {
+                format!("set metrics: {act:?} of logits, threshold {t}").to_lowercase()
+            }
             (ScoreKind::Logits(act), Thresholds::Calibrated) => {
                 format!("set metrics: {act:?} of logits, per-class calibrated thresholds").to_lowercase()
             }
@@ -216,9 +226,10 @@ fn eval(a: EvalArgs) -> Result<()> {
             None => Predictions::load(f, &opts_pred)?,
         };
         if let (Some(names), Some(_)) = (&preds.row_names, &a.images) {
-            let differ = names.iter().zip(&ds.order.names).position(|(x, y)| {
-                labelscope_core::ids::join_key(x) != labelscope_core::ids::join_key(y)
-            });
+            let differ = names
+                .iter()
+                .zip(&ds.order.names)
+                .position(|(x, y)| labelscope_core::ids::join_key(x) != labelscope_core::ids::join_key(y));
             if let Some(r) = differ {
                 bail!(
                     "{}: row {} is image {:?} but --images says {:?}",
@@ -255,7 +266,9 @@ fn eval(a: EvalArgs) -> Result<()> {
 /// model keep their relative order.
 fn rank_models(results: &mut ResultSet, metric: &str) {
     let models: Vec<String> = results.models().into_iter().map(str::to_string).collect();
-    let score = |m: &str| results.rows.iter().find(|r| r.model == m && r.metric == metric && r.subset == "all").map(|r| r.value);
+    let score = |m: &str| {
+        results.rows.iter().find(|r| r.model == m && r.metric == metric && r.subset == "all").map(|r| r.value)
+    };
     let mut ranked: Vec<(usize, Option<f64>)> = models.iter().enumerate().map(|(i, m)| (i, score(m))).collect();
     ranked.sort_by(|x, y| match (x.1, y.1) {
         (Some(a), Some(b)) => b.total_cmp(&a).then(x.0.cmp(&y.0)),
@@ -313,7 +326,15 @@ fn cooccur(a: CooccurArgs) -> Result<()> {
     for r in &rows {
         println!(
             "{:>6} {:>6} {:>6}  {:>8.3} {:>8.3}  {} ({}) + {} ({})",
-            r.count, r.freq_a, r.freq_b, r.conf_a_given_b, r.conf_b_given_a, name(r.a), r.a, name(r.b), r.b
+            r.count,
+            r.freq_a,
+            r.freq_b,
+            r.conf_a_given_b,
+            r.conf_b_given_a,
+            name(r.a),
+            r.a,
+            name(r.b),
+            r.b
         );
     }
     Ok(())
@@ -327,7 +348,11 @@ fn labels_cmd(c: LabelsCommand) -> Result<()> {
             let mut orig_pairs = Vec::with_capacity(orig.len());
             for (n, s) in orig.names.iter().zip(&orig.sets) {
                 if s.len() != 1 {
-                    bail!("{}: image {n:?} has {} labels; expected exactly one original label", original.display(), s.len());
+                    bail!(
+                        "{}: image {n:?} has {} labels; expected exactly one original label",
+                        original.display(),
+                        s.len()
+                    );
                 }
                 orig_pairs.push((n.clone(), s[0]));
             }

@@ -38,7 +38,10 @@ pub fn default_figures(results: &ResultSet) -> Vec<(String, Figure)> {
                 spec.x_label = "top-1 against the original label (%)".into();
                 spec.y_label = format!("top-1 against {dataset} (%)");
                 if let Ok(svg) = plot::scatter_svg(&spec) {
-                    figs.push((format!("{dataset}-scatter-orig-top1-vs-top1"), Figure { title: spec.title.clone(), svg }));
+                    figs.push((
+                        format!("{dataset}-scatter-orig-top1-vs-top1"),
+                        Figure { title: spec.title.clone(), svg },
+                    ));
                 }
             }
         }
@@ -57,7 +60,8 @@ pub fn default_figures(results: &ResultSet) -> Vec<(String, Figure)> {
 fn write_figures(dir: &Path, figs: &[(String, Figure)]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, fig) in figs {
-        let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+        let safe: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
         write(&dir.join(format!("{safe}.svg")), &fig.svg)?;
         let png = plot::svg_to_png(&fig.svg, 2.0)?;
         write_atomic(&dir.join(format!("{safe}.png")), &png)?;
@@ -104,7 +108,12 @@ pub fn load_results(paths: &[PathBuf]) -> Result<ResultSet> {
     for p in paths {
         let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         let r: ResultSet = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!("{}: line {}, column {}: not a labelscope results file: {e}", p.display(), e.line(), e.column())
+            anyhow::anyhow!(
+                "{}: line {}, column {}: not a labelscope results file: {e}",
+                p.display(),
+                e.line(),
+                e.column()
+            )
         })?;
         all.rows.extend(r.rows);
         all.notes.extend(r.notes);
@@ -129,7 +138,8 @@ pub fn plot(a: PlotArgs) -> Result<()> {
         let (Some(x), Some(y)) = (&a.x, &a.y) else {
             bail!("give --x and --y for a scatter plot, or --bars METRIC for a bar chart");
         };
-        let mut spec = plot::scatter_from_results(&results, &Selector::parse(x)?, &Selector::parse(y)?, a.diagonal, a.fit)?;
+        let mut spec =
+            plot::scatter_from_results(&results, &Selector::parse(x)?, &Selector::parse(y)?, a.diagonal, a.fit)?;
         if let Some(t) = &a.title {
             spec.title = t.clone();
         }

@@ -28,7 +28,9 @@ fn real_topk_of_eight_models_matches_reference() {
     let models = reference["val"].as_object().unwrap();
     assert_eq!(models.len(), 8);
     for (model, r) in models {
-        for (metric, key) in [("top1", "real_top1"), ("top5", "real_top5"), ("orig-top1", "orig_top1"), ("orig-top5", "orig_top5")] {
+        for (metric, key) in
+            [("top1", "real_top1"), ("top5", "real_top5"), ("orig-top1", "orig_top1"), ("orig-top5", "orig_top5")]
+        {
             let want = (r[key][0].as_u64().unwrap(), r[key][1].as_u64().unwrap());
             assert_eq!(row_counts(&json, model, metric, "all"), Some(want), "{model} {metric}");
         }

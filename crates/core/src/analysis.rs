@@ -227,8 +227,12 @@ mod tests {
 
     #[test]
     fn compare_counts() {
-        let a = ls(&["i1", "i2", "i3", "i4", "i5", "onlya"], vec![vec![1], vec![1, 2], vec![2], vec![3], vec![5], vec![9]]);
-        let b = ls(&["i1.jpg", "i2", "i3", "i4", "i5", "onlyb"], vec![vec![], vec![1], vec![2, 7], vec![3], vec![6], vec![9]]);
+        let a =
+            ls(&["i1", "i2", "i3", "i4", "i5", "onlya"], vec![vec![1], vec![1, 2], vec![2], vec![3], vec![5], vec![9]]);
+        let b = ls(
+            &["i1.jpg", "i2", "i3", "i4", "i5", "onlyb"],
+            vec![vec![], vec![1], vec![2, 7], vec![3], vec![6], vec![9]],
+        );
         let c = compare(&a, &b, 5);
         assert_eq!((c.compared, c.only_a, c.only_b, c.disjoint), (5, 1, 1, 1));
         let counts: Vec<u64> = c.groups.iter().map(|g| g.count).collect();

@@ -117,8 +117,8 @@ impl ClassTable {
     pub fn imagenet() -> &'static ClassTable {
         static TABLE: OnceLock<ClassTable> = OnceLock::new();
         TABLE.get_or_init(|| {
-            let table: EmbeddedTable =
-                serde_json::from_str(IMAGENET_TABLE_JSON).expect("embedded class table is valid JSON (checked by tests)");
+            let table: EmbeddedTable = serde_json::from_str(IMAGENET_TABLE_JSON)
+                .expect("embedded class table is valid JSON (checked by tests)");
             ClassTable::from_classes(table.classes).expect("embedded class table is consistent (checked by tests)")
         })
     }
@@ -133,7 +133,10 @@ impl ClassTable {
                 return Err(Error::Invalid(format!("class table: entry {i} has index {}, expected {i}", c.index)));
             }
             if by_wnid.insert(c.wnid.clone(), i).is_some() {
-                return Err(Error::Invalid(format!("class table: id {:?} appears twice (second at index {i})", c.wnid)));
+                return Err(Error::Invalid(format!(
+                    "class table: id {:?} appears twice (second at index {i})",
+                    c.wnid
+                )));
             }
             has_groups |= !c.groups.is_empty();
             masks.push(c.groups.iter().fold(0u8, |m, g| m | g.bit()));
@@ -190,9 +193,10 @@ impl ClassTable {
                     continue;
                 }
                 let (id, names) = match line.split_once('\t') {
-                    Some((id, rest)) => {
-                        (id.trim().to_string(), rest.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-                    }
+                    Some((id, rest)) => (
+                        id.trim().to_string(),
+                        rest.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+                    ),
                     None => (line.to_string(), vec![]),
                 };
                 classes.push(ClassInfo { index: classes.len(), wnid: id, names, gloss: String::new(), groups: vec![] });

@@ -168,8 +168,7 @@ impl Dataset {
         if !unused_labels.is_empty() {
             notes.push(format!("--allow-partial: {} labelled images have no prediction row", unused_labels.len()));
         }
-        let gt: Vec<Vec<u32>> =
-            position.iter().map(|p| p.map(|i| sets.sets[i].clone()).unwrap_or_default()).collect();
+        let gt: Vec<Vec<u32>> = position.iter().map(|p| p.map(|i| sets.sets[i].clone()).unwrap_or_default()).collect();
         let empty = position.iter().filter(|p| p.is_some_and(|i| sets.sets[i].is_empty())).count();
         if empty > 0 {
             notes.push(format!(
@@ -191,7 +190,9 @@ impl Dataset {
         }
         let mut subsets = Vec::new();
         if opts.breakdowns {
-            for (label, lo, hi) in [("labels=1", 1, 1), ("labels=2", 2, 2), ("labels=3", 3, 3), ("labels>=4", 4, usize::MAX)] {
+            for (label, lo, hi) in
+                [("labels=1", 1, 1), ("labels=2", 2, 2), ("labels=3", 3, 3), ("labels>=4", 4, usize::MAX)]
+            {
                 let rows: Vec<usize> = (0..gt.len()).filter(|&r| (lo..=hi).contains(&gt[r].len())).collect();
                 subsets.push((label.to_string(), rows));
             }
@@ -207,19 +208,12 @@ impl Dataset {
                      orig-top-k and class-group breakdowns are skipped"
                         .into(),
                 ),
-                (Some(_), false) => notes.push("the class table has no groups: class-group breakdowns are skipped".into()),
+                (Some(_), false) => {
+                    notes.push("the class table has no groups: class-group breakdowns are skipped".into())
+                }
             }
         }
-        Ok(Dataset {
-            name: name.to_string(),
-            order,
-            gt,
-            original,
-            expert,
-            subsets,
-            n_classes: classes.len(),
-            notes,
-        })
+        Ok(Dataset { name: name.to_string(), order, gt, original, expert, subsets, n_classes: classes.len(), notes })
     }
 
     /// Evaluates one prediction file.
@@ -251,7 +245,15 @@ impl Evaluator<'_> {
         self.push(metric, subset, None, None, value, ci);
     }
 
-    fn push(&mut self, metric: &str, subset: &str, correct: Option<u64>, total: Option<u64>, value: f64, ci: Option<(f64, f64)>) {
+    fn push(
+        &mut self,
+        metric: &str,
+        subset: &str,
+        correct: Option<u64>,
+        total: Option<u64>,
+        value: f64,
+        ci: Option<(f64, f64)>,
+    ) {
         self.rows.push(ResultRow {
             model: self.preds.model.clone(),
             dataset: self.ds.name.clone(),
@@ -347,7 +349,9 @@ impl Evaluator<'_> {
                     });
                     self.push_value("expert-2022-balanced", "all", b, ci);
                 }
-                _ => self.notes.push("expert-2022-balanced needs original labels (--images with wnids or --original)".into()),
+                _ => self
+                    .notes
+                    .push("expert-2022-balanced needs original labels (--images with wnids or --original)".into()),
             }
             if res.imagenet_m_total > 0 {
                 let (errors, total) = (res.imagenet_m_errors, res.imagenet_m_total);
@@ -384,9 +388,12 @@ impl Evaluator<'_> {
         let pc = ranking::per_class_ap(scores, n, c, gt, None);
         let (ci, ci_voc) = match (&self.opts.bootstrap, self.opts.bootstrap_classwise) {
             (Some(b), true) => {
-                let ci = b.bootstrap_percentile(n, |w| ranking::mean_defined(&ranking::per_class_ap(scores, n, c, gt, Some(w)).ap));
-                let ci_voc =
-                    b.bootstrap_percentile(n, |w| ranking::mean_defined(&ranking::per_class_ap(scores, n, c, gt, Some(w)).ap_voc));
+                let ci = b.bootstrap_percentile(n, |w| {
+                    ranking::mean_defined(&ranking::per_class_ap(scores, n, c, gt, Some(w)).ap)
+                });
+                let ci_voc = b.bootstrap_percentile(n, |w| {
+                    ranking::mean_defined(&ranking::per_class_ap(scores, n, c, gt, Some(w)).ap_voc)
+                });
                 (ci, ci_voc)
             }
             _ => (None, None),

@@ -416,7 +416,8 @@ fn parse_dataset(value: &Value, path: &Path, classes: &ClassTable) -> Result<Lab
 }
 
 fn parse_object(value: &Value, path: &Path, format: LabelFormat, classes: &ClassTable) -> Result<LabelSets> {
-    let obj = value.as_object().ok_or_else(|| Error::format(path, "top level", "expected a JSON object {name: [labels]}"))?;
+    let obj =
+        value.as_object().ok_or_else(|| Error::format(path, "top level", "expected a JSON object {name: [labels]}"))?;
     if obj.is_empty() {
         return Err(Error::format(path, "top level", "the object is empty; expected {name: [labels]}"));
     }
@@ -437,21 +438,22 @@ fn name_list(value: Option<&Value>, path: &Path, key: &str) -> Result<Vec<String
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| Error::format(path, format!("{key}[{i}]"), format!("expected an image name, found {v}")))
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    Error::format(path, format!("{key}[{i}]"), format!("expected an image name, found {v}"))
+                })
             })
             .collect(),
         Some(Value::Object(o)) => Ok(o.keys().cloned().collect()),
-        Some(other) => Err(Error::format(path, format!("key {key:?}"), format!("expected a list of image names, found {other}"))),
+        Some(other) => {
+            Err(Error::format(path, format!("key {key:?}"), format!("expected a list of image names, found {other}")))
+        }
     }
 }
 
 fn parse_expert(value: &Value, path: &Path, classes: &ClassTable) -> Result<ExpertLabels> {
-    let annots = value
-        .get("initial_annots")
-        .and_then(Value::as_object)
-        .ok_or_else(|| Error::format(path, "key \"initial_annots\"", "expected an object {name: {correct, wrong, unclear}}"))?;
+    let annots = value.get("initial_annots").and_then(Value::as_object).ok_or_else(|| {
+        Error::format(path, "key \"initial_annots\"", "expected an object {name: {correct, wrong, unclear}}")
+    })?;
     if annots.is_empty() {
         return Err(Error::format(path, "key \"initial_annots\"", "no annotated images"));
     }
@@ -459,7 +461,11 @@ fn parse_expert(value: &Value, path: &Path, classes: &ClassTable) -> Result<Expe
     let (mut correct, mut wrong, mut unclear) = (Vec::new(), Vec::new(), Vec::new());
     for (k, v) in annots {
         let obj = v.as_object().ok_or_else(|| {
-            Error::format(path, format!("initial_annots key {k:?}"), "expected an object with correct/wrong/unclear lists")
+            Error::format(
+                path,
+                format!("initial_annots key {k:?}"),
+                "expected an object with correct/wrong/unclear lists",
+            )
         })?;
         let get = |field: &str| -> Result<Vec<u32>> {
             let loc = || format!("initial_annots key {k:?}, field {field:?}");
@@ -707,7 +713,8 @@ mod tests {
 
     #[test]
     fn rater_rebuild_and_json_roundtrip() {
-        let orig = vec![("ILSVRC2012_val_00000002.JPEG".to_string(), 7), ("ILSVRC2012_val_00000001.JPEG".to_string(), 3)];
+        let orig =
+            vec![("ILSVRC2012_val_00000002.JPEG".to_string(), 7), ("ILSVRC2012_val_00000001.JPEG".to_string(), 3)];
         let scores = vec![
             ("ILSVRC2012_val_00000002.JPEG".to_string(), 9, 0.8),
             ("ILSVRC2012_val_00000002.JPEG".to_string(), 7, 0.79),

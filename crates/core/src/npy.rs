@@ -110,14 +110,7 @@ impl DType {
     pub fn is_integer(self) -> bool {
         matches!(
             self,
-            DType::I8
-                | DType::I16
-                | DType::I32
-                | DType::I64
-                | DType::U8
-                | DType::U16
-                | DType::U32
-                | DType::U64
+            DType::I8 | DType::I16 | DType::I32 | DType::I64 | DType::U8 | DType::U16 | DType::U32 | DType::U64
         )
     }
 
@@ -199,11 +192,8 @@ pub fn f16_to_f32(h: u16) -> f32 {
         let v = man as f32 * (1.0 / 16_777_216.0);
         return if sign != 0 { -v } else { v };
     }
-    let bits = if exp == 0x1f {
-        sign | 0x7f80_0000 | (man << 13)
-    } else {
-        sign | ((exp + 127 - 15) << 23) | (man << 13)
-    };
+    let bits =
+        if exp == 0x1f { sign | 0x7f80_0000 | (man << 13) } else { sign | ((exp + 127 - 15) << 23) | (man << 13) };
     f32::from_bits(bits)
 }
 
@@ -269,10 +259,7 @@ impl SharedBytes {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
-            return Err(Error::io(
-                path,
-                std::io::Error::other("is a directory, expected a file"),
-            ));
+            return Err(Error::io(path, std::io::Error::other("is a directory, expected a file")));
         }
         if meta.is_file() && meta.len() >= MMAP_THRESHOLD {
             // SAFETY: the map is read-only and labelscope never writes its
@@ -283,8 +270,7 @@ impl SharedBytes {
             }
         }
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io(path, e))?;
+        file.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
         Ok(SharedBytes::Vec(Arc::new(bytes)))
     }
 
@@ -363,12 +349,7 @@ fn parse_header_in(bytes: &[u8], path: &Path, what: &str) -> Result<NpyHeader> {
     }
     let (major, minor) = match (bytes.get(6), bytes.get(7)) {
         (Some(&a), Some(&b)) => (a, b),
-        _ => {
-            return Err(err(format!(
-                "file ends after {} bytes, inside the format version",
-                bytes.len()
-            )))
-        }
+        _ => return Err(err(format!("file ends after {} bytes, inside the format version", bytes.len()))),
     };
     let (prefix, header_len) = match major {
         1 => match bytes.get(8..10) {
@@ -376,16 +357,11 @@ fn parse_header_in(bytes: &[u8], path: &Path, what: &str) -> Result<NpyHeader> {
             None => return Err(err("file ends inside the header length".into())),
         },
         2 | 3 => match bytes.get(8..12) {
-            Some(b) => (
-                12usize,
-                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize,
-            ),
+            Some(b) => (12usize, u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize),
             None => return Err(err("file ends inside the header length".into())),
         },
         _ => {
-            return Err(err(format!(
-                "unsupported .npy format version {major}.{minor}; expected 1.0, 2.0 or 3.0"
-            )));
+            return Err(err(format!("unsupported .npy format version {major}.{minor}; expected 1.0, 2.0 or 3.0")));
         }
     };
     let data_offset = prefix.saturating_add(header_len);
@@ -402,34 +378,19 @@ fn parse_header_in(bytes: &[u8], path: &Path, what: &str) -> Result<NpyHeader> {
     let dict = parser.value(0).and_then(|v| {
         parser.skip_ws();
         if parser.pos < text.len() {
-            Err(format!(
-                "unexpected text after the dictionary at character {}",
-                parser.pos
-            ))
+            Err(format!("unexpected text after the dictionary at character {}", parser.pos))
         } else {
             Ok(v)
         }
     });
     let dict = match dict {
         Ok(PyValue::Dict(d)) => d,
-        Ok(_) => {
-            return Err(err(format!(
-                "expected a dictionary, found {}",
-                show_header(text)
-            )))
-        }
+        Ok(_) => return Err(err(format!("expected a dictionary, found {}", show_header(text)))),
         Err(m) => {
-            return Err(err(format!(
-                "cannot parse the header dictionary: {m}; header text: {}",
-                show_header(text)
-            )))
+            return Err(err(format!("cannot parse the header dictionary: {m}; header text: {}", show_header(text))))
         }
     };
-    let get = |key: &str| {
-        dict.iter()
-            .find(|(k, _)| matches!(k, PyValue::Str(s) if s == key))
-            .map(|(_, v)| v)
-    };
+    let get = |key: &str| dict.iter().find(|(k, _)| matches!(k, PyValue::Str(s) if s == key)).map(|(_, v)| v);
 
     let (dtype, big_endian) = match get("descr") {
         Some(PyValue::Str(s)) => parse_descr(s).map_err(err)?,
@@ -448,46 +409,24 @@ fn parse_header_in(bytes: &[u8], path: &Path, what: &str) -> Result<NpyHeader> {
             let mut shape = Vec::with_capacity(items.len());
             for item in items {
                 match item {
-                    PyValue::Int(d) if *d >= 0 => {
-                        shape.push(usize::try_from(*d).map_err(|_| {
-                            err(format!("dimension {d} is too large for this machine"))
-                        })?)
-                    }
+                    PyValue::Int(d) if *d >= 0 => shape.push(
+                        usize::try_from(*d).map_err(|_| err(format!("dimension {d} is too large for this machine")))?,
+                    ),
                     other => {
-                        return Err(err(format!(
-                            "'shape' holds {other:?}; expected non-negative integers"
-                        )));
+                        return Err(err(format!("'shape' holds {other:?}; expected non-negative integers")));
                     }
                 }
             }
             shape
         }
         Some(PyValue::Int(d)) if *d >= 0 => vec![*d as usize],
-        Some(v) => {
-            return Err(err(format!(
-                "'shape' is {v:?}; expected a tuple of integers"
-            )))
-        }
-        None => {
-            return Err(err(format!(
-                "no 'shape' key; header text: {}",
-                show_header(text)
-            )))
-        }
+        Some(v) => return Err(err(format!("'shape' is {v:?}; expected a tuple of integers"))),
+        None => return Err(err(format!("no 'shape' key; header text: {}", show_header(text)))),
     };
     let fortran = match get("fortran_order") {
         Some(PyValue::Bool(b)) => *b,
-        Some(v) => {
-            return Err(err(format!(
-                "'fortran_order' is {v:?}; expected True or False"
-            )))
-        }
-        None => {
-            return Err(err(format!(
-                "no 'fortran_order' key; header text: {}",
-                show_header(text)
-            )))
-        }
+        Some(v) => return Err(err(format!("'fortran_order' is {v:?}; expected True or False"))),
+        None => return Err(err(format!("no 'fortran_order' key; header text: {}", show_header(text)))),
     };
     // With at most one dimension longer than 1, Fortran and C order are the same layout.
     if fortran && shape.iter().filter(|&&d| d > 1).count() > 1 {
@@ -497,29 +436,15 @@ fn parse_header_in(bytes: &[u8], path: &Path, what: &str) -> Result<NpyHeader> {
         )));
     }
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    if count
-        .and_then(|c| c.checked_mul(dtype.itemsize()))
-        .is_none()
-    {
-        return Err(err(format!(
-            "shape {shape:?} of {dtype} is too large for this machine"
-        )));
+    if count.and_then(|c| c.checked_mul(dtype.itemsize())).is_none() {
+        return Err(err(format!("shape {shape:?} of {dtype} is too large for this machine")));
     }
-    Ok(NpyHeader {
-        dtype,
-        big_endian,
-        shape,
-        data_offset,
-    })
+    Ok(NpyHeader { dtype, big_endian, shape, data_offset })
 }
 
 fn show_header(text: &[u8]) -> String {
     let s = String::from_utf8_lossy(&text[..text.len().min(200)]);
-    format!(
-        "{:?}{}",
-        s.trim_end(),
-        if text.len() > 200 { "..." } else { "" }
-    )
+    format!("{:?}{}", s.trim_end(), if text.len() > 200 { "..." } else { "" })
 }
 
 /// Parses a NumPy `descr` string such as `<f4` into a type and byte order.
@@ -537,15 +462,9 @@ fn parse_descr(descr: &str) -> std::result::Result<(DType, bool), String> {
         _ => false,
     };
     let mut chars = rest.chars();
-    let code = chars
-        .next()
-        .ok_or_else(|| format!("empty type descriptor {descr:?}"))?;
+    let code = chars.next().ok_or_else(|| format!("empty type descriptor {descr:?}"))?;
     let size_text = chars.as_str();
-    let size: Option<usize> = if size_text.is_empty() {
-        None
-    } else {
-        size_text.parse().ok()
-    };
+    let size: Option<usize> = if size_text.is_empty() { None } else { size_text.parse().ok() };
     let unsupported = |what: &str| format!("{what} ({descr:?}) is not supported");
     let dtype = match (code, size) {
         ('b', Some(1)) | ('?', None) => DType::Bool,
@@ -661,10 +580,7 @@ impl PyParser<'_> {
                         Some(b',') => self.pos += 1,
                         Some(c) if c == close => {}
                         _ => {
-                            return Err(format!(
-                                "expected ',' or '{}' at character {}",
-                                close as char, self.pos
-                            ));
+                            return Err(format!("expected ',' or '{}' at character {}", close as char, self.pos));
                         }
                     }
                 }
@@ -704,9 +620,7 @@ impl PyParser<'_> {
                     self.pos += 1;
                 }
                 let digits = std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("");
-                let v: i64 = digits
-                    .parse()
-                    .map_err(|_| format!("bad integer {digits:?} at character {start}"))?;
+                let v: i64 = digits.parse().map_err(|_| format!("bad integer {digits:?} at character {start}"))?;
                 // Python 2 long suffix.
                 if matches!(self.peek(), Some(b'L' | b'l')) {
                     self.pos += 1;
@@ -722,16 +636,10 @@ impl PyParser<'_> {
                     b"True" => Ok(PyValue::Bool(true)),
                     b"False" => Ok(PyValue::Bool(false)),
                     b"None" => Ok(PyValue::None),
-                    other => Err(format!(
-                        "unexpected name {:?} at character {start}",
-                        String::from_utf8_lossy(other)
-                    )),
+                    other => Err(format!("unexpected name {:?} at character {start}", String::from_utf8_lossy(other))),
                 }
             }
-            Some(c) => Err(format!(
-                "unexpected character {:?} at character {}",
-                c as char, self.pos
-            )),
+            Some(c) => Err(format!("unexpected character {:?} at character {}", c as char, self.pos)),
             None => Err("unexpected end of header".into()),
         }
     }
@@ -772,11 +680,7 @@ macro_rules! decode_as {
             .chunks_exact($n)
             .map(|c| {
                 let a = read_ne::<$n>(c);
-                let v = if be {
-                    <$t>::from_be_bytes(a)
-                } else {
-                    <$t>::from_le_bytes(a)
-                };
+                let v = if be { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) };
                 $map(v)
             })
             .collect()
@@ -800,11 +704,7 @@ impl NpyArray {
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .and_then(|c| c.checked_mul(dtype.itemsize()))
             .ok_or_else(|| {
-                Error::format(
-                    path,
-                    at(what, "header"),
-                    format!("shape {shape:?} of {dtype} is too large"),
-                )
+                Error::format(path, at(what, "header"), format!("shape {shape:?} of {dtype} is too large"))
             })?;
         let have = data.as_ref().len().saturating_sub(offset);
         if have < need {
@@ -829,23 +729,11 @@ impl NpyArray {
     }
 
     /// Parses `.npy` bytes found at `start..start + len` of `data`.
-    fn from_npy_shared(
-        data: SharedBytes,
-        start: usize,
-        len: usize,
-        path: &Path,
-        what: &str,
-    ) -> Result<NpyArray> {
+    fn from_npy_shared(data: SharedBytes, start: usize, len: usize, path: &Path, what: &str) -> Result<NpyArray> {
         let bytes = start
             .checked_add(len)
             .and_then(|end| data.as_ref().get(start..end))
-            .ok_or_else(|| {
-                Error::format(
-                    path,
-                    whole(what),
-                    "the array extends past the end of the file",
-                )
-            })?;
+            .ok_or_else(|| Error::format(path, whole(what), "the array extends past the end of the file"))?;
         let h = parse_header_in(bytes, path, what)?;
         let need = h.data_len();
         let have = len - h.data_offset;
@@ -905,11 +793,7 @@ impl NpyArray {
         Error::format(
             path,
             whole(what),
-            format!(
-                "found an array of {} ({}); expected {expected}",
-                self.dtype,
-                self.dtype.descr(self.big_endian)
-            ),
+            format!("found an array of {} ({}); expected {expected}", self.dtype, self.dtype.descr(self.big_endian)),
         )
     }
 
@@ -932,9 +816,7 @@ impl NpyArray {
             DType::BF16 => decode_as!(b, be, u16, 2, |v| f64::from(bf16_to_f32(v))),
             DType::F32 => decode_as!(b, be, f32, 4, f64::from),
             DType::F64 => decode_as!(b, be, f64, 8, |v: f64| v),
-            DType::Unicode(_) | DType::Bytes(_) => {
-                return Err(self.type_error(path, what, "numbers"))
-            }
+            DType::Unicode(_) | DType::Bytes(_) => return Err(self.type_error(path, what, "numbers")),
         })
     }
 
@@ -957,9 +839,7 @@ impl NpyArray {
             DType::U32 => decode_as!(b, be, u32, 4, |v: u32| v as f32),
             DType::I64 => decode_as!(b, be, i64, 8, |v: i64| v as f32),
             DType::U64 => decode_as!(b, be, u64, 8, |v: u64| v as f32),
-            DType::Unicode(_) | DType::Bytes(_) => {
-                return Err(self.type_error(path, what, "numbers"))
-            }
+            DType::Unicode(_) | DType::Bytes(_) => return Err(self.type_error(path, what, "numbers")),
         })
     }
 
@@ -995,9 +875,7 @@ impl NpyArray {
             DType::F16 | DType::BF16 | DType::F32 | DType::F64 => {
                 return Err(self.type_error(path, what, "integers"));
             }
-            DType::Unicode(_) | DType::Bytes(_) => {
-                return Err(self.type_error(path, what, "integers"))
-            }
+            DType::Unicode(_) | DType::Bytes(_) => return Err(self.type_error(path, what, "integers")),
         })
     }
 
@@ -1058,11 +936,7 @@ impl NpyArray {
             && ptr.wrapping_add(self.offset) & (std::mem::align_of::<f32>() - 1) == 0
         {
             let len = self.nbytes / 4;
-            return Ok(F32Values(F32Repr::Shared {
-                buf: self.data,
-                offset: self.offset,
-                len,
-            }));
+            return Ok(F32Values(F32Repr::Shared { buf: self.data, offset: self.offset, len }));
         }
         Ok(F32Values::from_vec(self.to_f32_vec(path, what)?))
     }
@@ -1135,10 +1009,7 @@ impl F32Values {
 
 impl fmt::Debug for F32Values {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("F32Values")
-            .field("len", &self.len())
-            .field("memory_mapped", &self.is_memory_mapped())
-            .finish()
+        f.debug_struct("F32Values").field("len", &self.len()).field("memory_mapped", &self.is_memory_mapped()).finish()
     }
 }
 
@@ -1154,13 +1025,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
 /// empty for a plain `.npy` file).
 pub fn read_npy_bytes(bytes: &[u8], path: &Path, what: &str) -> Result<NpyArray> {
     let len = bytes.len();
-    NpyArray::from_npy_shared(
-        SharedBytes::Vec(Arc::new(bytes.to_vec())),
-        0,
-        len,
-        path,
-        what,
-    )
+    NpyArray::from_npy_shared(SharedBytes::Vec(Arc::new(bytes.to_vec())), 0, len, path, what)
 }
 
 // ---------------------------------------------------------------------------
@@ -1177,10 +1042,7 @@ pub struct Npz {
 
 impl fmt::Debug for Npz {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Npz")
-            .field("path", &self.path)
-            .field("members", &self.members)
-            .finish()
+        f.debug_struct("Npz").field("path", &self.path).field("members", &self.members).finish()
     }
 }
 
@@ -1188,24 +1050,10 @@ impl Npz {
     /// Opens an archive and reads its directory.
     pub fn open(path: &Path) -> Result<Npz> {
         let data = SharedBytes::load(path)?;
-        let archive = zip::ZipArchive::new(Cursor::new(data.clone())).map_err(|e| {
-            Error::format(
-                path,
-                "zip directory",
-                format!("not a readable .npz (zip) archive: {e}"),
-            )
-        })?;
-        let members = archive
-            .file_names()
-            .filter(|n| !n.ends_with('/'))
-            .map(str::to_string)
-            .collect();
-        Ok(Npz {
-            path: path.to_path_buf(),
-            data,
-            archive,
-            members,
-        })
+        let archive = zip::ZipArchive::new(Cursor::new(data.clone()))
+            .map_err(|e| Error::format(path, "zip directory", format!("not a readable .npz (zip) archive: {e}")))?;
+        let members = archive.file_names().filter(|n| !n.ends_with('/')).map(str::to_string).collect();
+        Ok(Npz { path: path.to_path_buf(), data, archive, members })
     }
 
     /// The archive's path.
@@ -1215,10 +1063,7 @@ impl Npz {
 
     /// Array names in archive order, without the `.npy` suffix.
     pub fn names(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .map(|m| m.strip_suffix(".npy").unwrap_or(m).to_string())
-            .collect()
+        self.members.iter().map(|m| m.strip_suffix(".npy").unwrap_or(m).to_string()).collect()
     }
 
     fn member(&self, name: &str) -> Option<&str> {
@@ -1242,48 +1087,28 @@ impl Npz {
             return Err(Error::format(
                 &path,
                 format!("array {name:?}"),
-                format!(
-                    "no such array; the archive holds: {}",
-                    self.names().join(", ")
-                ),
+                format!("no such array; the archive holds: {}", self.names().join(", ")),
             ));
         };
         let short = member.strip_suffix(".npy").unwrap_or(&member);
         let what = format!("array {short:?}");
-        let mut file = self.archive.by_name(&member).map_err(|e| {
-            Error::format(
-                &path,
-                what.as_str(),
-                format!("cannot read the zip member: {e}"),
-            )
-        })?;
+        let mut file = self
+            .archive
+            .by_name(&member)
+            .map_err(|e| Error::format(&path, what.as_str(), format!("cannot read the zip member: {e}")))?;
         if file.encrypted() {
-            return Err(Error::format(
-                &path,
-                what,
-                "the zip member is encrypted; expected a plain .npz",
-            ));
+            return Err(Error::format(&path, what, "the zip member is encrypted; expected a plain .npz"));
         }
-        let size = usize::try_from(file.size()).map_err(|_| {
-            Error::format(
-                &path,
-                what.as_str(),
-                "the zip member is too large for this machine",
-            )
-        })?;
+        let size = usize::try_from(file.size())
+            .map_err(|_| Error::format(&path, what.as_str(), "the zip member is too large for this machine"))?;
         if file.compression() == zip::CompressionMethod::Stored {
             let start = usize::try_from(file.data_start()).unwrap_or(usize::MAX);
             drop(file);
             return NpyArray::from_npy_shared(self.data.clone(), start, size, &path, &what);
         }
         let mut bytes = Vec::with_capacity(size.min(1 << 30));
-        file.read_to_end(&mut bytes).map_err(|e| {
-            Error::format(
-                &path,
-                what.as_str(),
-                format!("cannot decompress the zip member: {e}"),
-            )
-        })?;
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::format(&path, what.as_str(), format!("cannot decompress the zip member: {e}")))?;
         let len = bytes.len();
         NpyArray::from_npy_shared(SharedBytes::Vec(Arc::new(bytes)), 0, len, &path, &what)
     }
@@ -1311,9 +1136,8 @@ struct TensorEntry {
 }
 
 /// The safetensors dtype names this reader supports.
-pub const SAFETENSORS_DTYPES: &[&str] = &[
-    "BOOL", "U8", "I8", "U16", "I16", "F16", "BF16", "U32", "I32", "F32", "U64", "I64", "F64",
-];
+pub const SAFETENSORS_DTYPES: &[&str] =
+    &["BOOL", "U8", "I8", "U16", "I16", "F16", "BF16", "U32", "I32", "F32", "U64", "I64", "F64"];
 
 fn safetensors_dtype(name: &str) -> Option<DType> {
     Some(match name {
@@ -1355,9 +1179,8 @@ impl SafeTensors {
             )));
         }
         let data_start = 8 + header_len as usize;
-        let map: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&bytes[8..data_start])
-                .map_err(|e| herr(format!("the header is not a JSON object: {e}")))?;
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..data_start])
+            .map_err(|e| herr(format!("the header is not a JSON object: {e}")))?;
         let data_len = bytes.len() - data_start;
         let mut tensors = Vec::with_capacity(map.len());
         for (name, value) in &map {
@@ -1375,29 +1198,18 @@ impl SafeTensors {
                 .get("shape")
                 .and_then(|v| v.as_array())
                 .and_then(|a| {
-                    a.iter()
-                        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                        .collect::<Option<Vec<_>>>()
+                    a.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect::<Option<Vec<_>>>()
                 })
-                .ok_or_else(|| {
-                    terr("\"shape\" is missing or not an array of non-negative integers")
-                })?;
+                .ok_or_else(|| terr("\"shape\" is missing or not an array of non-negative integers"))?;
             let offsets = value
                 .get("data_offsets")
                 .and_then(|v| v.as_array())
                 .and_then(|a| {
-                    a.iter()
-                        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                        .collect::<Option<Vec<_>>>()
+                    a.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect::<Option<Vec<_>>>()
                 })
-                .ok_or_else(|| {
-                    terr("\"data_offsets\" is missing or not an array of non-negative integers")
-                })?;
+                .ok_or_else(|| terr("\"data_offsets\" is missing or not an array of non-negative integers"))?;
             let [begin, end] = offsets[..] else {
-                return Err(terr(&format!(
-                    "\"data_offsets\" has {} entries; expected [begin, end]",
-                    offsets.len()
-                )));
+                return Err(terr(&format!("\"data_offsets\" has {} entries; expected [begin, end]", offsets.len())));
             };
             if begin > end || end > data_len {
                 return Err(terr(&format!(
@@ -1405,9 +1217,7 @@ impl SafeTensors {
                 )));
             }
             if let Some(dt) = safetensors_dtype(&dtype) {
-                let need = shape
-                    .iter()
-                    .try_fold(dt.itemsize(), |a, &d| a.checked_mul(d));
+                let need = shape.iter().try_fold(dt.itemsize(), |a, &d| a.checked_mul(d));
                 if need != Some(end - begin) {
                     return Err(terr(&format!(
                         "data_offsets [{begin}, {end}] span {} bytes, but shape {shape:?} of {dtype} needs {}",
@@ -1416,20 +1226,10 @@ impl SafeTensors {
                     )));
                 }
             }
-            tensors.push(TensorEntry {
-                name: name.clone(),
-                dtype,
-                shape,
-                begin,
-            });
+            tensors.push(TensorEntry { name: name.clone(), dtype, shape, begin });
         }
         tensors.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(SafeTensors {
-            path: path.to_path_buf(),
-            data,
-            data_start,
-            tensors,
-        })
+        Ok(SafeTensors { path: path.to_path_buf(), data, data_start, tensors })
     }
 
     /// Tensor names, sorted.
@@ -1449,21 +1249,14 @@ impl SafeTensors {
             return Err(Error::format(
                 &self.path,
                 loc,
-                format!(
-                    "no such tensor; the file holds: {}",
-                    self.names().join(", ")
-                ),
+                format!("no such tensor; the file holds: {}", self.names().join(", ")),
             ));
         };
         let dtype = safetensors_dtype(&t.dtype).ok_or_else(|| {
             Error::format(
                 &self.path,
                 loc.as_str(),
-                format!(
-                    "unsupported dtype {:?}; supported: {}",
-                    t.dtype,
-                    SAFETENSORS_DTYPES.join(", ")
-                ),
+                format!("unsupported dtype {:?}; supported: {}", t.dtype, SAFETENSORS_DTYPES.join(", ")),
             )
         })?;
         NpyArray::from_shared(
@@ -1520,93 +1313,28 @@ pub(crate) mod tests {
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [-1, 1, 2]);
         let a = read_npy_bytes(&npy("|u1", false, "(2,)", &[0xff, 1], 1), p(), "").unwrap();
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [255, 1]);
-        let a = read_npy_bytes(
-            &npy(
-                "<i2",
-                false,
-                "(2,)",
-                &le(&[-2i16, 300], i16::to_le_bytes),
-                1,
-            ),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a = read_npy_bytes(&npy("<i2", false, "(2,)", &le(&[-2i16, 300], i16::to_le_bytes), 1), p(), "").unwrap();
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [-2, 300]);
-        let a = read_npy_bytes(
-            &npy(
-                ">i2",
-                false,
-                "(2,)",
-                &le(&[-2i16, 300], i16::to_be_bytes),
-                1,
-            ),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a = read_npy_bytes(&npy(">i2", false, "(2,)", &le(&[-2i16, 300], i16::to_be_bytes), 1), p(), "").unwrap();
         assert!(a.big_endian);
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [-2, 300]);
-        let a = read_npy_bytes(
-            &npy("<u2", false, "(1,)", &60000u16.to_le_bytes(), 1),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a = read_npy_bytes(&npy("<u2", false, "(1,)", &60000u16.to_le_bytes(), 1), p(), "").unwrap();
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [60000]);
-        let a = read_npy_bytes(
-            &npy(
-                "<i4",
-                false,
-                "(2, 2)",
-                &le(&[1i32, -2, 3, 4], i32::to_le_bytes),
-                2,
-            ),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a =
+            read_npy_bytes(&npy("<i4", false, "(2, 2)", &le(&[1i32, -2, 3, 4], i32::to_le_bytes), 2), p(), "").unwrap();
         assert_eq!(a.shape(), [2, 2]);
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [1, -2, 3, 4]);
-        let a = read_npy_bytes(
-            &npy(">u4", false, "(1,)", &4_000_000_000u32.to_be_bytes(), 3),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a = read_npy_bytes(&npy(">u4", false, "(1,)", &4_000_000_000u32.to_be_bytes(), 3), p(), "").unwrap();
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [4_000_000_000]);
-        let a = read_npy_bytes(
-            &npy(
-                "<i8",
-                false,
-                "(2,)",
-                &le(&[-5i64, 1 << 40], i64::to_le_bytes),
-                1,
-            ),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a =
+            read_npy_bytes(&npy("<i8", false, "(2,)", &le(&[-5i64, 1 << 40], i64::to_le_bytes), 1), p(), "").unwrap();
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [-5, 1 << 40]);
         assert_eq!(a.to_f64_vec(p(), "").unwrap(), [-5.0, (1u64 << 40) as f64]);
-        let a = read_npy_bytes(
-            &npy(">i8", false, "(1,)", &(-7i64).to_be_bytes(), 1),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a = read_npy_bytes(&npy(">i8", false, "(1,)", &(-7i64).to_be_bytes(), 1), p(), "").unwrap();
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [-7]);
-        let a = read_npy_bytes(
-            &npy("<u8", false, "(1,)", &u64::MAX.to_le_bytes(), 1),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a = read_npy_bytes(&npy("<u8", false, "(1,)", &u64::MAX.to_le_bytes(), 1), p(), "").unwrap();
         let e = a.to_i64_vec(p(), "").unwrap_err().to_string();
-        assert!(
-            e.contains("element 0") && e.contains("18446744073709551615"),
-            "{e}"
-        );
+        assert!(e.contains("element 0") && e.contains("18446744073709551615"), "{e}");
         let a = read_npy_bytes(&npy("|b1", false, "(3,)", &[1, 0, 1], 1), p(), "").unwrap();
         assert_eq!(a.dtype, DType::Bool);
         assert_eq!(a.to_i64_vec(p(), "").unwrap(), [1, 0, 1]);
@@ -1615,78 +1343,27 @@ pub(crate) mod tests {
 
     #[test]
     fn float_dtypes() {
-        let a = read_npy_bytes(
-            &npy(
-                "<f4",
-                false,
-                "(2,)",
-                &le(&[1.5f32, -2.25], f32::to_le_bytes),
-                1,
-            ),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a =
+            read_npy_bytes(&npy("<f4", false, "(2,)", &le(&[1.5f32, -2.25], f32::to_le_bytes), 1), p(), "").unwrap();
         assert_eq!(a.to_f32_vec(p(), "").unwrap(), [1.5, -2.25]);
         let e = a.to_i64_vec(p(), "").unwrap_err().to_string();
-        assert!(
-            e.contains("float32") && e.contains("expected integers"),
-            "{e}"
-        );
-        let a = read_npy_bytes(
-            &npy(
-                ">f4",
-                false,
-                "(2,)",
-                &le(&[1.5f32, -2.25], f32::to_be_bytes),
-                1,
-            ),
-            p(),
-            "",
-        )
-        .unwrap();
+        assert!(e.contains("float32") && e.contains("expected integers"), "{e}");
+        let a =
+            read_npy_bytes(&npy(">f4", false, "(2,)", &le(&[1.5f32, -2.25], f32::to_be_bytes), 1), p(), "").unwrap();
         assert_eq!(a.to_f32_vec(p(), "").unwrap(), [1.5, -2.25]);
-        assert_eq!(
-            a.clone().into_f32_values(p(), "").unwrap().as_slice(),
-            [1.5, -2.25]
-        );
-        let a = read_npy_bytes(
-            &npy(
-                "<f8",
-                false,
-                "(2,)",
-                &le(&[0.1f64, 1e300], f64::to_le_bytes),
-                1,
-            ),
-            p(),
-            "",
-        )
-        .unwrap();
+        assert_eq!(a.clone().into_f32_values(p(), "").unwrap().as_slice(), [1.5, -2.25]);
+        let a =
+            read_npy_bytes(&npy("<f8", false, "(2,)", &le(&[0.1f64, 1e300], f64::to_le_bytes), 1), p(), "").unwrap();
         assert_eq!(a.to_f64_vec(p(), "").unwrap(), [0.1, 1e300]);
         assert_eq!(a.to_f32_vec(p(), "").unwrap(), [0.1f32, f32::INFINITY]);
-        let a = read_npy_bytes(
-            &npy(">f8", false, "(1,)", &0.1f64.to_be_bytes(), 1),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a = read_npy_bytes(&npy(">f8", false, "(1,)", &0.1f64.to_be_bytes(), 1), p(), "").unwrap();
         assert_eq!(a.to_f64_vec(p(), "").unwrap(), [0.1]);
         // f16: 1.0, -2.0, 65504 (max), smallest subnormal, +inf, 0.5
         let halves = [0x3c00u16, 0xc000, 0x7bff, 0x0001, 0x7c00, 0x3800];
-        let a = read_npy_bytes(
-            &npy("<f2", false, "(6,)", &le(&halves, u16::to_le_bytes), 1),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a = read_npy_bytes(&npy("<f2", false, "(6,)", &le(&halves, u16::to_le_bytes), 1), p(), "").unwrap();
         let v = a.to_f32_vec(p(), "").unwrap();
         assert_eq!(v, [1.0, -2.0, 65504.0, 2f32.powi(-24), f32::INFINITY, 0.5]);
-        let a = read_npy_bytes(
-            &npy(">f2", false, "(1,)", &0x3c00u16.to_be_bytes(), 1),
-            p(),
-            "",
-        )
-        .unwrap();
+        let a = read_npy_bytes(&npy(">f2", false, "(1,)", &0x3c00u16.to_be_bytes(), 1), p(), "").unwrap();
         assert_eq!(a.to_f64_vec(p(), "").unwrap(), [1.0]);
         assert!(f16_to_f32(0x7e00).is_nan());
         assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
@@ -1710,32 +1387,15 @@ pub(crate) mod tests {
         assert_eq!(a.to_strings().unwrap(), ["AB"]);
         let a = read_npy_bytes(&npy("|S3", false, "(2,)", b"ab\0xyz", 1), p(), "").unwrap();
         assert_eq!(a.to_strings().unwrap(), ["ab", "xyz"]);
-        let a = read_npy_bytes(
-            &npy("<U1", false, "(1,)", &0xd800u32.to_le_bytes(), 1),
-            p(),
-            "",
-        )
-        .unwrap();
-        assert!(a
-            .to_strings()
-            .unwrap_err()
-            .to_string()
-            .contains("element 0"));
+        let a = read_npy_bytes(&npy("<U1", false, "(1,)", &0xd800u32.to_le_bytes(), 1), p(), "").unwrap();
+        assert!(a.to_strings().unwrap_err().to_string().contains("element 0"));
     }
 
     #[test]
     fn header_details() {
         let bytes = npy("<f4", false, "(2, 3)", &[0; 24], 1);
         let h = parse_header(&bytes, p()).unwrap();
-        assert_eq!(
-            h,
-            NpyHeader {
-                dtype: DType::F32,
-                big_endian: false,
-                shape: vec![2, 3],
-                data_offset: 128
-            }
-        );
+        assert_eq!(h, NpyHeader { dtype: DType::F32, big_endian: false, shape: vec![2, 3], data_offset: 128 });
         assert_eq!(h.data_len(), 24);
         // Python 2 long suffixes, double quotes, scalar shape.
         let bytes = npy("<i8", false, "(3L,)", &[0; 24], 1);
@@ -1748,51 +1408,26 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_fortran_order() {
-        let e = read_npy_bytes(&npy("<f4", true, "(2, 3)", &[0; 24], 1), p(), "")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("header")
-                && e.contains("fortran_order")
-                && e.contains("np.ascontiguousarray"),
-            "{e}"
-        );
+        let e = read_npy_bytes(&npy("<f4", true, "(2, 3)", &[0; 24], 1), p(), "").unwrap_err().to_string();
+        assert!(e.contains("header") && e.contains("fortran_order") && e.contains("np.ascontiguousarray"), "{e}");
     }
 
     #[test]
     fn rejects_truncated_data() {
         let e = read_npy_bytes(&npy("<f4", false, "(2, 3)", &[0; 20], 1), p(), "").unwrap_err();
-        let Error::Format {
-            location, message, ..
-        } = &e
-        else {
-            panic!("{e}")
-        };
+        let Error::Format { location, message, .. } = &e else { panic!("{e}") };
         assert_eq!(location, "data");
-        assert!(
-            message.contains("24 bytes") && message.contains("only 20"),
-            "{message}"
-        );
-        let e = read_npy_bytes(
-            &npy("<f4", false, "(2,)", &[0; 4], 1),
-            p(),
-            "array \"scores\"",
-        )
-        .unwrap_err();
+        assert!(message.contains("24 bytes") && message.contains("only 20"), "{message}");
+        let e = read_npy_bytes(&npy("<f4", false, "(2,)", &[0; 4], 1), p(), "array \"scores\"").unwrap_err();
         assert!(e.to_string().contains("array \"scores\", data"), "{e}");
     }
 
     #[test]
     fn rejects_object_and_unknown_dtypes() {
-        let e = read_npy_bytes(&npy("|O", false, "(2,)", &[0; 16], 1), p(), "")
-            .unwrap_err()
-            .to_string();
+        let e = read_npy_bytes(&npy("|O", false, "(2,)", &[0; 16], 1), p(), "").unwrap_err().to_string();
         assert!(e.contains("header") && e.contains("pickled"), "{e}");
         for d in ["<c8", "<M8[ns]", "|V8", "<f16", "<x4"] {
-            assert!(
-                read_npy_bytes(&npy(d, false, "(1,)", &[0; 16], 1), p(), "").is_err(),
-                "{d}"
-            );
+            assert!(read_npy_bytes(&npy(d, false, "(1,)", &[0; 16], 1), p(), "").is_err(), "{d}");
         }
     }
 
@@ -1807,17 +1442,12 @@ pub(crate) mod tests {
             npy("<f4", false, "(2, 3", &[], 1),
         ] {
             let e = read_npy_bytes(&bytes, p(), "").unwrap_err();
-            let Error::Format { location, .. } = &e else {
-                panic!("{e}")
-            };
+            let Error::Format { location, .. } = &e else { panic!("{e}") };
             assert_eq!(location, "header", "{e}");
         }
         let mut bytes = npy("<f4", false, "(1,)", &[0; 4], 1);
         bytes[12] = b'@';
-        assert!(parse_header(&bytes, p())
-            .unwrap_err()
-            .to_string()
-            .contains("header"));
+        assert!(parse_header(&bytes, p()).unwrap_err().to_string().contains("header"));
         let mut nested = b"\x93NUMPY\x01\x00\x00\x01".to_vec();
         nested.extend([b'('; 256]);
         assert!(parse_header(&nested, p()).is_err());
@@ -1828,36 +1458,19 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.npy");
         let values: Vec<f32> = (0..100_000).map(|i| i as f32 * 0.5).collect();
-        std::fs::write(
-            &path,
-            npy(
-                "<f4",
-                false,
-                "(1000, 100)",
-                &le(&values, f32::to_le_bytes),
-                1,
-            ),
-        )
-        .unwrap();
+        std::fs::write(&path, npy("<f4", false, "(1000, 100)", &le(&values, f32::to_le_bytes), 1)).unwrap();
         let a = read_npy(&path).unwrap();
         assert!(a.is_memory_mapped());
         let v = a.into_f32_values(&path, "").unwrap();
         assert!(v.is_memory_mapped());
         assert_eq!(v.as_slice(), &values[..]);
         assert_eq!(v.clone().into_vec(), values);
-        assert!(read_npy(&dir.path().join("missing.npy"))
-            .unwrap_err()
-            .to_string()
-            .contains("missing.npy"));
+        assert!(read_npy(&dir.path().join("missing.npy")).unwrap_err().to_string().contains("missing.npy"));
     }
 
     fn write_npz(path: &Path, members: &[(&str, Vec<u8>)], deflate: bool) {
         let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-        let method = if deflate {
-            zip::CompressionMethod::Deflated
-        } else {
-            zip::CompressionMethod::Stored
-        };
+        let method = if deflate { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
         let opts = zip::write::SimpleFileOptions::default().compression_method(method);
         for (name, bytes) in members {
             zip.start_file(format!("{name}.npy"), opts).unwrap();
@@ -1871,14 +1484,8 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let scores: Vec<f32> = (0..12).map(|i| i as f32).collect();
         let members = [
-            (
-                "scores",
-                npy("<f4", false, "(3, 4)", &le(&scores, f32::to_le_bytes), 1),
-            ),
-            (
-                "ids",
-                npy("<i8", false, "(2,)", &le(&[7i64, 8], i64::to_le_bytes), 1),
-            ),
+            ("scores", npy("<f4", false, "(3, 4)", &le(&scores, f32::to_le_bytes), 1)),
+            ("ids", npy("<i8", false, "(2,)", &le(&[7i64, 8], i64::to_le_bytes), 1)),
         ];
         for deflate in [false, true] {
             let path = dir.path().join(format!("a{deflate}.npz"));
@@ -1888,27 +1495,15 @@ pub(crate) mod tests {
             assert!(z.contains("scores") && z.contains("ids.npy") && !z.contains("x"));
             let a = z.read("scores").unwrap();
             assert_eq!(a.shape(), [3, 4]);
-            assert_eq!(
-                a.into_f32_values(&path, "").unwrap().as_slice(),
-                &scores[..]
-            );
-            assert_eq!(
-                z.read("ids.npy").unwrap().to_i64_vec(&path, "").unwrap(),
-                [7, 8]
-            );
+            assert_eq!(a.into_f32_values(&path, "").unwrap().as_slice(), &scores[..]);
+            assert_eq!(z.read("ids.npy").unwrap().to_i64_vec(&path, "").unwrap(), [7, 8]);
             let e = z.read("logits").unwrap_err().to_string();
-            assert!(
-                e.contains("array \"logits\"") && e.contains("scores, ids"),
-                "{e}"
-            );
+            assert!(e.contains("array \"logits\"") && e.contains("scores, ids"), "{e}");
         }
         let bad = dir.path().join("bad.npz");
         write_npz(&bad, &[("x", npy("<f4", false, "(3,)", &[0; 8], 1))], true);
         let e = Npz::open(&bad).unwrap().read("x").unwrap_err().to_string();
-        assert!(
-            e.contains("array \"x\", data") && e.contains("truncated"),
-            "{e}"
-        );
+        assert!(e.contains("array \"x\", data") && e.contains("truncated"), "{e}");
         std::fs::write(&bad, b"garbage").unwrap();
         assert!(Npz::open(&bad).is_err());
     }
@@ -1958,21 +1553,10 @@ pub(crate) mod tests {
         let v = a.into_f32_values(&path, "").unwrap();
         assert!(v.is_memory_mapped());
         assert_eq!(v.as_slice(), &big[..]);
-        assert_eq!(
-            st.read("half").unwrap().to_f32_vec(&path, "").unwrap(),
-            [1.0, -2.0]
-        );
+        assert_eq!(st.read("half").unwrap().to_f32_vec(&path, "").unwrap(), [1.0, -2.0]);
         assert_eq!(st.read("b").unwrap().to_f32_vec(&path, "").unwrap(), [2.0]);
-        assert!(st
-            .read("odd")
-            .unwrap_err()
-            .to_string()
-            .contains("unsupported dtype"));
-        assert!(st
-            .read("nope")
-            .unwrap_err()
-            .to_string()
-            .contains("b, half, logits, odd"));
+        assert!(st.read("odd").unwrap_err().to_string().contains("unsupported dtype"));
+        assert!(st.read("nope").unwrap_err().to_string().contains("b, half, logits, odd"));
     }
 
     #[test]
@@ -1991,10 +1575,7 @@ pub(crate) mod tests {
         assert!(e.contains("do not lie within"), "{e}");
         // Header length larger than the file.
         std::fs::write(&path, 1000u64.to_le_bytes()).unwrap();
-        assert!(SafeTensors::open(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("header"));
+        assert!(SafeTensors::open(&path).unwrap_err().to_string().contains("header"));
         std::fs::write(&path, b"abc").unwrap();
         assert!(SafeTensors::open(&path).is_err());
     }
@@ -2002,16 +1583,12 @@ pub(crate) mod tests {
     /// `../shared/data` relative to the repository root, or `None` (skip) when
     /// it is missing outside CI. Panics when it is missing and `CI=true`.
     pub(crate) fn shared_data(rel: &str) -> Option<PathBuf> {
-        let path =
-            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(rel);
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(rel);
         if path.exists() {
             return Some(path);
         }
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!(
-                "{} is missing, and CI=true requires the shared reference data",
-                path.display()
-            );
+            panic!("{} is missing, and CI=true requires the shared reference data", path.display());
         }
         eprintln!("skipping: {} not found", path.display());
         None
@@ -2031,16 +1608,10 @@ pub(crate) mod tests {
         assert_eq!(t[12345], 0.00019334169827124378);
         assert_eq!(t[184_961], 0.0024233922802656903);
         let info = z.read("info").unwrap();
-        assert_eq!(
-            (info.dtype, info.shape()),
-            (DType::Unicode(28), &[184_962, 2][..])
-        );
+        assert_eq!((info.dtype, info.shape()), (DType::Unicode(28), &[184_962, 2][..]));
         let info = info.to_strings().unwrap();
         assert_eq!(info[..2], ["ILSVRC2012_val_00041207.JPEG", "556"]);
-        assert_eq!(
-            info[2 * 12345..2 * 12345 + 2],
-            ["ILSVRC2012_val_00036815.JPEG", "30"]
-        );
+        assert_eq!(info[2 * 12345..2 * 12345 + 2], ["ILSVRC2012_val_00036815.JPEG", "30"]);
         assert_eq!(info[2 * 184_961 + 1], "753");
     }
 }

@@ -60,7 +60,10 @@ impl ImageOrder {
 
     /// The built-in order whose length is `rows`, if exactly one fits.
     pub fn builtin_for_len(rows: usize) -> Option<(&'static str, ImageOrder)> {
-        BUILTIN_ORDERS.iter().find(|(_, n, _)| *n == rows).and_then(|(name, _, _)| Some((*name, ImageOrder::builtin(name)?)))
+        BUILTIN_ORDERS
+            .iter()
+            .find(|(_, n, _)| *n == rows)
+            .and_then(|(name, _, _)| Some((*name, ImageOrder::builtin(name)?)))
     }
 
     /// Reads an image list file (see the module documentation for the forms).
@@ -84,13 +87,19 @@ impl ImageOrder {
                         .enumerate()
                         .map(|(i, v)| {
                             v.as_str().map(str::to_string).ok_or_else(|| {
-                                Error::format(path, format!("element {i}"), format!("expected an image name string, found {v}"))
+                                Error::format(
+                                    path,
+                                    format!("element {i}"),
+                                    format!("expected an image name string, found {v}"),
+                                )
                             })
                         })
                         .collect::<Result<Vec<_>>>()?;
                     (names, None)
                 }
-                _ => return Err(Error::format(path, "top level", "expected a dataset JSON object or an array of names")),
+                _ => {
+                    return Err(Error::format(path, "top level", "expected a dataset JSON object or an array of names"))
+                }
             }
         } else {
             parse_text_list(&text, path, classes)?
@@ -104,7 +113,10 @@ impl ImageOrder {
                 return Err(Error::format(
                     path,
                     format!("entry {}", i + 1),
-                    format!("image {n:?} is listed twice (first as entry {}); each row must be a distinct image", prev + 1),
+                    format!(
+                        "image {n:?} is listed twice (first as entry {}); each row must be a distinct image",
+                        prev + 1
+                    ),
                 ));
             }
         }
@@ -120,7 +132,8 @@ fn parse_text_list(text: &str, path: &Path, classes: &ClassTable) -> Result<(Vec
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut cells = if line.contains('\t') { line.split('\t').collect::<Vec<_>>() } else { line.split(',').collect() };
+        let mut cells =
+            if line.contains('\t') { line.split('\t').collect::<Vec<_>>() } else { line.split(',').collect() };
         for c in &mut cells {
             *c = c.trim().trim_matches('"');
         }

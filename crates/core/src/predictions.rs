@@ -45,16 +45,8 @@ use crate::npy::{self, F32Values, NpyArray, Npz, SafeTensors};
 
 /// Array names tried, in order, when an `.npz` or `.safetensors` file holds
 /// several arrays and none was chosen.
-pub const PREFERRED_ARRAY_NAMES: &[&str] = &[
-    "scores",
-    "logits",
-    "probs",
-    "probabilities",
-    "predictions",
-    "preds",
-    "topk",
-    "top5",
-];
+pub const PREFERRED_ARRAY_NAMES: &[&str] =
+    &["scores", "logits", "probs", "probabilities", "predictions", "preds", "topk", "top5"];
 
 /// File extensions [`Predictions::load`] reads.
 pub const SUPPORTED_EXTENSIONS: &[&str] = &["npy", "npz", "safetensors", "csv", "tsv", "txt"];
@@ -115,16 +107,8 @@ impl ScoreMatrix {
     /// # Panics
     /// If `data.len() != rows * cols`.
     pub fn from_vec(rows: usize, cols: usize, data: Vec<f32>) -> Self {
-        assert_eq!(
-            Some(data.len()),
-            rows.checked_mul(cols),
-            "ScoreMatrix::from_vec: data length must be rows * cols"
-        );
-        ScoreMatrix {
-            rows,
-            cols,
-            values: F32Values::from_vec(data),
-        }
+        assert_eq!(Some(data.len()), rows.checked_mul(cols), "ScoreMatrix::from_vec: data length must be rows * cols");
+        ScoreMatrix { rows, cols, values: F32Values::from_vec(data) }
     }
 
     fn from_values(rows: usize, cols: usize, values: F32Values) -> Self {
@@ -231,11 +215,7 @@ enum Format {
 }
 
 fn format_of(path: &Path) -> Result<Format> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     Ok(match ext.as_str() {
         "npy" => Format::Npy,
         "npz" => Format::Npz,
@@ -248,11 +228,7 @@ fn format_of(path: &Path) -> Result<Format> {
                 "{}: unknown prediction file type {:?}; supported extensions: {}",
                 path.display(),
                 ext,
-                SUPPORTED_EXTENSIONS
-                    .iter()
-                    .map(|e| format!(".{e}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                SUPPORTED_EXTENSIONS.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(", ")
             )))
         }
     })
@@ -266,10 +242,7 @@ fn choose_array(names: &[String], opts: &PredictionOptions, path: &Path) -> Resu
     if let [only] = names {
         return Ok(only.clone());
     }
-    if let Some(p) = PREFERRED_ARRAY_NAMES
-        .iter()
-        .find(|p| names.iter().any(|n| n == *p))
-    {
+    if let Some(p) = PREFERRED_ARRAY_NAMES.iter().find(|p| names.iter().any(|n| n == *p)) {
         return Ok(p.to_string());
     }
     if names.is_empty() {
@@ -296,32 +269,18 @@ impl Predictions {
                 let mut npz = Npz::open(path)?;
                 let name = choose_array(&npz.names(), opts, path)?;
                 let array = npz.read(&name)?;
-                (
-                    from_array(array, path, &format!("array {name:?}"), opts.kind)?,
-                    None,
-                )
+                (from_array(array, path, &format!("array {name:?}"), opts.kind)?, None)
             }
             Format::SafeTensors => {
                 let st = SafeTensors::open(path)?;
                 let name = choose_array(&st.names(), opts, path)?;
                 let array = st.read(&name)?;
-                (
-                    from_array(array, path, &format!("tensor {name:?}"), opts.kind)?,
-                    None,
-                )
+                (from_array(array, path, &format!("tensor {name:?}"), opts.kind)?, None)
             }
             Format::Text(delimiter) => read_text(path, delimiter, opts.kind)?,
         };
-        let model = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Ok(Predictions {
-            path: path.to_path_buf(),
-            model,
-            data,
-            row_names,
-        })
+        let model = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Predictions { path: path.to_path_buf(), model, data, row_names })
     }
 
     /// Number of rows (images).
@@ -336,10 +295,7 @@ impl Predictions {
         match &self.data {
             PredictionData::TopK { k, indices } => {
                 let k = (*k).max(1);
-                let bad = indices
-                    .par_iter()
-                    .filter(|&&i| i as usize >= n_classes)
-                    .count();
+                let bad = indices.par_iter().filter(|&&i| i as usize >= n_classes).count();
                 let Some(first) = indices.iter().position(|&i| i as usize >= n_classes) else {
                     return Ok(());
                 };
@@ -374,12 +330,7 @@ impl Predictions {
 }
 
 /// Turns an array into prediction data (kind inference, shape and value checks).
-fn from_array(
-    array: NpyArray,
-    path: &Path,
-    what: &str,
-    kind: Option<PredictionKind>,
-) -> Result<PredictionData> {
+fn from_array(array: NpyArray, path: &Path, what: &str, kind: Option<PredictionKind>) -> Result<PredictionData> {
     let dtype = array.dtype;
     if dtype.is_string() || dtype == npy::DType::Bool {
         return Err(Error::format(
@@ -388,11 +339,7 @@ fn from_array(
             format!("found an array of {dtype}; expected integer class indices or float scores"),
         ));
     }
-    let kind = kind.unwrap_or(if dtype.is_integer() {
-        PredictionKind::TopK
-    } else {
-        PredictionKind::Scores
-    });
+    let kind = kind.unwrap_or(if dtype.is_integer() { PredictionKind::TopK } else { PredictionKind::Scores });
     let shape = array.shape().to_vec();
     match kind {
         PredictionKind::TopK => {
@@ -412,20 +359,14 @@ fn from_array(
                 let values = array.to_i64_vec(path, what)?;
                 let mut out = Vec::with_capacity(values.len());
                 for (i, v) in values.into_iter().enumerate() {
-                    out.push(
-                        index_from_i64(v)
-                            .map_err(|m| Error::format(path, elem_loc(what, i / k, i % k), m))?,
-                    );
+                    out.push(index_from_i64(v).map_err(|m| Error::format(path, elem_loc(what, i / k, i % k), m))?);
                 }
                 out
             } else {
                 let values = array.to_f64_vec(path, what)?;
                 let mut out = Vec::with_capacity(values.len());
                 for (i, v) in values.into_iter().enumerate() {
-                    out.push(
-                        index_from_f64(v)
-                            .map_err(|m| Error::format(path, elem_loc(what, i / k, i % k), m))?,
-                    );
+                    out.push(index_from_f64(v).map_err(|m| Error::format(path, elem_loc(what, i / k, i % k), m))?);
                 }
                 out
             };
@@ -456,67 +397,37 @@ fn from_array(
                     ),
                 )
             })?;
-            Ok(PredictionData::Scores(ScoreMatrix::from_values(
-                rows, cols, values,
-            )))
+            Ok(PredictionData::Scores(ScoreMatrix::from_values(rows, cols, values)))
         }
     }
 }
 
-fn check_not_empty(
-    rows: usize,
-    cols: usize,
-    shape: &[usize],
-    path: &Path,
-    what: &str,
-) -> Result<()> {
+fn check_not_empty(rows: usize, cols: usize, shape: &[usize], path: &Path, what: &str) -> Result<()> {
     if rows == 0 {
-        return Err(Error::format(
-            path,
-            or_data(what),
-            format!("no prediction rows (shape {shape:?})"),
-        ));
+        return Err(Error::format(path, or_data(what), format!("no prediction rows (shape {shape:?})")));
     }
     if cols == 0 {
-        return Err(Error::format(
-            path,
-            or_data(what),
-            format!("no prediction columns (shape {shape:?})"),
-        ));
+        return Err(Error::format(path, or_data(what), format!("no prediction columns (shape {shape:?})")));
     }
     Ok(())
 }
 
 fn index_from_i64(v: i64) -> std::result::Result<u32, String> {
     if v < 0 {
-        return Err(format!(
-            "found class index {v}; expected a non-negative index"
-        ));
+        return Err(format!("found class index {v}; expected a non-negative index"));
     }
-    u32::try_from(v).map_err(|_| {
-        format!(
-            "found class index {v}; expected an index below {}",
-            u64::from(u32::MAX) + 1
-        )
-    })
+    u32::try_from(v).map_err(|_| format!("found class index {v}; expected an index below {}", u64::from(u32::MAX) + 1))
 }
 
 fn index_from_f64(v: f64) -> std::result::Result<u32, String> {
     if !v.is_finite() || v.fract() != 0.0 {
-        return Err(format!(
-            "found {v}; top-k class indices must be whole numbers"
-        ));
+        return Err(format!("found {v}; top-k class indices must be whole numbers"));
     }
     if v < 0.0 {
-        return Err(format!(
-            "found class index {v}; expected a non-negative index"
-        ));
+        return Err(format!("found class index {v}; expected a non-negative index"));
     }
     if v > f64::from(u32::MAX) {
-        return Err(format!(
-            "found class index {v}; expected an index below {}",
-            u64::from(u32::MAX) + 1
-        ));
+        return Err(format!("found class index {v}; expected an index below {}", u64::from(u32::MAX) + 1));
     }
     Ok(v as u32)
 }
@@ -528,11 +439,7 @@ fn check_finite(values: &[f32], error: impl FnOnce(usize, usize) -> Error) -> Re
     let count: usize = values
         .par_chunks(CHUNK)
         // Exponent bits all ones: NaN or infinity (branch-free, vectorises).
-        .map(|c| {
-            c.iter()
-                .map(|x| usize::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000))
-                .sum::<usize>()
-        })
+        .map(|c| c.iter().map(|x| usize::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000)).sum::<usize>())
         .sum();
     if count == 0 {
         return Ok(());
@@ -578,9 +485,7 @@ impl TextSink<'_> {
             let header = match &*cells {
                 [] => false,
                 [only] => !only.is_empty() && !is_number(only),
-                [first, rest @ ..] => {
-                    first.is_empty() || rest.iter().any(|c| !c.is_empty() && !is_number(c))
-                }
+                [first, rest @ ..] => first.is_empty() || rest.iter().any(|c| !c.is_empty() && !is_number(c)),
             };
             if header {
                 return Ok(());
@@ -605,21 +510,14 @@ impl TextSink<'_> {
             return Err(Error::format(
                 self.path,
                 format!("line {line}"),
-                format!(
-                    "found {} cells; expected {width} like line {first_line}, the first data line",
-                    cells.len()
-                ),
+                format!("found {} cells; expected {width} like line {first_line}, the first data line", cells.len()),
             ));
         }
         let mut values = &cells[..];
         if self.has_names {
             let name = cells[0];
             if name.is_empty() {
-                return Err(Error::format(
-                    self.path,
-                    format!("line {line}, column 1"),
-                    "empty image name",
-                ));
+                return Err(Error::format(self.path, format!("line {line}, column 1"), "empty image name"));
             }
             self.names.push(name.to_string());
             values = &cells[1..];
@@ -628,11 +526,7 @@ impl TextSink<'_> {
         for (j, cell) in values.iter().enumerate() {
             let loc = || format!("line {line}, column {}", j + offset);
             if cell.is_empty() {
-                return Err(Error::format(
-                    self.path,
-                    loc(),
-                    "empty cell; expected a number",
-                ));
+                return Err(Error::format(self.path, loc(), "empty cell; expected a number"));
             }
             if let TextValues::Ints(ints) = &mut self.values {
                 if let Ok(v) = cell.parse::<i64>() {
@@ -642,13 +536,9 @@ impl TextSink<'_> {
                 let floats = ints.iter().map(|&v| v as f32).collect();
                 self.values = TextValues::Floats(floats);
             }
-            let v: f64 = cell.parse().map_err(|_| {
-                Error::format(
-                    self.path,
-                    loc(),
-                    format!("found {cell:?}; expected a number"),
-                )
-            })?;
+            let v: f64 = cell
+                .parse()
+                .map_err(|_| Error::format(self.path, loc(), format!("found {cell:?}; expected a number")))?;
             if !v.is_finite() {
                 if self.non_finite.0.is_none() {
                     self.non_finite.0 = Some((line, j + offset, v));
@@ -666,27 +556,13 @@ impl TextSink<'_> {
     fn finish(self, kind: Option<PredictionKind>) -> Result<(PredictionData, Option<Vec<String>>)> {
         let path = self.path;
         let Some((width, _)) = self.width else {
-            let what = if self.seen_first {
-                "only a header line"
-            } else {
-                "the file is empty"
-            };
-            return Err(Error::format(
-                path,
-                "data",
-                format!("no prediction rows ({what})"),
-            ));
+            let what = if self.seen_first { "only a header line" } else { "the file is empty" };
+            return Err(Error::format(path, "data", format!("no prediction rows ({what})")));
         };
         let cols = width - usize::from(self.has_names);
         let rows = self.lines.len();
         let lines = &self.lines;
-        let loc = |i: usize| {
-            format!(
-                "line {}, column {}",
-                lines[i / cols],
-                i % cols + 1 + usize::from(self.has_names)
-            )
-        };
+        let loc = |i: usize| format!("line {}, column {}", lines[i / cols], i % cols + 1 + usize::from(self.has_names));
         let kind = kind.unwrap_or(match self.values {
             TextValues::Ints(_) => PredictionKind::TopK,
             TextValues::Floats(_) => PredictionKind::Scores,
@@ -709,9 +585,7 @@ impl TextSink<'_> {
                 }
                 let mut indices = Vec::with_capacity(floats.len());
                 for (i, v) in floats.into_iter().enumerate() {
-                    indices.push(
-                        index_from_f64(f64::from(v)).map_err(|m| Error::format(path, loc(i), m))?,
-                    );
+                    indices.push(index_from_f64(f64::from(v)).map_err(|m| Error::format(path, loc(i), m))?);
                 }
                 PredictionData::TopK { k: cols, indices }
             }
@@ -763,11 +637,7 @@ fn read_text(
             let mut found = None;
             for (i, line) in reader.lines().enumerate() {
                 let line = line.map_err(|e| {
-                    Error::format(
-                        path,
-                        format!("line {}", i + 1),
-                        format!("cannot read the line: {e}"),
-                    )
+                    Error::format(path, format!("line {}", i + 1), format!("cannot read the line: {e}"))
                 })?;
                 let t = line.trim();
                 if t.is_empty() || t.starts_with('#') {
@@ -811,9 +681,7 @@ fn read_text(
                     Ok(true) => {}
                     Ok(false) => break,
                     Err(e) => {
-                        let loc = e
-                            .position()
-                            .map_or_else(|| "data".to_string(), |p| format!("line {}", p.line()));
+                        let loc = e.position().map_or_else(|| "data".to_string(), |p| format!("line {}", p.line()));
                         let message = format!("cannot read the line: {e}");
                         return Err(match e.into_kind() {
                             csv::ErrorKind::Io(e) => Error::io(path, e),
@@ -829,13 +697,8 @@ fn read_text(
         None => {
             for (i, line) in BufReader::new(file).lines().enumerate() {
                 let n = i as u64 + 1;
-                let line = line.map_err(|e| {
-                    Error::format(
-                        path,
-                        format!("line {n}"),
-                        format!("cannot read the line: {e}"),
-                    )
-                })?;
+                let line =
+                    line.map_err(|e| Error::format(path, format!("line {n}"), format!("cannot read the line: {e}")))?;
                 let t = line.trim();
                 if t.is_empty() || t.starts_with('#') {
                     continue;
@@ -872,21 +735,15 @@ pub fn discover(spec: &str) -> Result<Vec<PathBuf>> {
             .filter(|(name, p)| {
                 !name.starts_with('.')
                     && std::fs::metadata(p).is_ok_and(|m| !m.is_dir())
-                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        DIRECTORY_EXTENSIONS
-                            .iter()
-                            .any(|x| x.eq_ignore_ascii_case(e))
-                    })
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| DIRECTORY_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
             })
             .collect();
         if found.is_empty() {
             return Err(Error::Invalid(format!(
                 "{spec}: the directory holds no prediction files ({})",
-                DIRECTORY_EXTENSIONS
-                    .iter()
-                    .map(|e| format!("*.{e}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                DIRECTORY_EXTENSIONS.iter().map(|e| format!("*.{e}")).collect::<Vec<_>>().join(", ")
             )));
         }
         found.sort();
@@ -913,11 +770,7 @@ pub fn discover(spec: &str) -> Result<Vec<PathBuf>> {
                     && std::fs::metadata(p).is_ok_and(|m| !m.is_dir())
             })
             .map(|(name, p)| {
-                let p = if parent.is_none() {
-                    PathBuf::from(&name)
-                } else {
-                    p
-                };
+                let p = if parent.is_none() { PathBuf::from(&name) } else { p };
                 (name, p)
             })
             .collect(),
@@ -1006,134 +859,51 @@ mod tests {
     #[test]
     fn npy_int_dtypes_are_topk() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "m.npy",
-            npy(
-                "<i8",
-                false,
-                "(2, 3)",
-                &le(&[1i64, 2, 3, 4, 5, 6], i64::to_le_bytes),
-                1,
-            ),
-        );
+        let p =
+            write(dir.path(), "m.npy", npy("<i8", false, "(2, 3)", &le(&[1i64, 2, 3, 4, 5, 6], i64::to_le_bytes), 1));
         let pr = load(&p).unwrap();
         assert_eq!((pr.model.as_str(), pr.rows()), ("m", 2));
         assert_eq!(topk(&pr), (3, &[1, 2, 3, 4, 5, 6][..]));
         assert_eq!(pr.data.kind(), PredictionKind::TopK);
-        let p = write(
-            dir.path(),
-            "top1.npy",
-            npy(
-                ">u2",
-                false,
-                "(3,)",
-                &le(&[7u16, 8, 9], u16::to_be_bytes),
-                1,
-            ),
-        );
+        let p = write(dir.path(), "top1.npy", npy(">u2", false, "(3,)", &le(&[7u16, 8, 9], u16::to_be_bytes), 1));
         assert_eq!(topk(&load(&p).unwrap()), (1, &[7, 8, 9][..]));
-        let p = write(
-            dir.path(),
-            "neg.npy",
-            npy(
-                "<i4",
-                false,
-                "(2, 2)",
-                &le(&[1i32, 2, 3, -4], i32::to_le_bytes),
-                1,
-            ),
-        );
+        let p = write(dir.path(), "neg.npy", npy("<i4", false, "(2, 2)", &le(&[1i32, 2, 3, -4], i32::to_le_bytes), 1));
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("row 1, column 1") && e.contains("-4"), "{e}");
         let p = write(dir.path(), "empty.npy", npy("<i8", false, "(0, 5)", &[], 1));
-        assert!(load(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("no prediction rows"));
+        assert!(load(&p).unwrap_err().to_string().contains("no prediction rows"));
         let p = write(dir.path(), "s.npy", npy("|S2", false, "(1,)", b"ab", 1));
-        assert!(load(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("expected integer class indices or float scores"));
+        assert!(load(&p).unwrap_err().to_string().contains("expected integer class indices or float scores"));
         let p = write(dir.path(), "x.json", "[]");
-        assert!(load(&p)
-            .unwrap_err()
-            .to_string()
-            .contains(".npy, .npz, .safetensors, .csv, .tsv, .txt"));
+        assert!(load(&p).unwrap_err().to_string().contains(".npy, .npz, .safetensors, .csv, .tsv, .txt"));
     }
 
     #[test]
     fn npy_float_scores_and_kind_override() {
         let dir = tempfile::tempdir().unwrap();
         let v = [0.1f64, 0.9, 2.0, 1.0];
-        let p = write(
-            dir.path(),
-            "f.npy",
-            npy("<f8", false, "(2, 2)", &le(&v, f64::to_le_bytes), 1),
-        );
+        let p = write(dir.path(), "f.npy", npy("<f8", false, "(2, 2)", &le(&v, f64::to_le_bytes), 1));
         let pr = load(&p).unwrap();
         let m = scores(&pr);
         assert_eq!((m.rows(), m.cols()), (2, 2));
         assert_eq!(m.row(1), [2.0, 1.0]);
         assert_eq!(m.as_slice(), [0.1f32, 0.9, 2.0, 1.0]);
         // Forced top-k from floats: [2, 1] fine, 0.1 not.
-        let forced = PredictionOptions {
-            kind: Some(PredictionKind::TopK),
-            ..Default::default()
-        };
+        let forced = PredictionOptions { kind: Some(PredictionKind::TopK), ..Default::default() };
         let e = Predictions::load(&p, &forced).unwrap_err().to_string();
-        assert!(
-            e.contains("row 0, column 0") && e.contains("whole numbers"),
-            "{e}"
-        );
-        let p2 = write(
-            dir.path(),
-            "g.npy",
-            npy(
-                "<f4",
-                false,
-                "(1, 2)",
-                &le(&[3f32, 1.0], f32::to_le_bytes),
-                1,
-            ),
-        );
-        assert_eq!(
-            topk(&Predictions::load(&p2, &forced).unwrap()),
-            (2, &[3, 1][..])
-        );
+        assert!(e.contains("row 0, column 0") && e.contains("whole numbers"), "{e}");
+        let p2 = write(dir.path(), "g.npy", npy("<f4", false, "(1, 2)", &le(&[3f32, 1.0], f32::to_le_bytes), 1));
+        assert_eq!(topk(&Predictions::load(&p2, &forced).unwrap()), (2, &[3, 1][..]));
         // Forced scores from integers.
-        let p3 = write(
-            dir.path(),
-            "h.npy",
-            npy("<i8", false, "(1, 2)", &le(&[3i64, 1], i64::to_le_bytes), 1),
-        );
-        let forced = PredictionOptions {
-            kind: Some(PredictionKind::Scores),
-            ..Default::default()
-        };
-        assert_eq!(
-            scores(&Predictions::load(&p3, &forced).unwrap()).as_slice(),
-            [3.0, 1.0]
-        );
+        let p3 = write(dir.path(), "h.npy", npy("<i8", false, "(1, 2)", &le(&[3i64, 1], i64::to_le_bytes), 1));
+        let forced = PredictionOptions { kind: Some(PredictionKind::Scores), ..Default::default() };
+        assert_eq!(scores(&Predictions::load(&p3, &forced).unwrap()).as_slice(), [3.0, 1.0]);
         // 1-D floats are not scores.
         let p4 = write(dir.path(), "i.npy", npy("<f4", false, "(2,)", &[0; 8], 1));
-        assert!(load(&p4)
-            .unwrap_err()
-            .to_string()
-            .contains("[rows, classes]"));
+        assert!(load(&p4).unwrap_err().to_string().contains("[rows, classes]"));
         // f16 scores are converted.
-        let p5 = write(
-            dir.path(),
-            "j.npy",
-            npy(
-                "<f2",
-                false,
-                "(1, 2)",
-                &le(&[0x3c00u16, 0x3800], u16::to_le_bytes),
-                1,
-            ),
-        );
+        let p5 =
+            write(dir.path(), "j.npy", npy("<f2", false, "(1, 2)", &le(&[0x3c00u16, 0x3800], u16::to_le_bytes), 1));
         assert_eq!(scores(&load(&p5).unwrap()).as_slice(), [1.0, 0.5]);
     }
 
@@ -1141,11 +911,7 @@ mod tests {
     fn large_f32_npy_is_memory_mapped() {
         let dir = tempfile::tempdir().unwrap();
         let v: Vec<f32> = (0..200 * 1000).map(|i| (i % 1000) as f32).collect();
-        let p = write(
-            dir.path(),
-            "big.npy",
-            npy("<f4", false, "(200, 1000)", &le(&v, f32::to_le_bytes), 1),
-        );
+        let p = write(dir.path(), "big.npy", npy("<f4", false, "(200, 1000)", &le(&v, f32::to_le_bytes), 1));
         let pr = load(&p).unwrap();
         let m = scores(&pr);
         assert!(m.is_memory_mapped());
@@ -1161,69 +927,33 @@ mod tests {
         v[6] = f32::NAN;
         v[7] = f32::INFINITY;
         v[11] = f32::NEG_INFINITY;
-        let p = write(
-            dir.path(),
-            "nan.npy",
-            npy("<f4", false, "(3, 4)", &le(&v, f32::to_le_bytes), 1),
-        );
+        let p = write(dir.path(), "nan.npy", npy("<f4", false, "(3, 4)", &le(&v, f32::to_le_bytes), 1));
         let e = load(&p).unwrap_err();
-        let Error::Format {
-            location, message, ..
-        } = &e
-        else {
-            panic!("{e}")
-        };
+        let Error::Format { location, message, .. } = &e else { panic!("{e}") };
         assert_eq!(location, "row 1, column 2");
-        assert!(
-            message.contains("NaN") && message.contains("3 value(s)"),
-            "{message}"
-        );
+        assert!(message.contains("NaN") && message.contains("3 value(s)"), "{message}");
         let p = write(dir.path(), "inf.csv", "0.5,0.5\n0.1,inf\n");
         let e = load(&p).unwrap_err().to_string();
-        assert!(
-            e.contains("line 2, column 2") && e.contains("1 value(s)"),
-            "{e}"
-        );
+        assert!(e.contains("line 2, column 2") && e.contains("1 value(s)"), "{e}");
     }
 
     #[test]
     fn validate_classes_reports_out_of_range_index() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "m.npy",
-            npy(
-                "<i8",
-                false,
-                "(2, 2)",
-                &le(&[1i64, 2, 1000, 1001], i64::to_le_bytes),
-                1,
-            ),
-        );
+        let p =
+            write(dir.path(), "m.npy", npy("<i8", false, "(2, 2)", &le(&[1i64, 2, 1000, 1001], i64::to_le_bytes), 1));
         let pr = load(&p).unwrap();
         pr.validate_classes(1002).unwrap();
         let e = pr.validate_classes(1000).unwrap_err();
-        let Error::Format {
-            location, message, ..
-        } = &e
-        else {
-            panic!("{e}")
-        };
+        let Error::Format { location, message, .. } = &e else { panic!("{e}") };
         assert_eq!(location, "row 1, column 0");
-        assert!(
-            message.contains("1000") && message.contains("2 index(es)"),
-            "{message}"
-        );
+        assert!(message.contains("1000") && message.contains("2 index(es)"), "{message}");
     }
 
     fn npz(path: &Path, members: &[(&str, Vec<u8>)]) {
         let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
         for (name, bytes) in members {
-            zip.start_file(
-                format!("{name}.npy"),
-                zip::write::SimpleFileOptions::default(),
-            )
-            .unwrap();
+            zip.start_file(format!("{name}.npy"), zip::write::SimpleFileOptions::default()).unwrap();
             zip.write_all(bytes).unwrap();
         }
         zip.finish().unwrap();
@@ -1232,29 +962,14 @@ mod tests {
     #[test]
     fn npz_array_choice() {
         let dir = tempfile::tempdir().unwrap();
-        let s = npy(
-            "<f4",
-            false,
-            "(1, 2)",
-            &le(&[0.25f32, 0.75], f32::to_le_bytes),
-            1,
-        );
+        let s = npy("<f4", false, "(1, 2)", &le(&[0.25f32, 0.75], f32::to_le_bytes), 1);
         let i = npy("<i8", false, "(1, 1)", &le(&[4i64], i64::to_le_bytes), 1);
         let p = dir.path().join("a.npz");
         npz(&p, &[("ids", i.clone()), ("logits", s.clone())]);
         assert_eq!(scores(&load(&p).unwrap()).as_slice(), [0.25, 0.75]);
-        let by_name = PredictionOptions {
-            array: Some("ids".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            topk(&Predictions::load(&p, &by_name).unwrap()),
-            (1, &[4][..])
-        );
-        let missing = PredictionOptions {
-            array: Some("nope".into()),
-            ..Default::default()
-        };
+        let by_name = PredictionOptions { array: Some("ids".into()), ..Default::default() };
+        assert_eq!(topk(&Predictions::load(&p, &by_name).unwrap()), (1, &[4][..]));
+        let missing = PredictionOptions { array: Some("nope".into()), ..Default::default() };
         let e = Predictions::load(&p, &missing).unwrap_err().to_string();
         assert!(e.contains("\"nope\"") && e.contains("ids, logits"), "{e}");
         let p = dir.path().join("b.npz");
@@ -1275,12 +990,7 @@ mod tests {
             "vit.safetensors",
             safetensors_bytes(&[
                 ("logits", "F32", &[300, 300], le(&big, f32::to_le_bytes)),
-                (
-                    "half",
-                    "F16",
-                    &[1, 2],
-                    le(&[0x3c00u16, 0xc000], u16::to_le_bytes),
-                ),
+                ("half", "F16", &[1, 2], le(&[0x3c00u16, 0xc000], u16::to_le_bytes)),
                 ("bf", "BF16", &[1, 1], le(&[0x3f80u16], u16::to_le_bytes)),
             ]),
         );
@@ -1288,26 +998,13 @@ mod tests {
         assert_eq!(pr.model, "vit");
         assert!(scores(&pr).is_memory_mapped());
         assert_eq!(scores(&pr).as_slice(), &big[..]);
-        let half = PredictionOptions {
-            array: Some("half".into()),
-            ..Default::default()
-        };
+        let half = PredictionOptions { array: Some("half".into()), ..Default::default() };
         let pr = Predictions::load(&p, &half).unwrap();
         assert!(!scores(&pr).is_memory_mapped());
         assert_eq!(scores(&pr).as_slice(), [1.0, -2.0]);
-        let bf = PredictionOptions {
-            array: Some("bf".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            scores(&Predictions::load(&p, &bf).unwrap()).as_slice(),
-            [1.0]
-        );
-        let p = write(
-            dir.path(),
-            "bad.safetensors",
-            safetensors_bytes(&[("logits", "F32", &[2, 2], vec![0; 12])]),
-        );
+        let bf = PredictionOptions { array: Some("bf".into()), ..Default::default() };
+        assert_eq!(scores(&Predictions::load(&p, &bf).unwrap()).as_slice(), [1.0]);
+        let p = write(dir.path(), "bad.safetensors", safetensors_bytes(&[("logits", "F32", &[2, 2], vec![0; 12])]));
         assert!(load(&p).unwrap_err().to_string().contains("needs 16"));
     }
 
@@ -1321,15 +1018,9 @@ mod tests {
         );
         let pr = load(&p).unwrap();
         assert_eq!(topk(&pr), (2, &[65, 970, 1, 2][..]));
-        assert_eq!(
-            pr.row_names.as_deref().unwrap(),
-            ["ILSVRC2012_val_00000001.JPEG", "b.JPEG"]
-        );
+        assert_eq!(pr.row_names.as_deref().unwrap(), ["ILSVRC2012_val_00000001.JPEG", "b.JPEG"]);
         let e = pr.validate_classes(100).unwrap_err().to_string();
-        assert!(
-            e.contains("row 0, column 1") && e.contains("ILSVRC2012_val_00000001.JPEG"),
-            "{e}"
-        );
+        assert!(e.contains("row 0, column 1") && e.contains("ILSVRC2012_val_00000001.JPEG"), "{e}");
         // Scores without names, pandas-style header with an empty first cell.
         let p = write(dir.path(), "s.tsv", "\t0\t1\n0\t0.5\t1.5\n1\t2\t3\n");
         let pr = load(&p).unwrap();
@@ -1338,81 +1029,41 @@ mod tests {
         // Whitespace-separated .txt, integers → top-k; forced scores.
         let p = write(dir.path(), "w.txt", "1  2 3\n4 5 6\n");
         assert_eq!(topk(&load(&p).unwrap()), (3, &[1, 2, 3, 4, 5, 6][..]));
-        let forced = PredictionOptions {
-            kind: Some(PredictionKind::Scores),
-            ..Default::default()
-        };
-        assert_eq!(
-            scores(&Predictions::load(&p, &forced).unwrap()).row(1),
-            [4.0, 5.0, 6.0]
-        );
+        let forced = PredictionOptions { kind: Some(PredictionKind::Scores), ..Default::default() };
+        assert_eq!(scores(&Predictions::load(&p, &forced).unwrap()).row(1), [4.0, 5.0, 6.0]);
         let p = write(dir.path(), "c.txt", "a,1.5\n");
         assert_eq!(scores(&load(&p).unwrap()).as_slice(), [1.5]);
         // A float cell after integers switches to scores.
         let p = write(dir.path(), "mix.csv", "1,2\n3,4.5\n");
         assert_eq!(scores(&load(&p).unwrap()).as_slice(), [1.0, 2.0, 3.0, 4.5]);
-        let forced = PredictionOptions {
-            kind: Some(PredictionKind::TopK),
-            ..Default::default()
-        };
+        let forced = PredictionOptions { kind: Some(PredictionKind::TopK), ..Default::default() };
         let e = Predictions::load(&p, &forced).unwrap_err().to_string();
-        assert!(
-            e.contains("line 2, column 2") && e.contains("whole numbers"),
-            "{e}"
-        );
+        assert!(e.contains("line 2, column 2") && e.contains("whole numbers"), "{e}");
     }
 
     #[test]
     fn csv_errors_name_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            (
-                "ragged.csv",
-                "a,1,2\nb,3,4\nc,5\n",
-                "line 3",
-                "found 2 cells; expected 3",
-            ),
-            (
-                "empty_cell.csv",
-                "1,2\n3,\n",
-                "line 2, column 2",
-                "empty cell",
-            ),
+            ("ragged.csv", "a,1,2\nb,3,4\nc,5\n", "line 3", "found 2 cells; expected 3"),
+            ("empty_cell.csv", "1,2\n3,\n", "line 2, column 2", "empty cell"),
             ("bad.csv", "x,1,2\ny,3,zz\n", "line 2, column 3", "\"zz\""),
             ("neg.csv", "h1,h2\n1,2\n3,-4\n", "line 3, column 2", "-4"),
             ("empty.csv", "", "data", "no prediction rows"),
-            (
-                "header_only.csv",
-                "image,pred\n",
-                "data",
-                "no prediction rows",
-            ),
+            ("header_only.csv", "image,pred\n", "data", "no prediction rows"),
             ("names_only.csv", "a\nb\n", "line", "no prediction values"),
         ];
         for (name, text, loc, msg) in cases {
             let p = write(dir.path(), name, text);
             let e = load(&p).unwrap_err();
-            let Error::Format {
-                location, message, ..
-            } = &e
-            else {
-                panic!("{name}: {e}")
-            };
-            assert!(
-                location.starts_with(loc) && message.contains(msg),
-                "{name}: {e}"
-            );
+            let Error::Format { location, message, .. } = &e else { panic!("{name}: {e}") };
+            assert!(location.starts_with(loc) && message.contains(msg), "{name}: {e}");
         }
     }
 
     #[test]
     fn glob_matching() {
-        let m = |p: &str, n: &str| {
-            glob_match(
-                &p.chars().collect::<Vec<_>>(),
-                &n.chars().collect::<Vec<_>>(),
-            )
-        };
+        let m = |p: &str, n: &str| glob_match(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>());
         assert!(m("*.npy", "resnet50.npy"));
         assert!(m("res*50*", "resnet50.npy"));
         assert!(m("?esnet??.npy", "resnet50.npy"));
@@ -1426,45 +1077,20 @@ mod tests {
     #[test]
     fn discover_dir_and_glob() {
         let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "b.npy",
-            "a.csv",
-            "c.npz",
-            "notes.txt",
-            "README.md",
-            ".hidden.npy",
-            "d.safetensors",
-        ] {
+        for name in ["b.npy", "a.csv", "c.npz", "notes.txt", "README.md", ".hidden.npy", "d.safetensors"] {
             write(dir.path(), name, "");
         }
         std::fs::create_dir(dir.path().join("sub.npy")).unwrap();
         let d = dir.path().to_str().unwrap();
         let names = |v: Vec<PathBuf>| -> Vec<String> {
-            v.iter()
-                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-                .collect()
+            v.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect()
         };
-        assert_eq!(
-            names(discover(d).unwrap()),
-            ["a.csv", "b.npy", "c.npz", "d.safetensors"]
-        );
-        assert_eq!(
-            names(discover(&format!("{d}/*.np?")).unwrap()),
-            ["b.npy", "c.npz"]
-        );
-        assert_eq!(
-            names(discover(&format!("{d}/*t*")).unwrap()),
-            ["d.safetensors", "notes.txt"]
-        );
-        assert_eq!(
-            discover(&format!("{d}/b.npy")).unwrap(),
-            [dir.path().join("b.npy")]
-        );
+        assert_eq!(names(discover(d).unwrap()), ["a.csv", "b.npy", "c.npz", "d.safetensors"]);
+        assert_eq!(names(discover(&format!("{d}/*.np?")).unwrap()), ["b.npy", "c.npz"]);
+        assert_eq!(names(discover(&format!("{d}/*t*")).unwrap()), ["d.safetensors", "notes.txt"]);
+        assert_eq!(discover(&format!("{d}/b.npy")).unwrap(), [dir.path().join("b.npy")]);
         let e = discover(&format!("{d}/*.json")).unwrap_err();
-        assert!(
-            matches!(&e, Error::Invalid(m) if m.contains("*.json")),
-            "{e}"
-        );
+        assert!(matches!(&e, Error::Invalid(m) if m.contains("*.json")), "{e}");
         assert!(discover(&format!("{d}/nothing.npy")).is_err());
         assert!(discover(&format!("{d}/*/x.npy")).is_err());
         let empty = tempfile::tempdir().unwrap();

@@ -41,7 +41,8 @@ impl NounHypernyms {
             let offset = f[0];
             let w_cnt = usize::from_str_radix(f[3], 16).map_err(|_| bad("expected a hexadecimal word count"))?;
             let p_pos = 4 + 2 * w_cnt;
-            let p_cnt: usize = f.get(p_pos).and_then(|s| s.parse().ok()).ok_or_else(|| bad("expected a pointer count"))?;
+            let p_cnt: usize =
+                f.get(p_pos).and_then(|s| s.parse().ok()).ok_or_else(|| bad("expected a pointer count"))?;
             let mut ps = Vec::new();
             for k in 0..p_cnt {
                 let base = p_pos + 1 + 4 * k;

@@ -24,7 +24,10 @@ fn group_sizes_are_the_published_ones() {
     // Definitions hold class by class.
     for i in 0..1000 {
         assert_ne!(t.in_group(i, Group::Organism), t.in_group(i, Group::Object));
-        assert_eq!(t.in_group(i, Group::OrganismWithoutDog), t.in_group(i, Group::Organism) && !t.in_group(i, Group::Dog));
+        assert_eq!(
+            t.in_group(i, Group::OrganismWithoutDog),
+            t.in_group(i, Group::Organism) && !t.in_group(i, Group::Dog)
+        );
         assert_eq!(t.in_group(i, Group::AnimalWithoutDog), t.in_group(i, Group::Animal) && !t.in_group(i, Group::Dog));
         if t.in_group(i, Group::Animal) {
             assert!(t.in_group(i, Group::Organism));

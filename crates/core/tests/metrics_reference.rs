@@ -62,11 +62,7 @@ fn make_case(seed: u64, n: usize, c: usize) -> Case {
     for i in 0..n {
         let mut g: Vec<u32> = Vec::new();
         if rng.unif() >= 0.1 {
-            let k = if i % 97 == 5 {
-                labelled / 2
-            } else {
-                1 + rng.below(4)
-            };
+            let k = if i % 97 == 5 { labelled / 2 } else { 1 + rng.below(4) };
             for _ in 0..k {
                 g.push(rng.below(labelled) as u32);
             }
@@ -83,17 +79,9 @@ fn make_case(seed: u64, n: usize, c: usize) -> Case {
             continue;
         }
         for j in 0..c {
-            let shift = if g.binary_search(&(j as u32)).is_ok() {
-                1.5
-            } else {
-                0.0
-            };
+            let shift = if g.binary_search(&(j as u32)).is_ok() { 1.5 } else { 0.0 };
             let x = rng.unif() * 6.0 - 3.0 + shift;
-            let v = if j % 5 == 0 {
-                x as f32
-            } else {
-                ((x * 8.0).round() / 8.0) as f32
-            };
+            let v = if j % 5 == 0 { x as f32 } else { ((x * 8.0).round() / 8.0) as f32 };
             scores.push(v);
         }
     }
@@ -103,38 +91,18 @@ fn make_case(seed: u64, n: usize, c: usize) -> Case {
         (Activation::None, Thresholds::Fixed(0.5)),
         (Activation::Sigmoid, Thresholds::Fixed(0.5)),
         (Activation::Sigmoid, Thresholds::Fixed(0.8)),
-        (
-            Activation::Softmax,
-            Thresholds::Fixed(4.0 / c as f64 + 0.013),
-        ),
+        (Activation::Softmax, Thresholds::Fixed(4.0 / c as f64 + 0.013)),
         (Activation::None, Thresholds::Calibrated),
         (Activation::Sigmoid, Thresholds::Calibrated),
         (Activation::Softmax, Thresholds::Calibrated),
     ];
-    Case {
-        n,
-        c,
-        scores,
-        gt,
-        weights,
-        subset,
-        configs,
-    }
+    Case { n, c, scores, gt, weights, subset, configs }
 }
 
 fn cp_cases() -> Vec<(u64, u64, f64)> {
     let mut v = Vec::new();
     for &n in &[1u64, 2, 3, 10, 57, 100, 1000, 12_345, 50_000, 100_000] {
-        let mut ks = vec![
-            0,
-            1,
-            n.saturating_sub(1),
-            n,
-            n / 2,
-            n / 10,
-            n / 3,
-            (n * 97) / 100,
-        ];
+        let mut ks = vec![0, 1, n.saturating_sub(1), n, n / 2, n / 10, n / 3, (n * 97) / 100];
         ks.sort_unstable();
         ks.dedup();
         for &k in &ks {
@@ -159,11 +127,7 @@ fn activation_name(a: Activation) -> &'static str {
 fn run_reference(case: &Case, dir: &Path) -> Option<Value> {
     let bytes: Vec<u8> = case.scores.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(dir.join("scores.f32"), bytes).expect("write scores");
-    std::fs::write(
-        dir.join("gt.json"),
-        serde_json::to_vec(&case.gt).expect("json"),
-    )
-    .expect("write gt");
+    std::fs::write(dir.join("gt.json"), serde_json::to_vec(&case.gt).expect("json")).expect("write gt");
     let configs: Vec<Value> = case
         .configs
         .iter()
@@ -183,15 +147,10 @@ fn run_reference(case: &Case, dir: &Path) -> Option<Value> {
         "set_configs": configs,
         "cp": cp_cases().iter().map(|&(k, n, a)| json!([k, n, a])).collect::<Vec<_>>(),
     });
-    std::fs::write(
-        dir.join("params.json"),
-        serde_json::to_vec(&params).expect("json"),
-    )
-    .expect("write params");
+    std::fs::write(dir.join("params.json"), serde_json::to_vec(&params).expect("json")).expect("write params");
 
     let python = std::env::var("LABELSCOPE_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let script: PathBuf =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/metrics_ref.py");
+    let script: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/metrics_ref.py");
     let ci = std::env::var("CI").map(|v| v == "true").unwrap_or(false);
     let skip = |why: String| -> Option<Value> {
         if ci {
@@ -233,14 +192,10 @@ impl Checker {
                 let dev = (got - w).abs();
                 self.max_dev = self.max_dev.max(dev);
                 if dev.is_nan() || dev > tol {
-                    self.failures.push(format!(
-                        "{what}: got {got:.17}, want {w:.17} (|Δ| = {dev:e})"
-                    ));
+                    self.failures.push(format!("{what}: got {got:.17}, want {w:.17} (|Δ| = {dev:e})"));
                 }
             }
-            None => self
-                .failures
-                .push(format!("{what}: got {got}, want {want}")),
+            None => self.failures.push(format!("{what}: got {got}, want {want}")),
         }
     }
 
@@ -250,8 +205,7 @@ impl Checker {
             (Some(g), false) => self.num(what, g, want, tol),
             _ => {
                 self.compared += 1;
-                self.failures
-                    .push(format!("{what}: got {got:?}, want {want}"));
+                self.failures.push(format!("{what}: got {got:?}, want {want}"));
             }
         }
     }
@@ -259,15 +213,12 @@ impl Checker {
     fn int(&mut self, what: &str, got: u64, want: &Value) {
         self.compared += 1;
         if want.as_u64() != Some(got) {
-            self.failures
-                .push(format!("{what}: got {got}, want {want}"));
+            self.failures.push(format!("{what}: got {got}, want {want}"));
         }
     }
 
     fn opt_list(&mut self, what: &str, got: &[Option<f64>], want: &Value, tol: f64) {
-        let want = want
-            .as_array()
-            .unwrap_or_else(|| panic!("{what}: not a list"));
+        let want = want.as_array().unwrap_or_else(|| panic!("{what}: not a list"));
         assert_eq!(got.len(), want.len(), "{what}: length");
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             self.opt(&format!("{what}[{i}]"), *g, w, tol);
@@ -277,11 +228,7 @@ impl Checker {
     fn summary(&mut self, what: &str, s: &SetSummary, want: &Value) {
         self.int(&format!("{what}.images"), s.images, &want["images"]);
         self.int(&format!("{what}.exact"), s.exact, &want["exact"]);
-        self.int(
-            &format!("{what}.macro_classes"),
-            s.macro_classes,
-            &want["macro_classes"],
-        );
+        self.int(&format!("{what}.macro_classes"), s.macro_classes, &want["macro_classes"]);
         let fields = [
             ("subset_accuracy", s.subset_accuracy()),
             ("mean_iou", s.mean_iou),
@@ -298,27 +245,15 @@ impl Checker {
     }
 
     fn finish(self, label: &str, min_compared: usize) {
-        eprintln!(
-            "{label}: {} values compared, max |Δ| = {:e}",
-            self.compared, self.max_dev
-        );
+        eprintln!("{label}: {} values compared, max |Δ| = {:e}", self.compared, self.max_dev);
         assert!(
             self.failures.is_empty(),
             "{label}: {} of {} values differ:\n{}",
             self.failures.len(),
             self.compared,
-            self.failures
-                .iter()
-                .take(40)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
+            self.failures.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
         );
-        assert!(
-            self.compared >= min_compared,
-            "{label}: only {} values compared",
-            self.compared
-        );
+        assert!(self.compared >= min_compared, "{label}: only {} values compared", self.compared);
     }
 }
 
@@ -337,45 +272,20 @@ fn check_case(label: &str, seed: u64, n: usize, c: usize) {
     let ap = per_sample_ap(&case.scores, n, c, &case.gt);
     ck.opt_list("per_sample_ap", &ap, &want["per_sample_ap"], TOL);
     let pc = per_class_ap(&case.scores, n, c, &case.gt, None);
-    assert!(
-        pc.ap.iter().any(|a| a.is_none()),
-        "some classes must have no positives"
-    );
+    assert!(pc.ap.iter().any(|a| a.is_none()), "some classes must have no positives");
     ck.opt_list("class_ap", &pc.ap, &want["class_ap"], TOL);
     ck.opt_list("class_ap_voc", &pc.ap_voc, &want["class_ap_voc"], TOL);
     for (j, &p) in pc.positives.iter().enumerate() {
-        ck.int(
-            &format!("class_positives[{j}]"),
-            p,
-            &want["class_positives"][j],
-        );
+        ck.int(&format!("class_positives[{j}]"), p, &want["class_positives"][j]);
     }
     let pw = per_class_ap(&case.scores, n, c, &case.gt, Some(&case.weights));
-    ck.opt_list(
-        "weighted.class_ap",
-        &pw.ap,
-        &want["weighted"]["class_ap"],
-        TOL,
-    );
-    ck.opt_list(
-        "weighted.class_ap_voc",
-        &pw.ap_voc,
-        &want["weighted"]["class_ap_voc"],
-        TOL,
-    );
+    ck.opt_list("weighted.class_ap", &pw.ap, &want["weighted"]["class_ap"], TOL);
+    ck.opt_list("weighted.class_ap_voc", &pw.ap_voc, &want["weighted"]["class_ap_voc"], TOL);
     for (j, &p) in pw.positives.iter().enumerate() {
-        ck.int(
-            &format!("weighted.class_positives[{j}]"),
-            p,
-            &want["weighted"]["class_positives"][j],
-        );
+        ck.int(&format!("weighted.class_positives[{j}]"), p, &want["weighted"]["class_positives"][j]);
     }
     // VOC differs from plain AP somewhere (otherwise the VOC check is vacuous).
-    assert!(pc
-        .ap
-        .iter()
-        .zip(&pc.ap_voc)
-        .any(|(a, v)| matches!((a, v), (Some(a), Some(v)) if (a - v).abs() > 1e-6)));
+    assert!(pc.ap.iter().zip(&pc.ap_voc).any(|(a, v)| matches!((a, v), (Some(a), Some(v)) if (a - v).abs() > 1e-6)));
 
     // Sets.
     let sets = want["sets"].as_array().expect("sets");
@@ -383,32 +293,22 @@ fn check_case(label: &str, seed: u64, n: usize, c: usize) {
     for (k, ((activation, thresholds), want_set)) in case.configs.iter().zip(sets).enumerate() {
         let what = format!("sets[{k}] {activation:?} {thresholds:?}");
         let preds = predict_sets(&case.scores, n, c, *activation, *thresholds, &case.gt);
-        let want_preds: Vec<Vec<u32>> =
-            serde_json::from_value(want_set["pred"].clone()).expect("pred");
+        let want_preds: Vec<Vec<u32>> = serde_json::from_value(want_set["pred"].clone()).expect("pred");
         for (i, (p, w)) in preds.iter().zip(&want_preds).enumerate() {
             ck.compared += 1;
             if p != w {
-                ck.failures
-                    .push(format!("{what}: row {i} predicted {p:?}, want {w:?}"));
+                ck.failures.push(format!("{what}: row {i} predicted {p:?}, want {w:?}"));
             }
         }
         // Summaries are compared on the reference's own predictions, so that
         // a prediction mismatch (reported above) does not cascade.
-        ck.summary(
-            &format!("{what} all"),
-            &summarize(&want_preds, &case.gt, c, None),
-            &want_set["all"],
-        );
+        ck.summary(&format!("{what} all"), &summarize(&want_preds, &case.gt, c, None), &want_set["all"]);
         ck.summary(
             &format!("{what} subset"),
             &summarize(&want_preds, &case.gt, c, Some(&case.subset)),
             &want_set["subset"],
         );
-        ck.summary(
-            &format!("{what} all (own preds)"),
-            &summarize(&preds, &case.gt, c, None),
-            &want_set["all"],
-        );
+        ck.summary(&format!("{what} all (own preds)"), &summarize(&preds, &case.gt, c, None), &want_set["all"]);
     }
 
     // Clopper–Pearson.

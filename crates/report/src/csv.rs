@@ -3,9 +3,8 @@
 use labelscope_core::ResultSet;
 
 /// The CSV header line's fields.
-pub const HEADER: [&str; 9] = [
-    "model", "dataset", "metric", "subset", "correct", "total", "value", "ci_low", "ci_high",
-];
+pub const HEADER: [&str; 9] =
+    ["model", "dataset", "metric", "subset", "correct", "total", "value", "ci_low", "ci_high"];
 
 /// Renders `results` as CSV: the header
 /// `model,dataset,metric,subset,correct,total,value,ci_low,ci_high` and one

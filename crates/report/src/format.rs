@@ -35,11 +35,7 @@ pub(crate) fn fmt_half_width(row: &ResultRow, rate: bool) -> Option<String> {
     match (row.ci_low, row.ci_high) {
         (Some(lo), Some(hi)) => {
             let h = (hi - lo).abs() / 2.0;
-            Some(if rate {
-                format!("{:.2}", h * 100.0)
-            } else {
-                format!("{h:.3}")
-            })
+            Some(if rate { format!("{:.2}", h * 100.0) } else { format!("{h:.3}") })
         }
         _ => None,
     }
@@ -147,9 +143,7 @@ pub(crate) fn pivot<'a>(results: &'a ResultSet, dataset: Option<&str>) -> Pivot<
         if !subsets.contains(&r.subset.as_str()) {
             subsets.push(&r.subset);
         }
-        cells
-            .entry((&r.dataset, &r.model, &r.subset, &r.metric))
-            .or_insert(r);
+        cells.entry((&r.dataset, &r.model, &r.subset, &r.metric)).or_insert(r);
     }
     let rate = metrics.iter().map(|m| is_rate(results, m)).collect();
     let mut lines = Vec::new();
@@ -165,20 +159,13 @@ pub(crate) fn pivot<'a>(results: &'a ResultSet, dataset: Option<&str>) -> Pivot<
                     subset: s,
                     first_of_model: i == 0,
                     first_of_dataset,
-                    cells: metrics
-                        .iter()
-                        .map(|k| cells.get(&(*d, *m, *s, *k)).copied())
-                        .collect(),
+                    cells: metrics.iter().map(|k| cells.get(&(*d, *m, *s, *k)).copied()).collect(),
                 });
                 first_of_dataset = false;
             }
         }
     }
-    Pivot {
-        metrics,
-        rate,
-        lines,
-    }
+    Pivot { metrics, rate, lines }
 }
 
 #[cfg(test)]
@@ -214,19 +201,10 @@ mod tests {
         let p = pivot(&rs, None);
         assert_eq!(p.metrics, ["top1", "top5", "errs"]);
         assert_eq!(p.rate, [true, true, false]);
-        let keys: Vec<_> = p
-            .lines
-            .iter()
-            .map(|l| (l.dataset, l.model, l.subset))
-            .collect();
+        let keys: Vec<_> = p.lines.iter().map(|l| (l.dataset, l.model, l.subset)).collect();
         assert_eq!(
             keys,
-            [
-                ("real", "a", "all"),
-                ("real", "a", "labels=1"),
-                ("real", "b", "all"),
-                ("other", "a", "all")
-            ]
+            [("real", "a", "all"), ("real", "a", "labels=1"), ("real", "b", "all"), ("other", "a", "all")]
         );
         assert_eq!(p.lines[0].cells[1].map(|r| r.value), Some(0.9));
         assert!(p.lines[1].cells[1].is_none());

@@ -88,12 +88,7 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
 /// cell's tooltip); the notes; the figures; and the long table (one line
 /// per result row, full precision) in a collapsed `<details>`. Every text
 /// taken from the inputs is HTML-escaped.
-pub fn html_report(
-    title: &str,
-    results: &ResultSet,
-    figures: &[Figure],
-    meta: &[(String, String)],
-) -> String {
+pub fn html_report(title: &str, results: &ResultSet, figures: &[Figure], meta: &[(String, String)]) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -107,12 +102,7 @@ pub fn html_report(
     if !meta.is_empty() {
         h.push_str("<section>\n<h2>Run</h2>\n<table class=\"meta\">\n<tbody>\n");
         for (k, v) in meta {
-            let _ = writeln!(
-                h,
-                "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
-                esc(k),
-                esc(v)
-            );
+            let _ = writeln!(h, "<tr><th scope=\"row\">{}</th><td>{}</td></tr>", esc(k), esc(v));
         }
         h.push_str("</tbody>\n</table>\n</section>\n");
     }
@@ -144,12 +134,8 @@ pub fn html_report(
     if !figures.is_empty() {
         h.push_str("<section>\n<h2>Figures</h2>\n");
         for f in figures {
-            let _ = writeln!(
-                h,
-                "<figure>\n{}\n<figcaption>{}</figcaption>\n</figure>",
-                inline_svg(&f.svg),
-                esc(&f.title)
-            );
+            let _ =
+                writeln!(h, "<figure>\n{}\n<figcaption>{}</figcaption>\n</figure>", inline_svg(&f.svg), esc(&f.title));
         }
         h.push_str("</section>\n");
     }
@@ -164,11 +150,7 @@ pub fn html_report(
 /// The per-dataset pivot table.
 fn pivot_table(h: &mut String, results: &ResultSet, dataset: &str) {
     let p = pivot(results, Some(dataset));
-    let _ = writeln!(
-        h,
-        "<h3>{}</h3>\n<div class=\"scroll\">\n<table class=\"pivot sortable\">",
-        esc(dataset)
-    );
+    let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"scroll\">\n<table class=\"pivot sortable\">", esc(dataset));
     h.push_str("<thead><tr><th scope=\"col\">model</th><th scope=\"col\">subset</th>");
     for (m, &rate) in p.metrics.iter().zip(&p.rate) {
         let unit = if rate { " (%)" } else { "" };
@@ -176,23 +158,13 @@ fn pivot_table(h: &mut String, results: &ResultSet, dataset: &str) {
     }
     h.push_str("</tr></thead>\n<tbody>\n");
     for l in &p.lines {
-        let class = if l.subset == "all" {
-            ""
-        } else {
-            " class=\"sub\""
-        };
-        let _ = write!(
-            h,
-            "<tr{class}><td>{}</td><td class=\"subset\">{}</td>",
-            esc(l.model),
-            esc(l.subset)
-        );
+        let class = if l.subset == "all" { "" } else { " class=\"sub\"" };
+        let _ = write!(h, "<tr{class}><td>{}</td><td class=\"subset\">{}</td>", esc(l.model), esc(l.subset));
         for (c, &rate) in l.cells.iter().zip(&p.rate) {
             match c {
                 None => h.push_str("<td class=\"num na\">–</td>"),
                 Some(r) => {
-                    let hw = fmt_half_width(r, rate)
-                        .map(|x| format!(" <span class=\"ci\">±{}</span>", esc(&x)));
+                    let hw = fmt_half_width(r, rate).map(|x| format!(" <span class=\"ci\">±{}</span>", esc(&x)));
                     let _ = write!(
                         h,
                         "<td class=\"num\" data-v=\"{}\" title=\"{}\">{}{}</td>",
@@ -242,13 +214,7 @@ fn long_table(h: &mut String, results: &ResultSet) {
         for s in [&r.model, &r.dataset, &r.metric, &r.subset] {
             let _ = write!(h, "<td>{}</td>", esc(s));
         }
-        let nums = [
-            r.correct.map(|v| v as f64),
-            r.total.map(|v| v as f64),
-            Some(r.value),
-            r.ci_low,
-            r.ci_high,
-        ];
+        let nums = [r.correct.map(|v| v as f64), r.total.map(|v| v as f64), Some(r.value), r.ci_low, r.ci_high];
         for v in nums {
             match v {
                 Some(v) => {
@@ -283,8 +249,7 @@ fn inline_svg(svg: &str) -> String {
             }
         }
     }
-    s.replace(" xmlns=\"http://www.w3.org/2000/svg\"", "")
-        .replace(" xmlns:xlink=\"http://www.w3.org/1999/xlink\"", "")
+    s.replace(" xmlns=\"http://www.w3.org/2000/svg\"", "").replace(" xmlns:xlink=\"http://www.w3.org/1999/xlink\"", "")
 }
 
 #[cfg(test)]

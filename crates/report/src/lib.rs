@@ -27,8 +27,8 @@ pub use crate::csv::csv;
 pub use crate::html::{html_report, Figure};
 pub use crate::markdown::markdown;
 pub use crate::plot::{
-    bars_svg, buckets_from_results, least_squares, scatter_from_results, scatter_svg, svg_to_png,
-    BarSeries, BarSpec, Point, ScatterSpec, Selector,
+    bars_svg, buckets_from_results, least_squares, scatter_from_results, scatter_svg, svg_to_png, BarSeries, BarSpec,
+    Point, ScatterSpec, Selector,
 };
 pub use crate::table::terminal;
 

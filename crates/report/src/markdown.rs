@@ -32,14 +32,7 @@ pub fn markdown(results: &ResultSet) -> String {
         align.extend(p.metrics.iter().map(|_| "---:".to_string()));
         out.push_str(&format!("|{}|\n", align.join("|")));
         for l in &p.lines {
-            let mut cells = vec![
-                if l.first_of_model {
-                    escape(l.model)
-                } else {
-                    String::new()
-                },
-                escape(l.subset),
-            ];
+            let mut cells = vec![if l.first_of_model { escape(l.model) } else { String::new() }, escape(l.subset)];
             for (c, &rate) in l.cells.iter().zip(&p.rate) {
                 cells.push(match c {
                     None => "–".to_string(),

@@ -111,11 +111,7 @@ pub fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64, f64)> {
     }
     let slope = sxy / sxx;
     let intercept = my - slope * mx;
-    let r2 = if syy <= 0.0 {
-        1.0
-    } else {
-        (sxy * sxy / (sxx * syy)).clamp(0.0, 1.0)
-    };
+    let r2 = if syy <= 0.0 { 1.0 } else { (sxy * sxy / (sxx * syy)).clamp(0.0, 1.0) };
     Some((intercept, slope, r2))
 }
 
@@ -142,17 +138,9 @@ impl Axis {
         };
         let target = target.max(1) as f64;
         let raw = (hi - lo) / target;
-        let mag = if raw.is_finite() && raw > 0.0 {
-            10f64.powf(raw.log10().floor())
-        } else {
-            1.0
-        };
+        let mag = if raw.is_finite() && raw > 0.0 { 10f64.powf(raw.log10().floor()) } else { 1.0 };
         // The smallest 1-2-5 step that gives at most `target + 2` intervals.
-        let mut axis = Axis {
-            min: lo,
-            max: hi,
-            step: mag,
-        };
+        let mut axis = Axis { min: lo, max: hi, step: mag };
         for m in [1.0, 2.0, 5.0, 10.0, 20.0, 50.0] {
             let step = m * mag;
             let min = (lo / step).floor() * step;
@@ -168,9 +156,7 @@ impl Axis {
     /// The tick values.
     fn ticks(&self) -> Vec<f64> {
         let n = ((self.max - self.min) / self.step).round() as i64;
-        (0..=n.clamp(0, 1000))
-            .map(|k| self.min + k as f64 * self.step)
-            .collect()
+        (0..=n.clamp(0, 1000)).map(|k| self.min + k as f64 * self.step).collect()
     }
 
     /// Decimals needed to tell ticks apart.
@@ -180,11 +166,7 @@ impl Axis {
 
     fn label(&self, v: f64) -> String {
         // Adding 0.0 turns -0.0 into 0.0.
-        let v = if v.abs() < self.step * 1e-9 {
-            0.0
-        } else {
-            v + 0.0
-        };
+        let v = if v.abs() < self.step * 1e-9 { 0.0 } else { v + 0.0 };
         format!("{:.*}", self.decimals(), v)
     }
 }
@@ -211,23 +193,11 @@ impl Frame {
 
 /// Clips the segment `a`–`b` to the rectangle `[x0, x1] × [y0, y1]`
 /// (Liang–Barsky). `None` when nothing of it is inside.
-fn clip_segment(
-    a: (f64, f64),
-    b: (f64, f64),
-    x0: f64,
-    x1: f64,
-    y0: f64,
-    y1: f64,
-) -> Option<((f64, f64), (f64, f64))> {
+fn clip_segment(a: (f64, f64), b: (f64, f64), x0: f64, x1: f64, y0: f64, y1: f64) -> Option<((f64, f64), (f64, f64))> {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let mut t0 = 0.0f64;
     let mut t1 = 1.0f64;
-    for (p, q) in [
-        (-dx, a.0 - x0),
-        (dx, x1 - a.0),
-        (-dy, a.1 - y0),
-        (dy, y1 - a.1),
-    ] {
+    for (p, q) in [(-dx, a.0 - x0), (dx, x1 - a.0), (-dy, a.1 - y0), (dy, y1 - a.1)] {
         if p == 0.0 {
             if q < 0.0 {
                 return None;
@@ -244,10 +214,7 @@ fn clip_segment(
     if t0 > t1 {
         return None;
     }
-    Some((
-        (a.0 + t0 * dx, a.1 + t0 * dy),
-        (a.0 + t1 * dx, a.1 + t1 * dy),
-    ))
+    Some(((a.0 + t0 * dx, a.1 + t0 * dy), (a.0 + t1 * dx, a.1 + t1 * dy)))
 }
 
 // ---------------------------------------------------------------------------
@@ -296,24 +263,15 @@ impl Svg {
     }
 
     fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, style: &str) {
-        let _ = writeln!(
-            self.out,
-            r#"<line x1="{x1:.2}" y1="{y1:.2}" x2="{x2:.2}" y2="{y2:.2}" {style}/>"#
-        );
+        let _ = writeln!(self.out, r#"<line x1="{x1:.2}" y1="{y1:.2}" x2="{x2:.2}" y2="{y2:.2}" {style}/>"#);
     }
 
     fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, style: &str) {
-        let _ = writeln!(
-            self.out,
-            r#"<rect x="{x:.2}" y="{y:.2}" width="{w:.2}" height="{h:.2}" {style}/>"#
-        );
+        let _ = writeln!(self.out, r#"<rect x="{x:.2}" y="{y:.2}" width="{w:.2}" height="{h:.2}" {style}/>"#);
     }
 
     fn circle(&mut self, cx: f64, cy: f64, r: f64, style: &str) {
-        let _ = writeln!(
-            self.out,
-            r#"<circle cx="{cx:.2}" cy="{cy:.2}" r="{r:.2}" {style}/>"#
-        );
+        let _ = writeln!(self.out, r#"<circle cx="{cx:.2}" cy="{cy:.2}" r="{r:.2}" {style}/>"#);
     }
 
     /// Text at (x, y) (baseline), `anchor` one of start/middle/end.
@@ -334,14 +292,7 @@ impl Svg {
         if w > avail {
             size = (size * avail / w).max(8.0);
         }
-        self.text(
-            self.width / 2.0,
-            28.0,
-            size,
-            "middle",
-            title,
-            r##"font-weight="bold" fill="#222222""##,
-        );
+        self.text(self.width / 2.0, 28.0, size, "middle", title, r##"font-weight="bold" fill="#222222""##);
     }
 
     fn finish(mut self) -> String {
@@ -356,10 +307,8 @@ const GRID_STYLE: &str = r##"stroke="#e3e3e3" stroke-width="1""##;
 const TICK_FONT: f64 = 12.0;
 const LABEL_FONT: f64 = 13.0;
 const POINT_FONT: f64 = 11.0;
-const PALETTE: [&str; 10] = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
-];
+const PALETTE: [&str; 10] =
+    ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 /// Draws gridlines, the frame, ticks and tick labels of both axes.
 fn draw_axes(svg: &mut Svg, f: &Frame, x_ticks: bool) {
@@ -373,37 +322,17 @@ fn draw_axes(svg: &mut Svg, f: &Frame, x_ticks: bool) {
             svg.line(x, f.top, x, f.bottom, GRID_STYLE);
         }
     }
-    svg.rect(
-        f.left,
-        f.top,
-        f.right - f.left,
-        f.bottom - f.top,
-        r##"fill="none" stroke="#444444" stroke-width="1""##,
-    );
+    svg.rect(f.left, f.top, f.right - f.left, f.bottom - f.top, r##"fill="none" stroke="#444444" stroke-width="1""##);
     for t in f.y.ticks() {
         let y = f.sy(t);
         svg.line(f.left - 5.0, y, f.left, y, AXIS_STYLE);
-        svg.text(
-            f.left - 8.0,
-            y + TICK_FONT * 0.35,
-            TICK_FONT,
-            "end",
-            &f.y.label(t),
-            r##"fill="#333333""##,
-        );
+        svg.text(f.left - 8.0, y + TICK_FONT * 0.35, TICK_FONT, "end", &f.y.label(t), r##"fill="#333333""##);
     }
     if x_ticks {
         for t in f.x.ticks() {
             let x = f.sx(t);
             svg.line(x, f.bottom, x, f.bottom + 5.0, AXIS_STYLE);
-            svg.text(
-                x,
-                f.bottom + 8.0 + TICK_FONT,
-                TICK_FONT,
-                "middle",
-                &f.x.label(t),
-                r##"fill="#333333""##,
-            );
+            svg.text(x, f.bottom + 8.0 + TICK_FONT, TICK_FONT, "middle", &f.x.label(t), r##"fill="#333333""##);
         }
     }
 }
@@ -417,14 +346,7 @@ fn y_axis_label(svg: &mut Svg, f: &Frame, label: &str, x: f64) {
     if w > avail {
         size = (size * avail / w).max(7.0);
     }
-    svg.text(
-        x,
-        cy,
-        size,
-        "middle",
-        label,
-        &format!(r##"transform="rotate(-90 {x:.2} {cy:.2})" fill="#222222""##),
-    );
+    svg.text(x, cy, size, "middle", label, &format!(r##"transform="rotate(-90 {x:.2} {cy:.2})" fill="#222222""##));
 }
 
 /// `v` with about `sig` significant digits (at least 2 decimals below 100).
@@ -486,10 +408,7 @@ impl BoxF {
 /// or infinite coordinate or interval bound.
 pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
     if spec.points.is_empty() {
-        return Err(Error::Empty(format!(
-            "scatter plot {:?} has no points",
-            spec.title
-        )));
+        return Err(Error::Empty(format!("scatter plot {:?} has no points", spec.title)));
     }
     let mut xs = Vec::new();
     let mut ys = Vec::new();
@@ -509,12 +428,7 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
             ys.extend([lo, hi]);
         }
     }
-    let range = |v: &[f64]| {
-        v.iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-                (lo.min(x), hi.max(x))
-            })
-    };
+    let range = |v: &[f64]| v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
     let (mut x_lo, mut x_hi) = range(&xs);
     let (mut y_lo, mut y_hi) = range(&ys);
     if spec.diagonal {
@@ -534,26 +448,10 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
     let y_axis = Axis::covering(y_lo, y_hi, 6);
 
     let (width, height) = (760.0, 580.0);
-    let y_tick_w = y_axis
-        .ticks()
-        .iter()
-        .map(|&t| text_width(&y_axis.label(t), TICK_FONT))
-        .fold(0.0, f64::max);
+    let y_tick_w = y_axis.ticks().iter().map(|&t| text_width(&y_axis.label(t), TICK_FONT)).fold(0.0, f64::max);
     let left = (22.0 + LABEL_FONT + 10.0 + y_tick_w + 8.0).max(64.0);
-    let f = Frame {
-        left,
-        right: width - 24.0,
-        top: 50.0,
-        bottom: height - 62.0,
-        x: x_axis,
-        y: y_axis,
-    };
-    let plot_box = BoxF {
-        x0: f.left + 2.0,
-        y0: f.top + 2.0,
-        x1: f.right - 2.0,
-        y1: f.bottom - 2.0,
-    };
+    let f = Frame { left, right: width - 24.0, top: 50.0, bottom: height - 62.0, x: x_axis, y: y_axis };
+    let plot_box = BoxF { x0: f.left + 2.0, y0: f.top + 2.0, x1: f.right - 2.0, y1: f.bottom - 2.0 };
 
     let mut svg = Svg::new(width, height);
     draw_axes(&mut svg, &f, true);
@@ -573,51 +471,29 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
                 r##"stroke="#777777" stroke-width="1.5" stroke-dasharray="7 5""##,
             );
         }
-        legend.push((
-            r##"stroke="#777777" stroke-width="1.5" stroke-dasharray="7 5""##,
-            "y = x".to_string(),
-        ));
+        legend.push((r##"stroke="#777777" stroke-width="1.5" stroke-dasharray="7 5""##, "y = x".to_string()));
     }
     if spec.fit {
         let pts: Vec<(f64, f64)> = spec.points.iter().map(|p| (p.x, p.y)).collect();
         if let Some((a, b, r2)) = least_squares(&pts) {
             let style = r##"stroke="#d62728" stroke-width="2""##;
-            if let Some((p, q)) =
-                clip_segment((bx0, a + b * bx0), (bx1, a + b * bx1), bx0, bx1, by0, by1)
-            {
+            if let Some((p, q)) = clip_segment((bx0, a + b * bx0), (bx1, a + b * bx1), bx0, bx1, by0, by1) {
                 svg.line(f.sx(p.0), f.sy(p.1), f.sx(q.0), f.sy(q.1), style);
             }
             let sign = if b < 0.0 { '−' } else { '+' };
-            legend.push((
-                style,
-                format!(
-                    "fit: y = {} {sign} {}·x (R² = {r2:.3})",
-                    fmt_sig(a, 4),
-                    fmt_sig(b.abs(), 3)
-                ),
-            ));
+            legend.push((style, format!("fit: y = {} {sign} {}·x (R² = {r2:.3})", fmt_sig(a, 4), fmt_sig(b.abs(), 3))));
         }
     }
 
     // Screen positions of the points.
     let screen: Vec<(f64, f64)> = spec.points.iter().map(|p| (f.sx(p.x), f.sy(p.y))).collect();
-    let mut obstacles: Vec<BoxF> = screen
-        .iter()
-        .map(|&(x, y)| BoxF {
-            x0: x - 5.0,
-            y0: y - 5.0,
-            x1: x + 5.0,
-            y1: y + 5.0,
-        })
-        .collect();
+    let mut obstacles: Vec<BoxF> =
+        screen.iter().map(|&(x, y)| BoxF { x0: x - 5.0, y0: y - 5.0, x1: x + 5.0, y1: y + 5.0 }).collect();
 
     // Legend, in the corner with the fewest points.
     if !legend.is_empty() {
         let row_h = 20.0;
-        let text_w = legend
-            .iter()
-            .map(|(_, t)| text_width(t, 12.0))
-            .fold(0.0, f64::max);
+        let text_w = legend.iter().map(|(_, t)| text_width(t, 12.0)).fold(0.0, f64::max);
         let lw = 10.0 + 30.0 + 8.0 + text_w + 10.0;
         let lh = 8.0 + row_h * legend.len() as f64;
         let inset = 10.0;
@@ -630,22 +506,12 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
         let mut best = corners[0];
         let mut best_score = f64::INFINITY;
         for &(x, y) in &corners {
-            let b = BoxF {
-                x0: x,
-                y0: y,
-                x1: x + lw,
-                y1: y + lh,
-            };
+            let b = BoxF { x0: x, y0: y, x1: x + lw, y1: y + lh };
             // Points inside the box, plus room their labels need.
             let score: f64 = obstacles
                 .iter()
                 .map(|o| {
-                    let grown = BoxF {
-                        x0: o.x0 - 8.0,
-                        y0: o.y0 - 8.0,
-                        x1: o.x1 + 60.0,
-                        y1: o.y1 + 8.0,
-                    };
+                    let grown = BoxF { x0: o.x0 - 8.0, y0: o.y0 - 8.0, x1: o.x1 + 60.0, y1: o.y1 + 8.0 };
                     if grown.overlap(&b) > 0.0 {
                         1.0
                     } else {
@@ -659,31 +525,13 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
             }
         }
         let (lx, ly) = best;
-        svg.rect(
-            lx,
-            ly,
-            lw,
-            lh,
-            r##"fill="#ffffff" fill-opacity="0.9" stroke="#bbbbbb" stroke-width="1" rx="3""##,
-        );
+        svg.rect(lx, ly, lw, lh, r##"fill="#ffffff" fill-opacity="0.9" stroke="#bbbbbb" stroke-width="1" rx="3""##);
         for (i, (style, text)) in legend.iter().enumerate() {
             let cy = ly + 4.0 + row_h * (i as f64 + 0.5);
             svg.line(lx + 10.0, cy, lx + 40.0, cy, style);
-            svg.text(
-                lx + 48.0,
-                cy + 4.0,
-                12.0,
-                "start",
-                text,
-                r##"fill="#222222""##,
-            );
+            svg.text(lx + 48.0, cy + 4.0, 12.0, "start", text, r##"fill="#222222""##);
         }
-        obstacles.push(BoxF {
-            x0: lx,
-            y0: ly,
-            x1: lx + lw,
-            y1: ly + lh,
-        });
+        obstacles.push(BoxF { x0: lx, y0: ly, x1: lx + lw, y1: ly + lh });
     }
 
     // Error bars.
@@ -705,12 +553,7 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
         }
     }
     for &(x, y) in &screen {
-        svg.circle(
-            x,
-            y,
-            4.5,
-            r##"fill="#1f77b4" stroke="#ffffff" stroke-width="1""##,
-        );
+        svg.circle(x, y, 4.5, r##"fill="#1f77b4" stroke="#ffffff" stroke-width="1""##);
     }
 
     // Labels, greedily placed.
@@ -741,12 +584,7 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
                 "end" => tx - w,
                 _ => tx - w / 2.0,
             };
-            let b = BoxF {
-                x0: x0 - 1.5,
-                y0: ty - asc,
-                x1: x0 + w + 1.5,
-                y1: ty + desc,
-            };
+            let b = BoxF { x0: x0 - 1.5, y0: ty - asc, x1: x0 + w + 1.5, y1: ty + desc };
             let out = b.outside(&plot_box);
             let overlap: f64 = obstacles.iter().map(|o| o.overlap(&b)).sum();
             let score = out * 100.0 + overlap;
@@ -783,14 +621,7 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
     }
 
     svg.title(&spec.title);
-    svg.text(
-        (f.left + f.right) / 2.0,
-        height - 18.0,
-        LABEL_FONT,
-        "middle",
-        &spec.x_label,
-        r##"fill="#222222""##,
-    );
+    svg.text((f.left + f.right) / 2.0, height - 18.0, LABEL_FONT, "middle", &spec.x_label, r##"fill="#222222""##);
     y_axis_label(&mut svg, &f, &spec.y_label, f.left - 8.0 - y_tick_w - 12.0);
     Ok(svg.finish())
 }
@@ -812,16 +643,10 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
 /// NaN or infinite values or bounds.
 pub fn bars_svg(spec: &BarSpec) -> Result<String> {
     if spec.categories.is_empty() {
-        return Err(Error::Empty(format!(
-            "bar chart {:?} has no categories",
-            spec.title
-        )));
+        return Err(Error::Empty(format!("bar chart {:?} has no categories", spec.title)));
     }
     if spec.series.is_empty() {
-        return Err(Error::Empty(format!(
-            "bar chart {:?} has no series",
-            spec.title
-        )));
+        return Err(Error::Empty(format!("bar chart {:?} has no series", spec.title)));
     }
     let nc = spec.categories.len();
     let mut lo = 0.0f64;
@@ -846,10 +671,7 @@ pub fn bars_svg(spec: &BarSpec) -> Result<String> {
         }
         for (c, v) in s.values.iter().enumerate() {
             if let Some(v) = *v {
-                check_finite(
-                    &format!("value of {:?} at {:?}", s.name, spec.categories[c]),
-                    v,
-                )?;
+                check_finite(&format!("value of {:?} at {:?}", s.name, spec.categories[c]), v)?;
                 lo = lo.min(v);
                 hi = hi.max(v);
                 any = true;
@@ -866,17 +688,10 @@ pub fn bars_svg(spec: &BarSpec) -> Result<String> {
         }
     }
     if !any {
-        return Err(Error::Empty(format!(
-            "bar chart {:?} has no values",
-            spec.title
-        )));
+        return Err(Error::Empty(format!("bar chart {:?} has no values", spec.title)));
     }
     let head = (hi - lo) * 0.03;
-    let y_axis = Axis::covering(
-        if lo < 0.0 { lo - head } else { 0.0 },
-        if hi > 0.0 { hi + head } else { 0.0 },
-        6,
-    );
+    let y_axis = Axis::covering(if lo < 0.0 { lo - head } else { 0.0 }, if hi > 0.0 { hi + head } else { 0.0 }, 6);
 
     let ns = spec.series.len();
     let gap = 24.0;
@@ -892,59 +707,26 @@ pub fn bars_svg(spec: &BarSpec) -> Result<String> {
     let plot_w = group_w * nc as f64;
 
     let cat_font = TICK_FONT;
-    let max_cat_w = spec
-        .categories
-        .iter()
-        .map(|c| text_width(c, cat_font))
-        .fold(0.0, f64::max);
+    let max_cat_w = spec.categories.iter().map(|c| text_width(c, cat_font)).fold(0.0, f64::max);
     let slant = max_cat_w > group_w - 6.0;
     let (sin, cos) = (35f64.to_radians().sin(), 35f64.to_radians().cos());
-    let cat_h = if slant {
-        max_cat_w * sin + cat_font * cos + 6.0
-    } else {
-        cat_font + 6.0
-    };
+    let cat_h = if slant { max_cat_w * sin + cat_font * cos + 6.0 } else { cat_font + 6.0 };
 
     let legend_font = 12.0;
-    let legend_w = 18.0
-        + 8.0
-        + spec
-            .series
-            .iter()
-            .map(|s| text_width(&s.name, legend_font))
-            .fold(0.0, f64::max)
-        + 12.0;
+    let legend_w = 18.0 + 8.0 + spec.series.iter().map(|s| text_width(&s.name, legend_font)).fold(0.0, f64::max) + 12.0;
     let legend_h = 12.0 + 20.0 * ns as f64;
 
-    let y_tick_w = y_axis
-        .ticks()
-        .iter()
-        .map(|&t| text_width(&y_axis.label(t), TICK_FONT))
-        .fold(0.0, f64::max);
+    let y_tick_w = y_axis.ticks().iter().map(|&t| text_width(&y_axis.label(t), TICK_FONT)).fold(0.0, f64::max);
     let left = (22.0 + LABEL_FONT + 10.0 + y_tick_w + 8.0).max(64.0);
     // Slanted labels reach left of their group: keep them on the canvas.
-    let left = if slant {
-        left.max(max_cat_w * cos - group_w / 2.0 + 10.0)
-    } else {
-        left
-    };
+    let left = if slant { left.max(max_cat_w * cos - group_w / 2.0 + 10.0) } else { left };
     let top = 50.0;
     let plot_h = (legend_h).max(340.0);
     let bottom = top + plot_h;
     let width = left + plot_w + 20.0 + legend_w + 16.0;
     let height = bottom + 8.0 + cat_h + 30.0;
-    let f = Frame {
-        left,
-        right: left + plot_w,
-        top,
-        bottom,
-        x: Axis {
-            min: 0.0,
-            max: nc as f64,
-            step: 1.0,
-        },
-        y: y_axis,
-    };
+    let f =
+        Frame { left, right: left + plot_w, top, bottom, x: Axis { min: 0.0, max: nc as f64, step: 1.0 }, y: y_axis };
 
     let mut svg = Svg::new(width, height);
     draw_axes(&mut svg, &f, false);
@@ -959,11 +741,7 @@ pub fn bars_svg(spec: &BarSpec) -> Result<String> {
             let x = gx + bar_w * k as f64;
             if let Some(v) = s.values[c] {
                 let y = f.sy(v);
-                let (y0, h) = if y < zero {
-                    (y, zero - y)
-                } else {
-                    (zero, y - zero)
-                };
+                let (y0, h) = if y < zero { (y, zero - y) } else { (zero, y - zero) };
                 svg.rect(
                     x + 0.5,
                     y0,
@@ -995,44 +773,18 @@ pub fn bars_svg(spec: &BarSpec) -> Result<String> {
                 &format!(r##"transform="rotate(-35 {cx:.2} {ty:.2})" fill="#333333""##),
             );
         } else {
-            svg.text(
-                cx,
-                f.bottom + 8.0 + cat_font,
-                cat_font,
-                "middle",
-                name,
-                r##"fill="#333333""##,
-            );
+            svg.text(cx, f.bottom + 8.0 + cat_font, cat_font, "middle", name, r##"fill="#333333""##);
         }
     }
     // Legend right of the plot.
     let lx = f.right + 20.0;
     let ly = f.top;
-    svg.rect(
-        lx,
-        ly,
-        legend_w,
-        legend_h,
-        r##"fill="#ffffff" stroke="#bbbbbb" stroke-width="1" rx="3""##,
-    );
+    svg.rect(lx, ly, legend_w, legend_h, r##"fill="#ffffff" stroke="#bbbbbb" stroke-width="1" rx="3""##);
     for (k, s) in spec.series.iter().enumerate() {
         let cy = ly + 6.0 + 20.0 * (k as f64 + 0.5);
         let color = PALETTE[k % PALETTE.len()];
-        svg.rect(
-            lx + 8.0,
-            cy - 6.0,
-            12.0,
-            12.0,
-            &format!(r#"fill="{color}""#),
-        );
-        svg.text(
-            lx + 26.0,
-            cy + 4.0,
-            legend_font,
-            "start",
-            &s.name,
-            r##"fill="#222222""##,
-        );
+        svg.rect(lx + 8.0, cy - 6.0, 12.0, 12.0, &format!(r#"fill="{color}""#));
+        svg.text(lx + 26.0, cy + 4.0, legend_font, "start", &s.name, r##"fill="#222222""##);
     }
     svg.title(&spec.title);
     y_axis_label(&mut svg, &f, &spec.y_label, f.left - 8.0 - y_tick_w - 12.0);
@@ -1052,19 +804,12 @@ fn fonts() -> Arc<fontdb::Database> {
             let mut db = fontdb::Database::new();
             db.load_system_fonts();
             let preferred = ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"];
-            let has = |name: &str| {
-                db.faces()
-                    .any(|f| f.families.iter().any(|(n, _)| n == name))
-            };
+            let has = |name: &str| db.faces().any(|f| f.families.iter().any(|(n, _)| n == name));
             let family = preferred
                 .iter()
                 .find(|n| has(n))
                 .map(|s| s.to_string())
-                .or_else(|| {
-                    db.faces()
-                        .next()
-                        .and_then(|f| f.families.first().map(|(n, _)| n.clone()))
-                });
+                .or_else(|| db.faces().next().and_then(|f| f.families.first().map(|(n, _)| n.clone())));
             if let Some(family) = family {
                 db.set_sans_serif_family(family);
             }
@@ -1085,35 +830,21 @@ fn fonts() -> Arc<fontdb::Database> {
 /// encoding fails.
 pub fn svg_to_png(svg: &str, scale: f32) -> Result<Vec<u8>> {
     if !(scale.is_finite() && scale > 0.0) {
-        return Err(Error::Invalid(format!(
-            "PNG scale must be a positive number, not {scale}"
-        )));
+        return Err(Error::Invalid(format!("PNG scale must be a positive number, not {scale}")));
     }
-    let opt = usvg::Options {
-        fontdb: fonts(),
-        font_family: "sans-serif".to_string(),
-        ..usvg::Options::default()
-    };
+    let opt = usvg::Options { fontdb: fonts(), font_family: "sans-serif".to_string(), ..usvg::Options::default() };
     let tree = usvg::Tree::from_str(svg, &opt).map_err(|e| Error::Svg(e.to_string()))?;
     let size = tree.size();
     let w = (f64::from(size.width()) * f64::from(scale)).ceil();
     let h = (f64::from(size.height()) * f64::from(scale)).ceil();
     let max = f64::from(MAX_PNG_SIDE);
     if !(w >= 1.0 && h >= 1.0 && w <= max && h <= max) {
-        return Err(Error::Invalid(format!(
-            "PNG of {w}×{h} pixels is out of range (at most {MAX_PNG_SIDE} a side)"
-        )));
+        return Err(Error::Invalid(format!("PNG of {w}×{h} pixels is out of range (at most {MAX_PNG_SIDE} a side)")));
     }
     let mut pixmap = tiny_skia::Pixmap::new(w as u32, h as u32)
         .ok_or_else(|| Error::Render(format!("cannot allocate a {w}×{h} image")))?;
-    resvg::render(
-        &tree,
-        tiny_skia::Transform::from_scale(scale, scale),
-        &mut pixmap.as_mut(),
-    );
-    pixmap
-        .encode_png()
-        .map_err(|e| Error::Render(e.to_string()))
+    resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(|e| Error::Render(e.to_string()))
 }
 
 // ---------------------------------------------------------------------------
@@ -1141,17 +872,12 @@ impl Selector {
     /// The subset is what follows the first `@`; the dataset is what comes
     /// before the last `:` in front of it (metric names hold no `:`).
     pub fn parse(s: &str) -> Result<Selector> {
-        let bad = |reason: &str| Error::Selector {
-            selector: s.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| Error::Selector { selector: s.to_string(), reason: reason.to_string() };
         let (head, subset) = match s.split_once('@') {
             Some((h, sub)) => {
                 let sub = sub.trim();
                 if sub.is_empty() {
-                    return Err(bad(
-                        "empty subset after '@' (expected [DATASET:]METRIC[@SUBSET])",
-                    ));
+                    return Err(bad("empty subset after '@' (expected [DATASET:]METRIC[@SUBSET])"));
                 }
                 (h, sub.to_string())
             }
@@ -1161,9 +887,7 @@ impl Selector {
             Some((d, m)) => {
                 let d = d.trim();
                 if d.is_empty() {
-                    return Err(bad(
-                        "empty dataset before ':' (expected [DATASET:]METRIC[@SUBSET])",
-                    ));
+                    return Err(bad("empty dataset before ':' (expected [DATASET:]METRIC[@SUBSET])"));
                 }
                 (Some(d.to_string()), m.trim())
             }
@@ -1172,11 +896,7 @@ impl Selector {
         if metric.is_empty() {
             return Err(bad("no metric (expected [DATASET:]METRIC[@SUBSET])"));
         }
-        Ok(Selector {
-            dataset,
-            metric: metric.to_string(),
-            subset,
-        })
+        Ok(Selector { dataset, metric: metric.to_string(), subset })
     }
 
     /// A readable description such as `real top1` or `real top1, labels=2`,
@@ -1224,24 +944,15 @@ fn resolve_dataset(
             found.push(&r.dataset);
         }
     }
-    let err = |reason: String| Error::Selector {
-        selector: what.to_string(),
-        reason,
-    };
+    let err = |reason: String| Error::Selector { selector: what.to_string(), reason };
     match given {
         Some(d) if found.contains(&d) => Ok(d.to_string()),
         Some(_) if found.is_empty() => Err(Error::Empty(format!("no result rows for {what}"))),
-        Some(d) => Err(err(format!(
-            "dataset {d:?} has no such rows; datasets that have them: {}",
-            found.join(", ")
-        ))),
+        Some(d) => Err(err(format!("dataset {d:?} has no such rows; datasets that have them: {}", found.join(", ")))),
         None => match found.as_slice() {
             [] => Err(Error::Empty(format!("no result rows for {what}"))),
             [one] => Ok(one.to_string()),
-            many => Err(err(format!(
-                "several datasets have it ({}); write DATASET:METRIC",
-                many.join(", ")
-            ))),
+            many => Err(err(format!("several datasets have it ({}); write DATASET:METRIC", many.join(", ")))),
         },
     }
 }
@@ -1285,10 +996,9 @@ pub fn scatter_from_results(
     };
     let mut points = Vec::new();
     for m in results.models() {
-        let (Some(rx), Some(ry)) = (
-            results.find(m, &dx, &x.metric, &x.subset),
-            results.find(m, &dy, &y.metric, &y.subset),
-        ) else {
+        let (Some(rx), Some(ry)) =
+            (results.find(m, &dx, &x.metric, &x.subset), results.find(m, &dy, &y.metric, &y.subset))
+        else {
             continue;
         };
         points.push(Point {
@@ -1345,9 +1055,7 @@ pub fn buckets_from_results(
     subset_prefix: &str,
 ) -> Result<BarSpec> {
     let what = format!("{metric} by {subset_prefix}");
-    let d = resolve_dataset(results, dataset, &what, |r| {
-        r.metric == metric && in_buckets(&r.subset, subset_prefix)
-    })?;
+    let d = resolve_dataset(results, dataset, &what, |r| r.metric == metric && in_buckets(&r.subset, subset_prefix))?;
     let rows: Vec<&ResultRow> = results
         .rows
         .iter()
@@ -1367,14 +1075,8 @@ pub fn buckets_from_results(
     let series = models
         .iter()
         .map(|m| {
-            let found: Vec<Option<&ResultRow>> = categories
-                .iter()
-                .map(|c| {
-                    rows.iter()
-                        .find(|r| r.model == *m && r.subset == *c)
-                        .copied()
-                })
-                .collect();
+            let found: Vec<Option<&ResultRow>> =
+                categories.iter().map(|c| rows.iter().find(|r| r.model == *m && r.subset == *c).copied()).collect();
             BarSeries {
                 name: m.to_string(),
                 values: found.iter().map(|r| r.map(|r| r.value * k)).collect(),
@@ -1413,11 +1115,7 @@ mod tests {
         let b = Axis::covering(0.0, 0.93, 5);
         assert_eq!(b.label(b.ticks()[1]), "0.2");
         let c = Axis::covering(-0.3, 0.3, 6);
-        assert!(
-            c.ticks().iter().any(|&t| c.label(t) == "0.0"),
-            "{:?}",
-            c.ticks()
-        );
+        assert!(c.ticks().iter().any(|&t| c.label(t) == "0.0"), "{:?}", c.ticks());
         // A single value still gives an axis of positive length.
         let d = Axis::covering(50.0, 50.0, 6);
         assert!(d.min < 50.0 && d.max > 50.0);

@@ -24,10 +24,7 @@ pub fn terminal(results: &ResultSet) -> String {
     } else {
         out.push_str(&render_table(&p));
         let any_rate = p.rate.iter().any(|&r| r);
-        let any_ci = results
-            .rows
-            .iter()
-            .any(|r| r.ci_low.is_some() && r.ci_high.is_some());
+        let any_ci = results.rows.iter().any(|r| r.ci_low.is_some() && r.ci_high.is_some());
         let mut legend = Vec::new();
         if any_rate {
             legend.push("rates in percent");
@@ -49,9 +46,7 @@ pub fn terminal(results: &ResultSet) -> String {
 
 /// Replaces control characters so that a name cannot break the layout.
 fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 fn width(s: &str) -> usize {
@@ -78,30 +73,15 @@ fn render_table(p: &crate::format::Pivot<'_>) -> String {
         .iter()
         .map(|l| {
             [
-                if l.first_of_dataset {
-                    clean(l.dataset)
-                } else {
-                    String::new()
-                },
-                if l.first_of_model {
-                    clean(l.model)
-                } else {
-                    String::new()
-                },
+                if l.first_of_dataset { clean(l.dataset) } else { String::new() },
+                if l.first_of_model { clean(l.model) } else { String::new() },
                 clean(l.subset),
             ]
         })
         .collect();
     let heads = ["dataset", "model", "subset"];
-    let text_w: Vec<usize> = (0..3)
-        .map(|c| {
-            text.iter()
-                .map(|t| width(&t[c]))
-                .max()
-                .unwrap_or(0)
-                .max(heads[c].len())
-        })
-        .collect();
+    let text_w: Vec<usize> =
+        (0..3).map(|c| text.iter().map(|t| width(&t[c])).max().unwrap_or(0).max(heads[c].len())).collect();
     // Metric columns: value and half-width, each right-aligned.
     // Per line, per metric: (value, half-width).
     type Cell = Option<(String, Option<String>)>;
@@ -138,11 +118,7 @@ fn render_table(p: &crate::format::Pivot<'_>) -> String {
 
     let mut header: Vec<String> = (0..3).map(|c| pad_right(heads[c], text_w[c])).collect();
     header.extend((0..n).map(|j| pad_left(&clean(p.metrics[j]), cell_w[j])));
-    let rule: Vec<String> = text_w
-        .iter()
-        .chain(cell_w.iter())
-        .map(|&w| "-".repeat(w))
-        .collect();
+    let rule: Vec<String> = text_w.iter().chain(cell_w.iter()).map(|&w| "-".repeat(w)).collect();
     let rule = rule.join(SEP);
 
     let mut out = String::new();
@@ -186,14 +162,7 @@ mod tests {
     use super::*;
     use labelscope_core::ResultRow;
 
-    fn row(
-        model: &str,
-        dataset: &str,
-        metric: &str,
-        subset: &str,
-        value: f64,
-        ci: Option<(f64, f64)>,
-    ) -> ResultRow {
+    fn row(model: &str, dataset: &str, metric: &str, subset: &str, value: f64, ci: Option<(f64, f64)>) -> ResultRow {
         ResultRow {
             model: model.into(),
             dataset: dataset.into(),
@@ -210,39 +179,11 @@ mod tests {
     fn sample() -> ResultSet {
         ResultSet {
             rows: vec![
-                row(
-                    "resnet50",
-                    "real",
-                    "top1",
-                    "all",
-                    0.7613,
-                    Some((0.7575, 0.7650)),
-                ),
-                row(
-                    "resnet50",
-                    "real",
-                    "top1",
-                    "labels=2",
-                    0.5,
-                    Some((0.4, 0.6)),
-                ),
+                row("resnet50", "real", "top1", "all", 0.7613, Some((0.7575, 0.7650))),
+                row("resnet50", "real", "top1", "labels=2", 0.5, Some((0.4, 0.6))),
                 row("resnet50", "real", "map-classes", "all", 0.81234, None),
-                row(
-                    "vit-huge-patch14",
-                    "real",
-                    "top1",
-                    "all",
-                    0.9012,
-                    Some((0.899, 0.903)),
-                ),
-                row(
-                    "vit-huge-patch14",
-                    "real",
-                    "imagenet-m-errors",
-                    "all",
-                    17.0,
-                    None,
-                ),
+                row("vit-huge-patch14", "real", "top1", "all", 0.9012, Some((0.899, 0.903))),
+                row("vit-huge-patch14", "real", "imagenet-m-errors", "all", 17.0, None),
                 row("resnet50", "v2", "top1", "all", 0.63, Some((0.62, 0.64))),
             ],
             notes: vec!["assumed sorted order".into()],
@@ -277,10 +218,7 @@ mod tests {
 
     #[test]
     fn empty_results() {
-        let rs = ResultSet {
-            rows: vec![],
-            notes: vec!["n".into()],
-        };
+        let rs = ResultSet { rows: vec![], notes: vec!["n".into()] };
         assert_eq!(terminal(&rs), "no results\nnote: n\n");
     }
 }

@@ -2,22 +2,13 @@
 
 use labelscope_core::{ResultRow, ResultSet};
 use labelscope_report::plot::{
-    bars_svg, buckets_from_results, least_squares, scatter_from_results, scatter_svg, svg_to_png,
-    BarSeries, BarSpec, Point, ScatterSpec, Selector,
+    bars_svg, buckets_from_results, least_squares, scatter_from_results, scatter_svg, svg_to_png, BarSeries, BarSpec,
+    Point, ScatterSpec, Selector,
 };
-use labelscope_report::{
-    csv::csv, html::html_report, markdown::markdown, table::terminal, Error, Figure,
-};
+use labelscope_report::{csv::csv, html::html_report, markdown::markdown, table::terminal, Error, Figure};
 use resvg::usvg;
 
-fn row(
-    model: &str,
-    dataset: &str,
-    metric: &str,
-    subset: &str,
-    value: f64,
-    ci: Option<(f64, f64)>,
-) -> ResultRow {
+fn row(model: &str, dataset: &str, metric: &str, subset: &str, value: f64, ci: Option<(f64, f64)>) -> ResultRow {
     ResultRow {
         model: model.into(),
         dataset: dataset.into(),
@@ -49,39 +40,18 @@ fn sample() -> ResultSet {
         rows.push(row(m, "real", "orig-top1", "all", orig, ci(orig)));
         rows.push(row(m, "real", "top1", "all", real, ci(real)));
         rows.push(row(m, "real", "map-classes", "all", real - 0.05, None));
-        for (i, b) in ["labels=1", "labels=2", "labels=3", "labels>=4"]
-            .iter()
-            .enumerate()
-        {
+        for (i, b) in ["labels=1", "labels=2", "labels=3", "labels>=4"].iter().enumerate() {
             let v = real - 0.06 * i as f64;
-            rows.push(row(
-                m,
-                "real",
-                "top1",
-                b,
-                v,
-                Some((v - 0.01 - 0.01 * i as f64, v + 0.01 + 0.01 * i as f64)),
-            ));
+            rows.push(row(m, "real", "top1", b, v, Some((v - 0.01 - 0.01 * i as f64, v + 0.01 + 0.01 * i as f64))));
         }
         rows.push(row(m, "v2", "top1", "all", orig - 0.11, ci(orig - 0.11)));
     }
-    rows.push(row(
-        "resnet50",
-        "real",
-        "imagenet-m-errors",
-        "all",
-        31.0,
-        None,
-    ));
-    ResultSet {
-        rows,
-        notes: vec!["assumed the sorted (ILSVRC2012_val_00000001 ...) row order".into()],
-    }
+    rows.push(row("resnet50", "real", "imagenet-m-errors", "all", 31.0, None));
+    ResultSet { rows, notes: vec!["assumed the sorted (ILSVRC2012_val_00000001 ...) row order".into()] }
 }
 
 fn parse(svg: &str) -> usvg::Tree {
-    usvg::Tree::from_str(svg, &usvg::Options::default())
-        .unwrap_or_else(|e| panic!("SVG does not parse: {e}\n{svg}"))
+    usvg::Tree::from_str(svg, &usvg::Options::default()).unwrap_or_else(|e| panic!("SVG does not parse: {e}\n{svg}"))
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -93,10 +63,7 @@ fn least_squares_exact_line() {
     // Points on y = 2x + 1.
     let pts = [(0.0, 1.0), (1.0, 3.0), (2.0, 5.0), (5.0, 11.0)];
     let (a, b, r2) = least_squares(&pts).unwrap();
-    assert!(
-        close(a, 1.0) && close(b, 2.0) && close(r2, 1.0),
-        "{a} {b} {r2}"
-    );
+    assert!(close(a, 1.0) && close(b, 2.0) && close(r2, 1.0), "{a} {b} {r2}");
 }
 
 #[test]
@@ -120,10 +87,7 @@ fn least_squares_closed_form() {
 fn least_squares_degenerate() {
     assert!(least_squares(&[]).is_none());
     assert!(least_squares(&[(1.0, 2.0)]).is_none());
-    assert!(
-        least_squares(&[(1.0, 2.0), (1.0, 3.0)]).is_none(),
-        "equal x"
-    );
+    assert!(least_squares(&[(1.0, 2.0), (1.0, 3.0)]).is_none(), "equal x");
     assert!(least_squares(&[(1.0, f64::NAN), (2.0, 3.0)]).is_none());
     // Constant y: a horizontal, exact fit.
     let (a, b, r2) = least_squares(&[(1.0, 2.0), (3.0, 2.0)]).unwrap();
@@ -133,60 +97,19 @@ fn least_squares_degenerate() {
 #[test]
 fn selector_parsing() {
     let s = Selector::parse("top1").unwrap();
-    assert_eq!(
-        s,
-        Selector {
-            dataset: None,
-            metric: "top1".into(),
-            subset: "all".into()
-        }
-    );
+    assert_eq!(s, Selector { dataset: None, metric: "top1".into(), subset: "all".into() });
     let s: Selector = "real:top1".parse().unwrap();
-    assert_eq!(
-        s,
-        Selector {
-            dataset: Some("real".into()),
-            metric: "top1".into(),
-            subset: "all".into()
-        }
-    );
+    assert_eq!(s, Selector { dataset: Some("real".into()), metric: "top1".into(), subset: "all".into() });
     let s = Selector::parse("real:top1@labels=2").unwrap();
-    assert_eq!(
-        s,
-        Selector {
-            dataset: Some("real".into()),
-            metric: "top1".into(),
-            subset: "labels=2".into()
-        }
-    );
+    assert_eq!(s, Selector { dataset: Some("real".into()), metric: "top1".into(), subset: "labels=2".into() });
     let s = Selector::parse("map-classes@labels>=4").unwrap();
-    assert_eq!(
-        s,
-        Selector {
-            dataset: None,
-            metric: "map-classes".into(),
-            subset: "labels>=4".into()
-        }
-    );
+    assert_eq!(s, Selector { dataset: None, metric: "map-classes".into(), subset: "labels>=4".into() });
     let s = Selector::parse(" real : top5 @ group=dog ").unwrap();
-    assert_eq!(
-        s,
-        Selector {
-            dataset: Some("real".into()),
-            metric: "top5".into(),
-            subset: "group=dog".into()
-        }
-    );
-    assert_eq!(
-        Selector::parse("real:top1@labels=2").unwrap().to_string(),
-        "real:top1@labels=2"
-    );
+    assert_eq!(s, Selector { dataset: Some("real".into()), metric: "top5".into(), subset: "group=dog".into() });
+    assert_eq!(Selector::parse("real:top1@labels=2").unwrap().to_string(), "real:top1@labels=2");
     assert_eq!(Selector::parse("top1@all").unwrap().to_string(), "top1");
     for bad in ["", ":top1", "real:", "top1@", "real:@x", "  "] {
-        assert!(
-            matches!(Selector::parse(bad), Err(Error::Selector { .. })),
-            "{bad:?} should not parse"
-        );
+        assert!(matches!(Selector::parse(bad), Err(Error::Selector { .. })), "{bad:?} should not parse");
     }
 }
 
@@ -199,10 +122,7 @@ fn scatter_from_results_in_percent() {
     assert_eq!(spec.points.len(), 7);
     let p = &spec.points[0];
     assert_eq!(p.label, "resnet50");
-    assert!(
-        (p.x - 76.13).abs() < 1e-9 && (p.y - 82.90).abs() < 1e-9,
-        "{p:?}"
-    );
+    assert!((p.x - 76.13).abs() < 1e-9 && (p.y - 82.90).abs() < 1e-9, "{p:?}");
     let (lo, hi) = p.y_ci.unwrap();
     assert!((lo - 82.53).abs() < 1e-9 && (hi - 83.26).abs() < 1e-9);
     assert_eq!(spec.x_label, "real orig-top1 (%)");
@@ -210,13 +130,7 @@ fn scatter_from_results_in_percent() {
     // `top1` alone is ambiguous (real and v2 have it).
     let amb = scatter_from_results(&rs, &Selector::parse("top1").unwrap(), &y, false, false);
     assert!(matches!(amb, Err(Error::Selector { .. })), "{amb:?}");
-    let none = scatter_from_results(
-        &rs,
-        &Selector::parse("real:nope").unwrap(),
-        &y,
-        false,
-        false,
-    );
+    let none = scatter_from_results(&rs, &Selector::parse("real:nope").unwrap(), &y, false, false);
     assert!(matches!(none, Err(Error::Empty(_))), "{none:?}");
     // Subset selectors and cross-dataset pairs.
     let sub = Selector::parse("real:top1@labels=2").unwrap();
@@ -230,23 +144,14 @@ fn scatter_from_results_in_percent() {
 fn buckets_from_results_categories_and_series() {
     let rs = sample();
     let spec = buckets_from_results(&rs, None, "top1", "labels").unwrap();
-    assert_eq!(
-        spec.categories,
-        ["labels=1", "labels=2", "labels=3", "labels>=4"]
-    );
+    assert_eq!(spec.categories, ["labels=1", "labels=2", "labels=3", "labels>=4"]);
     assert_eq!(spec.series.len(), 7);
     assert_eq!(spec.series[0].name, "resnet50");
     assert!((spec.series[0].values[1].unwrap() - 76.90).abs() < 1e-9);
     assert!(spec.series[0].ci[1].is_some());
     assert_eq!(spec.y_label, "top1 (%)");
-    assert!(matches!(
-        buckets_from_results(&rs, None, "top1", "group"),
-        Err(Error::Empty(_))
-    ));
-    assert!(matches!(
-        buckets_from_results(&rs, Some("v2"), "top1", "labels"),
-        Err(Error::Selector { .. })
-    ));
+    assert!(matches!(buckets_from_results(&rs, None, "top1", "group"), Err(Error::Empty(_))));
+    assert!(matches!(buckets_from_results(&rs, Some("v2"), "top1", "labels"), Err(Error::Selector { .. })));
 }
 
 fn scatter_example() -> ScatterSpec {
@@ -270,13 +175,8 @@ fn svgs_parse_and_escape() {
     assert!(!svg.contains("<b>"));
     assert!(svg.contains("stroke-dasharray"), "y = x line");
     assert!(svg.contains("R²"), "fit legend");
-    assert!(
-        svg.contains(r#"font-family="DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif""#)
-    );
-    assert!(
-        !svg.contains(" id="),
-        "no ids, so that figures can share a page"
-    );
+    assert!(svg.contains(r#"font-family="DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif""#));
+    assert!(!svg.contains(" id="), "no ids, so that figures can share a page");
 
     let bars = buckets_from_results(&sample(), Some("real"), "top1", "labels").unwrap();
     let svg = bars_svg(&bars).unwrap();
@@ -288,13 +188,7 @@ fn svgs_parse_and_escape() {
         title: "one".into(),
         x_label: "x".into(),
         y_label: "y".into(),
-        points: vec![Point {
-            label: "solo".into(),
-            x: 3.0,
-            y: 3.0,
-            x_ci: None,
-            y_ci: None,
-        }],
+        points: vec![Point { label: "solo".into(), x: 3.0, y: 3.0, x_ci: None, y_ci: None }],
         diagonal: false,
         fit: true,
     };
@@ -304,11 +198,7 @@ fn svgs_parse_and_escape() {
         title: "delta".into(),
         y_label: "points".into(),
         categories: vec!["a".into(), "b".into()],
-        series: vec![BarSeries {
-            name: "m".into(),
-            values: vec![Some(-2.5), None],
-            ci: vec![],
-        }],
+        series: vec![BarSeries { name: "m".into(), values: vec![Some(-2.5), None], ci: vec![] }],
     };
     parse(&bars_svg(&neg).unwrap());
 }
@@ -325,52 +215,21 @@ fn plot_errors() {
     spec.points[0].x_ci = Some((f64::NEG_INFINITY, 1.0));
     assert!(matches!(scatter_svg(&spec), Err(Error::NonFinite(_))));
 
-    let ok = BarSeries {
-        name: "m".into(),
-        values: vec![Some(1.0)],
-        ci: vec![Some((0.5, 1.5))],
-    };
+    let ok = BarSeries { name: "m".into(), values: vec![Some(1.0)], ci: vec![Some((0.5, 1.5))] };
     let spec = |categories: Vec<String>, series: Vec<BarSeries>| BarSpec {
         title: "t".into(),
         y_label: "y".into(),
         categories,
         series,
     };
-    assert!(matches!(
-        bars_svg(&spec(vec![], vec![ok.clone()])),
-        Err(Error::Empty(_))
-    ));
-    assert!(matches!(
-        bars_svg(&spec(vec!["a".into()], vec![])),
-        Err(Error::Empty(_))
-    ));
-    let none = BarSeries {
-        name: "m".into(),
-        values: vec![None],
-        ci: vec![],
-    };
-    assert!(matches!(
-        bars_svg(&spec(vec!["a".into()], vec![none])),
-        Err(Error::Empty(_))
-    ));
-    let short = BarSeries {
-        name: "m".into(),
-        values: vec![],
-        ci: vec![],
-    };
-    assert!(matches!(
-        bars_svg(&spec(vec!["a".into()], vec![short])),
-        Err(Error::Invalid(_))
-    ));
-    let nan = BarSeries {
-        name: "m".into(),
-        values: vec![Some(f64::NAN)],
-        ci: vec![],
-    };
-    assert!(matches!(
-        bars_svg(&spec(vec!["a".into()], vec![nan])),
-        Err(Error::NonFinite(_))
-    ));
+    assert!(matches!(bars_svg(&spec(vec![], vec![ok.clone()])), Err(Error::Empty(_))));
+    assert!(matches!(bars_svg(&spec(vec!["a".into()], vec![])), Err(Error::Empty(_))));
+    let none = BarSeries { name: "m".into(), values: vec![None], ci: vec![] };
+    assert!(matches!(bars_svg(&spec(vec!["a".into()], vec![none])), Err(Error::Empty(_))));
+    let short = BarSeries { name: "m".into(), values: vec![], ci: vec![] };
+    assert!(matches!(bars_svg(&spec(vec!["a".into()], vec![short])), Err(Error::Invalid(_))));
+    let nan = BarSeries { name: "m".into(), values: vec![Some(f64::NAN)], ci: vec![] };
+    assert!(matches!(bars_svg(&spec(vec!["a".into()], vec![nan])), Err(Error::NonFinite(_))));
     assert!(bars_svg(&spec(vec!["a".into()], vec![ok])).is_ok());
 
     assert!(matches!(svg_to_png("<svg", 1.0), Err(Error::Svg(_))));
@@ -415,13 +274,7 @@ fn csv_round_trips_through_the_csv_crate() {
     let text = csv(&rs);
     let mut reader = ::csv::ReaderBuilder::new().from_reader(text.as_bytes());
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    assert_eq!(
-        header,
-        [
-            "model", "dataset", "metric", "subset", "correct", "total", "value", "ci_low",
-            "ci_high"
-        ]
-    );
+    assert_eq!(header, ["model", "dataset", "metric", "subset", "correct", "total", "value", "ci_low", "ci_high"]);
     let records: Vec<::csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(records.len(), rs.rows.len());
     for (rec, row) in records.iter().zip(&rs.rows) {
@@ -435,20 +288,12 @@ fn csv_round_trips_through_the_csv_crate() {
         assert_eq!(rec[7].parse::<f64>().ok(), row.ci_low);
         assert_eq!(rec[8].parse::<f64>().ok(), row.ci_high);
     }
-    assert!(
-        text.contains("\"convnext-large, \"\"22k\"\"\""),
-        "quoted and doubled"
-    );
+    assert!(text.contains("\"convnext-large, \"\"22k\"\"\""), "quoted and doubled");
     // A multi-line name survives too.
     let mut rs = ResultSet::default();
-    rs.rows
-        .push(row("two\nlines", "d", "m", "all", 0.1 + 0.2, None));
+    rs.rows.push(row("two\nlines", "d", "m", "all", 0.1 + 0.2, None));
     let text = csv(&rs);
-    let rec = ::csv::Reader::from_reader(text.as_bytes())
-        .records()
-        .next()
-        .unwrap()
-        .unwrap();
+    let rec = ::csv::Reader::from_reader(text.as_bytes()).records().next().unwrap().unwrap();
     assert_eq!(&rec[0], "two\nlines");
     assert_eq!(rec[6].parse::<f64>().unwrap(), 0.1 + 0.2);
     assert_eq!(&rec[7], "");
@@ -458,22 +303,14 @@ fn csv_round_trips_through_the_csv_crate() {
 fn html_is_self_contained_and_escaped() {
     let rs = sample();
     let scatter = scatter_svg(&scatter_example()).unwrap();
-    let figs = [Figure {
-        title: "ReaL vs original <top-1>".into(),
-        svg: scatter,
-    }];
+    let figs = [Figure { title: "ReaL vs original <top-1>".into(), svg: scatter }];
     let meta = vec![
-        (
-            "command".to_string(),
-            "labelscope eval --labels real.json a.npy".to_string(),
-        ),
+        ("command".to_string(), "labelscope eval --labels real.json a.npy".to_string()),
         ("version".to_string(), "0.1.0".to_string()),
         ("date".to_string(), "2024-01-01".to_string()),
     ];
     let html = html_report("Report <&>", &rs, &figs, &meta);
-    for bad in [
-        "http://", "https://", "src=", "href=", "<link", "@import", "url(",
-    ] {
+    for bad in ["http://", "https://", "src=", "href=", "<link", "@import", "url("] {
         assert!(!html.contains(bad), "HTML contains {bad:?}");
     }
     assert!(html.starts_with("<!DOCTYPE html>"));
@@ -481,11 +318,7 @@ fn html_is_self_contained_and_escaped() {
     assert!(html.contains("&lt;b&gt;&amp;x"));
     assert!(!html.contains("<b>&x"), "raw model name must not appear");
     for m in rs.models() {
-        let escaped = m
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;");
+        let escaped = m.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
         assert!(html.contains(&escaped), "model {m:?} missing");
     }
     assert!(html.contains("ReaL vs original &lt;top-1&gt;"));
@@ -494,15 +327,10 @@ fn html_is_self_contained_and_escaped() {
     assert!(html.contains("labelscope eval --labels real.json a.npy"));
     assert!(html.contains("assumed the sorted"));
     assert!(html.contains("<script>") && html.contains("aria-sort"));
-    assert_eq!(
-        html.matches("<table class=\"pivot sortable\">").count(),
-        2,
-        "one pivot per dataset"
-    );
+    assert_eq!(html.matches("<table class=\"pivot sortable\">").count(), 2, "one pivot per dataset");
     // Balanced basic structure.
     for tag in ["table", "section", "figure", "details", "tr", "td", "th"] {
-        let open =
-            html.matches(&format!("<{tag}>")).count() + html.matches(&format!("<{tag} ")).count();
+        let open = html.matches(&format!("<{tag}>")).count() + html.matches(&format!("<{tag} ")).count();
         let close = html.matches(&format!("</{tag}>")).count();
         assert_eq!(open, close, "<{tag}> unbalanced");
     }

@@ -35,9 +35,7 @@ pub fn python_reference(script: &str, args: &[&str]) -> Option<serde_json::Value
     let script = repo_root().join("tests/reference").join(script);
     let out = Command::new(&python).arg(&script).args(args).output();
     match out {
-        Ok(o) if o.status.success() => {
-            Some(serde_json::from_slice(&o.stdout).expect("reference script prints JSON"))
-        }
+        Ok(o) if o.status.success() => Some(serde_json::from_slice(&o.stdout).expect("reference script prints JSON")),
         other => {
             let why = match other {
                 Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -60,11 +58,7 @@ pub fn labelscope(args: &[&str]) -> Output {
 /// Runs labelscope, asserts success, and returns standard output.
 pub fn labelscope_ok(args: &[&str]) -> String {
     let o = labelscope(args);
-    assert!(
-        o.status.success(),
-        "labelscope {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "labelscope {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout).expect("utf-8 output")
 }
 

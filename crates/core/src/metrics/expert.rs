@@ -121,7 +121,14 @@ pub fn evaluate(top1: &[u32], rows: &ExpertRows, original: Option<&[u32]>, n_cla
             }
         }
     }
-    ExpertResult { strict_correct, strict_total, per_class, balanced, imagenet_m_errors: m_err, imagenet_m_total: m_tot }
+    ExpertResult {
+        strict_correct,
+        strict_total,
+        per_class,
+        balanced,
+        imagenet_m_errors: m_err,
+        imagenet_m_total: m_tot,
+    }
 }
 
 #[cfg(test)]
@@ -139,13 +146,13 @@ mod tests {
             "c": {"correct": [5], "wrong": [], "unclear": [6]},
             "d": {"correct": [7], "wrong": [], "unclear": []}},
             "problematic_images": ["d"], "imagenet_m": ["a", "c"]}"#;
-        let LabelSource::Expert(l) = parse_labels(text, Path::new("e.json"), None, crate::ClassTable::imagenet()).unwrap()
+        let LabelSource::Expert(l) =
+            parse_labels(text, Path::new("e.json"), None, crate::ClassTable::imagenet()).unwrap()
         else {
             panic!()
         };
         // prediction rows: a, b, c, d, e (e is not annotated)
-        let pos: Vec<Option<usize>> =
-            ["a", "b", "c", "d", "e"].iter().map(|n| l.position(n)).collect();
+        let pos: Vec<Option<usize>> = ["a", "b", "c", "d", "e"].iter().map(|n| l.position(n)).collect();
         let top1 = [2, 3, 9, 7, 1];
         let original = [1, 1, 5, 7, 0];
         let rows = ExpertRows { labels: &l, position: &pos };

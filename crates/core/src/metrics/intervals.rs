@@ -155,11 +155,7 @@ fn beta_quantile_lower(p: f64, a: f64, b: f64) -> f64 {
     // the mean.
     let mean = a / (a + b);
     let guess = ((p.ln() + a.ln() + ln_beta(a, b)) / a).exp();
-    let mut x = if guess.is_finite() && guess > 0.0 && guess < mean {
-        guess
-    } else {
-        mean
-    };
+    let mut x = if guess.is_finite() && guess > 0.0 && guess < mean { guess } else { mean };
     for _ in 0..1000 {
         let f = incomplete_beta(a, b, x) - p;
         if f == 0.0 {
@@ -172,11 +168,7 @@ fn beta_quantile_lower(p: f64, a: f64, b: f64) -> f64 {
         }
         let pdf = beta_pdf(a, b, x);
         let newton = x - f / pdf;
-        let next = if pdf > 0.0 && newton.is_finite() && newton > lo && newton < hi {
-            newton
-        } else {
-            0.5 * (lo + hi)
-        };
+        let next = if pdf > 0.0 && newton.is_finite() && newton > lo && newton < hi { newton } else { 0.5 * (lo + hi) };
         let step = (next - x).abs();
         x = next;
         if step <= 1e-15 * x || hi - lo <= 1e-15 * x {
@@ -198,31 +190,17 @@ fn beta_quantile_lower(p: f64, a: f64, b: f64) -> f64 {
 /// [`Error::Invalid`] when `n = 0`, `k > n` or `alpha` is not in `(0, 1)`.
 pub fn clopper_pearson(k: u64, n: u64, alpha: f64) -> Result<(f64, f64)> {
     if n == 0 {
-        return Err(Error::Invalid(
-            "Clopper–Pearson interval needs at least one trial (n = 0)".into(),
-        ));
+        return Err(Error::Invalid("Clopper–Pearson interval needs at least one trial (n = 0)".into()));
     }
     if k > n {
-        return Err(Error::Invalid(format!(
-            "Clopper–Pearson interval: {k} successes out of {n} trials"
-        )));
+        return Err(Error::Invalid(format!("Clopper–Pearson interval: {k} successes out of {n} trials")));
     }
     if !(alpha > 0.0 && alpha < 1.0) {
-        return Err(Error::Invalid(format!(
-            "confidence level alpha must be in (0, 1), got {alpha}"
-        )));
+        return Err(Error::Invalid(format!("confidence level alpha must be in (0, 1), got {alpha}")));
     }
     let (kf, nf) = (k as f64, n as f64);
-    let lower = if k == 0 {
-        0.0
-    } else {
-        beta_quantile(alpha / 2.0, kf, nf - kf + 1.0)
-    };
-    let upper = if k == n {
-        1.0
-    } else {
-        beta_quantile(1.0 - alpha / 2.0, kf + 1.0, nf - kf)
-    };
+    let lower = if k == 0 { 0.0 } else { beta_quantile(alpha / 2.0, kf, nf - kf + 1.0) };
+    let upper = if k == n { 1.0 } else { beta_quantile(1.0 - alpha / 2.0, kf + 1.0, nf - kf) };
     Ok((lower, upper))
 }
 
@@ -250,11 +228,7 @@ pub struct Bootstrap {
 
 impl Default for Bootstrap {
     fn default() -> Self {
-        Bootstrap {
-            resamples: 1000,
-            seed: 0,
-            alpha: 0.05,
-        }
+        Bootstrap { resamples: 1000, seed: 0, alpha: 0.05 }
     }
 }
 
@@ -302,19 +276,12 @@ impl Bootstrap {
                 statistic(buf)
             })
             .collect();
-        let mut values: Vec<f64> = values
-            .into_iter()
-            .flatten()
-            .filter(|v| !v.is_nan())
-            .collect();
+        let mut values: Vec<f64> = values.into_iter().flatten().filter(|v| !v.is_nan()).collect();
         if values.is_empty() {
             return None;
         }
         values.sort_unstable_by(f64::total_cmp);
-        Some((
-            percentile_sorted(&values, self.alpha / 2.0),
-            percentile_sorted(&values, 1.0 - self.alpha / 2.0),
-        ))
+        Some((percentile_sorted(&values, self.alpha / 2.0), percentile_sorted(&values, 1.0 - self.alpha / 2.0)))
     }
 
     /// Percentile bootstrap interval of the mean of `values` (the mean of a
@@ -400,29 +367,16 @@ mod tests {
 
     #[test]
     fn clopper_pearson_rejects_bad_arguments() {
-        assert!(matches!(
-            clopper_pearson(0, 0, 0.05),
-            Err(Error::Invalid(_))
-        ));
-        assert!(matches!(
-            clopper_pearson(3, 2, 0.05),
-            Err(Error::Invalid(_))
-        ));
+        assert!(matches!(clopper_pearson(0, 0, 0.05), Err(Error::Invalid(_))));
+        assert!(matches!(clopper_pearson(3, 2, 0.05), Err(Error::Invalid(_))));
         assert!(matches!(clopper_pearson(1, 2, 0.0), Err(Error::Invalid(_))));
         assert!(matches!(clopper_pearson(1, 2, 1.0), Err(Error::Invalid(_))));
-        assert!(matches!(
-            clopper_pearson(1, 2, f64::NAN),
-            Err(Error::Invalid(_))
-        ));
+        assert!(matches!(clopper_pearson(1, 2, f64::NAN), Err(Error::Invalid(_))));
     }
 
     #[test]
     fn multiplicities_sum_to_n_and_are_reproducible() {
-        let b = Bootstrap {
-            resamples: 10,
-            seed: 42,
-            alpha: 0.05,
-        };
+        let b = Bootstrap { resamples: 10, seed: 42, alpha: 0.05 };
         let (mut x, mut y) = (Vec::new(), Vec::new());
         b.multiplicities(1000, 3, &mut x);
         b.multiplicities(1000, 3, &mut y);
@@ -437,24 +391,15 @@ mod tests {
 
     fn sample(n: usize) -> Vec<f64> {
         let mut rng = Xoshiro256::from_seed(7);
-        (0..n)
-            .map(|_| rng.unit())
-            .collect()
+        (0..n).map(|_| rng.unit()).collect()
     }
 
     #[test]
     fn bootstrap_is_identical_across_thread_counts() {
         let values = sample(500);
-        let b = Bootstrap {
-            resamples: 300,
-            seed: 9,
-            alpha: 0.05,
-        };
+        let b = Bootstrap { resamples: 300, seed: 9, alpha: 0.05 };
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| b.bootstrap_mean(&values))
         };
         let one = run(1);
@@ -468,11 +413,7 @@ mod tests {
 
     #[test]
     fn bootstrap_interval_contains_estimate_and_narrows() {
-        let b = Bootstrap {
-            resamples: 400,
-            seed: 1,
-            alpha: 0.05,
-        };
+        let b = Bootstrap { resamples: 400, seed: 1, alpha: 0.05 };
         let small = sample(100);
         let large = sample(10_000);
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -480,10 +421,7 @@ mod tests {
         let (lo_l, hi_l) = b.bootstrap_mean(&large).unwrap();
         assert!(lo_s <= mean(&small) && mean(&small) <= hi_s);
         assert!(lo_l <= mean(&large) && mean(&large) <= hi_l);
-        assert!(
-            hi_l - lo_l < (hi_s - lo_s) / 3.0,
-            "{lo_s} {hi_s} {lo_l} {hi_l}"
-        );
+        assert!(hi_l - lo_l < (hi_s - lo_s) / 3.0, "{lo_s} {hi_s} {lo_l} {hi_l}");
         // Uniform(0,1) has sd 0.2887: the 95 % half-width for n = 10 000 is ≈ 0.00566.
         assert!(((hi_l - lo_l) / 2.0 - 0.00566).abs() < 0.0015);
     }

@@ -128,12 +128,7 @@ fn ap_from_hist(asc_tp: &[u64], hist: &[u64]) -> Option<(f64, f64)> {
 
 /// Panics unless `scores` is `n × c` and `gt` has `n` rows (a caller bug, not user input).
 pub(crate) fn check_shape(scores: &[f32], n: usize, c: usize, gt: &[Vec<u32>]) {
-    assert_eq!(
-        Some(scores.len()),
-        n.checked_mul(c),
-        "scores has {} values, expected n × c = {n} × {c}",
-        scores.len()
-    );
+    assert_eq!(Some(scores.len()), n.checked_mul(c), "scores has {} values, expected n × c = {n} × {c}", scores.len());
     assert_eq!(gt.len(), n, "gt has {} rows, expected {n}", gt.len());
 }
 
@@ -161,21 +156,10 @@ pub fn per_sample_ap(scores: &[f32], n: usize, c: usize, gt: &[Vec<u32>]) -> Vec
         .par_chunks(c)
         .zip(gt.par_iter())
         .map_init(
-            || {
-                (
-                    Vec::<(f32, u64)>::new(),
-                    Thresholds::default(),
-                    Vec::<u64>::new(),
-                )
-            },
+            || (Vec::<(f32, u64)>::new(), Thresholds::default(), Vec::<u64>::new()),
             |(pos, thr, hist), (row, labels)| {
                 pos.clear();
-                pos.extend(
-                    labels
-                        .iter()
-                        .filter(|&&g| (g as usize) < c)
-                        .map(|&g| (row[g as usize], 1u64)),
-                );
+                pos.extend(labels.iter().filter(|&&g| (g as usize) < c).map(|&g| (row[g as usize], 1u64)));
                 if pos.is_empty() {
                     return None;
                 }
@@ -238,13 +222,7 @@ pub struct PerClassAp {
 ///
 /// If `scores.len() != n * c`, `gt.len() != n` or `weights` is given with a
 /// length other than `n`.
-pub fn per_class_ap(
-    scores: &[f32],
-    n: usize,
-    c: usize,
-    gt: &[Vec<u32>],
-    weights: Option<&[u32]>,
-) -> PerClassAp {
+pub fn per_class_ap(scores: &[f32], n: usize, c: usize, gt: &[Vec<u32>], weights: Option<&[u32]>) -> PerClassAp {
     check_shape(scores, n, c, gt);
     if let Some(w) = weights {
         assert_eq!(w.len(), n, "weights has {} values, expected {n}", w.len());
@@ -351,11 +329,7 @@ pub fn per_class_ap(
         );
 
     // 4. AP per class.
-    let mut out = PerClassAp {
-        ap: vec![None; c],
-        ap_voc: vec![None; c],
-        positives: vec![0; c],
-    };
+    let mut out = PerClassAp { ap: vec![None; c], ap_voc: vec![None; c], positives: vec![0; c] };
     for (j, (t, class)) in per_class.iter().zip(&index.classes).enumerate() {
         out.positives[j] = t.tp.first().copied().unwrap_or(0);
         let m = t.asc.len();
@@ -426,19 +400,14 @@ struct ClassIndex {
 
 impl ClassIndex {
     fn build(per_class: &[Thresholds]) -> Self {
-        let mut index = ClassIndex {
-            classes: Vec::with_capacity(per_class.len()),
-            thresholds: Vec::new(),
-            table: Vec::new(),
-        };
+        let mut index =
+            ClassIndex { classes: Vec::with_capacity(per_class.len()), thresholds: Vec::new(), table: Vec::new() };
         let mut sizes: Vec<u32> = Vec::new();
         for t in per_class {
             let m = t.asc.len();
             let off = index.thresholds.len();
             index.thresholds.extend_from_slice(&t.asc);
-            index
-                .thresholds
-                .extend_from_slice(&[f32::INFINITY, f32::INFINITY]);
+            index.thresholds.extend_from_slice(&[f32::INFINITY, f32::INFINITY]);
             let k = (2 * m).max(1);
             let (lo, hi) = match (t.asc.first(), t.asc.last()) {
                 (Some(&lo), Some(&hi)) => (lo, hi),
@@ -446,15 +415,7 @@ impl ClassIndex {
             };
             let table = index.table.len();
             let make = |by_value: f64, by_bits: f64| {
-                let mut class = ClassLookup {
-                    by_value,
-                    by_bits,
-                    origin: 0.0,
-                    scale: 0.0,
-                    kmax: k - 1,
-                    table,
-                    off,
-                };
+                let mut class = ClassLookup { by_value, by_bits, origin: 0.0, scale: 0.0, kmax: k - 1, table, off };
                 class.origin = class.coordinate(lo);
                 let range = class.coordinate(hi) - class.origin;
                 // A zero scale (one threshold) puts everything in bucket 0:
@@ -545,12 +506,7 @@ impl ClassLookup {
 ///
 /// If `scores.len() != n * c`.
 pub fn topk_from_scores(scores: &[f32], n: usize, c: usize, k: usize) -> Vec<u32> {
-    assert_eq!(
-        Some(scores.len()),
-        n.checked_mul(c),
-        "scores has {} values, expected n × c = {n} × {c}",
-        scores.len()
-    );
+    assert_eq!(Some(scores.len()), n.checked_mul(c), "scores has {} values, expected n × c = {n} × {c}", scores.len());
     let k = k.min(c);
     let mut out = vec![0u32; n * k];
     if k == 0 {
@@ -558,52 +514,50 @@ pub fn topk_from_scores(scores: &[f32], n: usize, c: usize, k: usize) -> Vec<u32
     }
     // Strict "a ranks before b": higher score, then lower index.
     let better = |sa: f32, ia: u32, sb: f32, ib: u32| sa > sb || (sa == sb && ia < ib);
-    out.par_chunks_mut(k)
-        .zip(scores.par_chunks(c))
-        .for_each_init(
-            || (Vec::<(f32, u32)>::with_capacity(k + 1), Vec::<u32>::new()),
-            |(buf, idx), (dst, row)| {
-                if k <= 32 {
-                    // Sorted insertion buffer; a candidate enters only if it beats
-                    // the current k-th (columns are scanned in increasing index,
-                    // so an equal score never displaces an earlier column).
-                    buf.clear();
-                    for (j, &s) in row.iter().enumerate() {
-                        if buf.len() == k {
-                            if let Some(&(ws, _)) = buf.last() {
-                                if s <= ws {
-                                    continue;
-                                }
+    out.par_chunks_mut(k).zip(scores.par_chunks(c)).for_each_init(
+        || (Vec::<(f32, u32)>::with_capacity(k + 1), Vec::<u32>::new()),
+        |(buf, idx), (dst, row)| {
+            if k <= 32 {
+                // Sorted insertion buffer; a candidate enters only if it beats
+                // the current k-th (columns are scanned in increasing index,
+                // so an equal score never displaces an earlier column).
+                buf.clear();
+                for (j, &s) in row.iter().enumerate() {
+                    if buf.len() == k {
+                        if let Some(&(ws, _)) = buf.last() {
+                            if s <= ws {
+                                continue;
                             }
-                            buf.pop();
                         }
-                        let at = buf.partition_point(|&(bs, _)| bs >= s);
-                        buf.insert(at, (s, j as u32));
+                        buf.pop();
                     }
-                    for (d, &(_, j)) in dst.iter_mut().zip(buf.iter()) {
-                        *d = j;
-                    }
-                } else {
-                    idx.clear();
-                    idx.extend(0..c as u32);
-                    let cmp = |a: &u32, b: &u32| {
-                        let (sa, sb) = (row[*a as usize], row[*b as usize]);
-                        if better(sa, *a, sb, *b) {
-                            std::cmp::Ordering::Less
-                        } else if better(sb, *b, sa, *a) {
-                            std::cmp::Ordering::Greater
-                        } else {
-                            std::cmp::Ordering::Equal
-                        }
-                    };
-                    if k < c {
-                        idx.select_nth_unstable_by(k - 1, cmp);
-                    }
-                    idx[..k].sort_unstable_by(cmp);
-                    dst.copy_from_slice(&idx[..k]);
+                    let at = buf.partition_point(|&(bs, _)| bs >= s);
+                    buf.insert(at, (s, j as u32));
                 }
-            },
-        );
+                for (d, &(_, j)) in dst.iter_mut().zip(buf.iter()) {
+                    *d = j;
+                }
+            } else {
+                idx.clear();
+                idx.extend(0..c as u32);
+                let cmp = |a: &u32, b: &u32| {
+                    let (sa, sb) = (row[*a as usize], row[*b as usize]);
+                    if better(sa, *a, sb, *b) {
+                        std::cmp::Ordering::Less
+                    } else if better(sb, *b, sa, *a) {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                };
+                if k < c {
+                    idx.select_nth_unstable_by(k - 1, cmp);
+                }
+                idx[..k].sort_unstable_by(cmp);
+                dst.copy_from_slice(&idx[..k]);
+            }
+        },
+    );
     out
 }
 
@@ -612,10 +566,7 @@ pub fn topk_from_scores(scores: &[f32], n: usize, c: usize, k: usize) -> Vec<u32
 /// This is how mean AP is formed: images or classes without a defined AP are
 /// left out of the mean, not counted as 0.
 pub fn mean_defined(v: &[Option<f64>]) -> Option<f64> {
-    let (sum, count) = v
-        .iter()
-        .flatten()
-        .fold((0.0f64, 0usize), |(s, n), &x| (s + x, n + 1));
+    let (sum, count) = v.iter().flatten().fold((0.0f64, 0usize), |(s, n), &x| (s + x, n + 1));
     (count > 0).then(|| sum / count as f64)
 }
 
@@ -651,14 +602,7 @@ mod tests {
         ];
         let gt = vec![vec![1, 3], vec![0, 4], vec![2], vec![], vec![4], vec![0, 1]];
         let ap = per_sample_ap(&scores, 6, c, &gt);
-        let want = [
-            Some(0.5),
-            Some(0.4),
-            Some(0.5),
-            None,
-            Some(1.0),
-            Some(5.0 / 6.0),
-        ];
+        let want = [Some(0.5), Some(0.4), Some(0.5), None, Some(1.0), Some(5.0 / 6.0)];
         for (got, want) in ap.iter().zip(want) {
             match (got, want) {
                 (Some(g), Some(w)) => assert!(close(*g, w), "{got:?} vs {want:?}"),
@@ -666,10 +610,7 @@ mod tests {
                 _ => panic!("{ap:?}"),
             }
         }
-        assert!(close(
-            mean_defined(&ap).unwrap(),
-            (0.5 + 0.4 + 0.5 + 1.0 + 5.0 / 6.0) / 5.0
-        ));
+        assert!(close(mean_defined(&ap).unwrap(), (0.5 + 0.4 + 0.5 + 1.0 + 5.0 / 6.0) / 5.0));
     }
 
     #[test]
@@ -721,9 +662,7 @@ mod tests {
         let (n, c) = (7, 60);
         let mut state = 12345u64;
         let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((state >> 33) % 16) as f32 / 16.0
         };
         let scores: Vec<f32> = (0..n * c).map(|_| next()).collect();
@@ -758,23 +697,10 @@ mod tests {
     }
 
     /// Class-wise AP straight from the definition, O(n²) per class.
-    fn naive_class_ap(
-        scores: &[f32],
-        n: usize,
-        c: usize,
-        gt: &[Vec<u32>],
-        w: &[u32],
-        j: usize,
-    ) -> Option<(f64, f64)> {
+    fn naive_class_ap(scores: &[f32], n: usize, c: usize, gt: &[Vec<u32>], w: &[u32], j: usize) -> Option<(f64, f64)> {
         let items: Vec<(f32, bool, f64)> = (0..n)
             .filter(|&i| !gt[i].is_empty() && w[i] > 0)
-            .map(|i| {
-                (
-                    scores[i * c + j],
-                    gt[i].contains(&(j as u32)),
-                    f64::from(w[i]),
-                )
-            })
+            .map(|i| (scores[i * c + j], gt[i].contains(&(j as u32)), f64::from(w[i])))
             .collect();
         let total: f64 = items.iter().filter(|x| x.1).map(|x| x.2).sum();
         if total == 0.0 {
@@ -810,9 +736,7 @@ mod tests {
         let (n, c) = (400, 8);
         let mut state = 99u64;
         let mut unif = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (state >> 11) as f64 / (1u64 << 53) as f64
         };
         let mut scores = vec![0f32; n * c];
@@ -821,11 +745,7 @@ mod tests {
         for i in 0..n {
             let u: Vec<f64> = (0..c).map(|_| unif()).collect();
             scores[i * c] = (10f64.powf(-12.0 * u[0])) as f32;
-            scores[i * c + 1] = if u[1] < 0.05 {
-                100.0
-            } else {
-                (1e-6 * u[1]) as f32
-            };
+            scores[i * c + 1] = if u[1] < 0.05 { 100.0 } else { (1e-6 * u[1]) as f32 };
             scores[i * c + 2] = [-0.0f32, 0.0, 1.0, -1.0][(u[2] * 4.0) as usize];
             scores[i * c + 3] = [3e38f32, -3e38, 1e-45, -1e-45, 0.0][(u[3] * 5.0) as usize];
             scores[i * c + 4] = 0.25;
@@ -844,10 +764,7 @@ mod tests {
                 let want = naive_class_ap(&scores, n, c, &gt, weights.unwrap_or(&ones), j);
                 match (r.ap[j].zip(r.ap_voc[j]), want) {
                     (Some((a, v)), Some((wa, wv))) => {
-                        assert!(
-                            (a - wa).abs() < 1e-12 && (v - wv).abs() < 1e-12,
-                            "class {j}: {a} {v} vs {wa} {wv}"
-                        )
+                        assert!((a - wa).abs() < 1e-12 && (v - wv).abs() < 1e-12, "class {j}: {a} {v} vs {wa} {wv}")
                     }
                     (got, want) => panic!("class {j}: {got:?} vs {want:?}"),
                 }
@@ -863,10 +780,7 @@ mod tests {
             0.0, 0.0, 0.0, 0.0, 0.0,
             -0.0, 0.0, 1.0, -1.0, 0.0,
         ];
-        assert_eq!(
-            topk_from_scores(&scores, 3, 5, 3),
-            vec![3, 1, 2, 0, 1, 2, 2, 0, 1]
-        );
+        assert_eq!(topk_from_scores(&scores, 3, 5, 3), vec![3, 1, 2, 0, 1, 2, 2, 0, 1]);
         assert_eq!(topk_from_scores(&scores, 3, 5, 9).len(), 15);
         assert_eq!(topk_from_scores(&scores, 3, 5, 5)[..5], [3, 1, 2, 4, 0]);
     }

@@ -51,9 +51,7 @@ fn activate(row: &[f32], activation: Activation, out: &mut Vec<f64>) {
         Activation::None => out.extend(row.iter().map(|&x| f64::from(x))),
         Activation::Sigmoid => out.extend(row.iter().map(|&x| sigmoid(f64::from(x)))),
         Activation::Softmax => {
-            let max = row
-                .iter()
-                .fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
             out.extend(row.iter().map(|&x| (f64::from(x) - max).exp()));
             let sum: f64 = out.iter().sum();
             for p in out.iter_mut() {
@@ -97,9 +95,7 @@ struct TopHeaps {
 
 impl TopHeaps {
     fn new(cap: &[usize]) -> Self {
-        TopHeaps {
-            heaps: cap.iter().map(|_| BinaryHeap::new()).collect(),
-        }
+        TopHeaps { heaps: cap.iter().map(|_| BinaryHeap::new()).collect() }
     }
 
     #[inline]
@@ -213,19 +209,12 @@ pub fn predict_sets(
             }
             activate(row, activation, buf);
             let mut pred: Vec<u32> = match (&per_class, thresholds) {
-                (Some(t), _) => buf
-                    .iter()
-                    .zip(t)
-                    .enumerate()
-                    .filter(|(_, (p, t))| p >= t)
-                    .map(|(j, _)| j as u32)
-                    .collect(),
-                (None, Thresholds::Fixed(t)) => buf
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &p)| p >= t)
-                    .map(|(j, _)| j as u32)
-                    .collect(),
+                (Some(t), _) => {
+                    buf.iter().zip(t).enumerate().filter(|(_, (p, t))| p >= t).map(|(j, _)| j as u32).collect()
+                }
+                (None, Thresholds::Fixed(t)) => {
+                    buf.iter().enumerate().filter(|(_, &p)| p >= t).map(|(j, _)| j as u32).collect()
+                }
                 (None, Thresholds::Calibrated) => Vec::new(),
             };
             if pred.is_empty() {
@@ -280,11 +269,7 @@ pub fn row_stats(pred: &[u32], gt: &[u32]) -> RowStats {
         fp,
         fn_,
         exact: fp == 0 && fn_ == 0,
-        iou: if union == 0 {
-            1.0
-        } else {
-            f64::from(tp) / f64::from(union)
-        },
+        iou: if union == 0 { 1.0 } else { f64::from(tp) / f64::from(union) },
     }
 }
 
@@ -347,19 +332,8 @@ fn ratio(a: u64, b: u64) -> f64 {
 /// # Panics
 ///
 /// If `preds.len() != gt.len()` or a row index in `rows` is out of range.
-pub fn summarize(
-    preds: &[Vec<u32>],
-    gt: &[Vec<u32>],
-    c: usize,
-    rows: Option<&[usize]>,
-) -> SetSummary {
-    assert_eq!(
-        preds.len(),
-        gt.len(),
-        "preds has {} rows, gt has {}",
-        preds.len(),
-        gt.len()
-    );
+pub fn summarize(preds: &[Vec<u32>], gt: &[Vec<u32>], c: usize, rows: Option<&[usize]>) -> SetSummary {
+    assert_eq!(preds.len(), gt.len(), "preds has {} rows, gt has {}", preds.len(), gt.len());
     let mut tp = vec![0u64; c];
     let mut fp = vec![0u64; c];
     let mut fn_ = vec![0u64; c];
@@ -406,21 +380,13 @@ pub fn summarize(
         let r = ratio(tp[j], tp[j] + fn_[j]);
         mp += p;
         mr += r;
-        mf += if p + r > 0.0 {
-            2.0 * p * r / (p + r)
-        } else {
-            0.0
-        };
+        mf += if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
     }
     let k = classes.max(1) as f64;
     SetSummary {
         images,
         exact,
-        mean_iou: if images == 0 {
-            0.0
-        } else {
-            iou_sum / images as f64
-        },
+        mean_iou: if images == 0 { 0.0 } else { iou_sum / images as f64 },
         micro_precision: ratio(stp, stp + sfp),
         micro_recall: ratio(stp, stp + sfn),
         micro_f1: ratio(2 * stp, 2 * stp + sfp + sfn),
@@ -458,23 +424,9 @@ mod tests {
         assert_eq!(p, vec![vec![0], vec![0]]);
         // Softmax of [0, ln 3] is [0.25, 0.75].
         let l3 = 3f32.ln();
-        let p = predict_sets(
-            &[0.0, l3],
-            1,
-            2,
-            Activation::Softmax,
-            Thresholds::Fixed(0.7),
-            &[vec![0]],
-        );
+        let p = predict_sets(&[0.0, l3], 1, 2, Activation::Softmax, Thresholds::Fixed(0.7), &[vec![0]]);
         assert_eq!(p, vec![vec![1]]);
-        let p = predict_sets(
-            &[0.0, l3],
-            1,
-            2,
-            Activation::Softmax,
-            Thresholds::Fixed(0.2),
-            &[vec![0]],
-        );
+        let p = predict_sets(&[0.0, l3], 1, 2, Activation::Softmax, Thresholds::Fixed(0.2), &[vec![0]]);
         assert_eq!(p, vec![vec![0, 1]]);
     }
 
