@@ -242,29 +242,7 @@ struct Evaluator<'a> {
 impl Evaluator<'_> {
     /// A metric that is not a count ratio: `correct` and `total` stay null.
     fn push_value(&mut self, metric: &str, subset: &str, value: f64, ci: Option<(f64, f64)>) {
-        self.push(metric, subset, None, None, value, ci);
-    }
-
-    fn push(
-        &mut self,
-        metric: &str,
-        subset: &str,
-        correct: Option<u64>,
-        total: Option<u64>,
-        value: f64,
-        ci: Option<(f64, f64)>,
-    ) {
-        self.rows.push(ResultRow {
-            model: self.preds.model.clone(),
-            dataset: self.ds.name.clone(),
-            metric: metric.to_string(),
-            subset: subset.to_string(),
-            correct,
-            total,
-            value,
-            ci_low: ci.map(|c| c.0),
-            ci_high: ci.map(|c| c.1),
-        });
+        self.rows.push(ResultRow::new(&self.preds.model, &self.ds.name, metric, subset, value).with_ci(ci));
     }
 
     fn push_count(&mut self, metric: &str, subset: &str, c: u64, t: u64) -> Result<()> {
@@ -272,7 +250,8 @@ impl Evaluator<'_> {
             return Ok(());
         }
         let ci = clopper_pearson(c, t, self.opts.alpha)?;
-        self.push(metric, subset, Some(c), Some(t), c as f64 / t as f64, Some(ci));
+        let row = ResultRow::new(&self.preds.model, &self.ds.name, metric, subset, c as f64 / t as f64);
+        self.rows.push(row.with_counts(c, t).with_ci(Some(ci)));
         Ok(())
     }
 

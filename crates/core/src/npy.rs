@@ -322,7 +322,7 @@ pub fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
         _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     };
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
-    while (NPY_MAGIC.len() + 4 + header.len() + 1) % 64 != 0 {
+    while !(NPY_MAGIC.len() + 4 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

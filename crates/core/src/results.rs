@@ -31,6 +31,37 @@ pub struct ResultRow {
     pub ci_high: Option<f64>,
 }
 
+impl ResultRow {
+    /// A row with a value only (no counts, no interval).
+    pub fn new(model: &str, dataset: &str, metric: &str, subset: &str, value: f64) -> ResultRow {
+        ResultRow {
+            model: model.to_string(),
+            dataset: dataset.to_string(),
+            metric: metric.to_string(),
+            subset: subset.to_string(),
+            correct: None,
+            total: None,
+            value,
+            ci_low: None,
+            ci_high: None,
+        }
+    }
+
+    /// Sets `correct`/`total`.
+    pub fn with_counts(mut self, correct: u64, total: u64) -> ResultRow {
+        self.correct = Some(correct);
+        self.total = Some(total);
+        self
+    }
+
+    /// Sets the interval bounds (or clears them with `None`).
+    pub fn with_ci(mut self, ci: Option<(f64, f64)>) -> ResultRow {
+        self.ci_low = ci.map(|c| c.0);
+        self.ci_high = ci.map(|c| c.1);
+        self
+    }
+}
+
 /// A collection of result rows plus free-form notes (assumptions made, warnings).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResultSet {

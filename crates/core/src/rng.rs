@@ -6,7 +6,7 @@ pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix64(self.0)
     }
@@ -28,7 +28,7 @@ impl Xoshiro256 {
     /// A generator whose state is four SplitMix64 outputs from `seed`.
     pub fn from_seed(seed: u64) -> Self {
         let mut sm = SplitMix64(seed);
-        let mut s = [sm.next(), sm.next(), sm.next(), sm.next()];
+        let mut s = [sm.next_u64(), sm.next_u64(), sm.next_u64(), sm.next_u64()];
         if s == [0; 4] {
             s[0] = 1;
         }
@@ -84,6 +84,6 @@ mod tests {
         assert_eq!(r.next_u64(), 1_509_978_240);
         assert_eq!(r.next_u64(), 1_215_971_899_390_074_240);
         // SplitMix64 from 0: first output 0xE220A8397B1DCDAF.
-        assert_eq!(SplitMix64(0).next(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(SplitMix64(0).next_u64(), 0xE220_A839_7B1D_CDAF);
     }
 }

@@ -173,17 +173,7 @@ mod tests {
     use super::*;
 
     fn row(model: &str, dataset: &str, metric: &str, subset: &str, value: f64) -> ResultRow {
-        ResultRow {
-            model: model.into(),
-            dataset: dataset.into(),
-            metric: metric.into(),
-            subset: subset.into(),
-            correct: None,
-            total: None,
-            value,
-            ci_low: None,
-            ci_high: None,
-        }
+        ResultRow::new(model, dataset, metric, subset, value)
     }
 
     #[test]

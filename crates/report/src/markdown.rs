@@ -95,17 +95,9 @@ mod tests {
     use labelscope_core::ResultRow;
 
     fn row(model: &str, dataset: &str, metric: &str, subset: &str, value: f64) -> ResultRow {
-        ResultRow {
-            model: model.into(),
-            dataset: dataset.into(),
-            metric: metric.into(),
-            subset: subset.into(),
-            correct: Some(1),
-            total: Some(2),
-            value,
-            ci_low: Some(value - 0.01),
-            ci_high: Some(value + 0.01),
-        }
+        ResultRow::new(model, dataset, metric, subset, value)
+            .with_counts(1, 2)
+            .with_ci(Some((value - 0.01, value + 0.01)))
     }
 
     #[test]

@@ -163,17 +163,7 @@ mod tests {
     use labelscope_core::ResultRow;
 
     fn row(model: &str, dataset: &str, metric: &str, subset: &str, value: f64, ci: Option<(f64, f64)>) -> ResultRow {
-        ResultRow {
-            model: model.into(),
-            dataset: dataset.into(),
-            metric: metric.into(),
-            subset: subset.into(),
-            correct: None,
-            total: None,
-            value,
-            ci_low: ci.map(|c| c.0),
-            ci_high: ci.map(|c| c.1),
-        }
+        ResultRow::new(model, dataset, metric, subset, value).with_ci(ci)
     }
 
     fn sample() -> ResultSet {

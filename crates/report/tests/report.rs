@@ -9,17 +9,9 @@ use labelscope_report::{csv::csv, html::html_report, markdown::markdown, table::
 use resvg::usvg;
 
 fn row(model: &str, dataset: &str, metric: &str, subset: &str, value: f64, ci: Option<(f64, f64)>) -> ResultRow {
-    ResultRow {
-        model: model.into(),
-        dataset: dataset.into(),
-        metric: metric.into(),
-        subset: subset.into(),
-        correct: None,
-        total: Some(50_000),
-        value,
-        ci_low: ci.map(|c| c.0),
-        ci_high: ci.map(|c| c.1),
-    }
+    let mut r = ResultRow::new(model, dataset, metric, subset, value).with_ci(ci);
+    r.total = Some(50_000);
+    r
 }
 
 /// A realistic result set: original vs ReaL top-1 of a few models, with
