@@ -13,10 +13,14 @@ use labelscope_core::npy::Npz;
 use labelscope_core::order::{ImageOrder, BUILTIN_ORDERS};
 use labelscope_core::predictions::{self, PredictionKind, PredictionOptions, Predictions};
 use labelscope_core::{ClassTable, Group, ResultSet};
+use rayon::prelude::*;
 use serde_json::json;
 
 use crate::args::*;
 use crate::output;
+
+/// Prediction files smaller than this are evaluated in parallel with each other.
+const PARALLEL_FILE_BYTES: u64 = 64 << 20;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -217,11 +221,12 @@ fn eval(a: EvalArgs) -> Result<()> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    let mut results = ResultSet::default();
-    let mut first = Some(first);
-    for f in &files {
-        bar.set_message(file_stem(f));
-        let preds = match first.take() {
+    // One prediction file: load (the first one is already loaded), check CSV row names, evaluate.
+    let first = std::sync::Mutex::new(Some(first));
+    let one = |f: &PathBuf| -> Result<(String, labelscope_core::eval::Evaluation)> {
+        let preloaded =
+            first.lock().ok().and_then(|mut g| if g.as_ref().is_some_and(|p| &p.path == f) { g.take() } else { None });
+        let preds = match preloaded {
             Some(p) => p,
             None => Predictions::load(f, &opts_pred)?,
         };
@@ -241,11 +246,20 @@ fn eval(a: EvalArgs) -> Result<()> {
             }
         }
         let ev = ds.evaluate(&preds, &opts).with_context(|| format!("evaluating {}", f.display()))?;
-        for n in ev.notes {
-            notes.push(format!("{}: {n}", preds.model));
-        }
-        results.rows.extend(ev.rows);
+        bar.set_message(preds.model.clone());
         bar.inc(1);
+        Ok((preds.model, ev))
+    };
+    // Small files (top-k predictions) are evaluated in parallel; large score matrices one
+    // at a time, since each evaluation is parallel inside and memory grows with each file.
+    let small = files.iter().all(|f| std::fs::metadata(f).map(|m| m.len() < PARALLEL_FILE_BYTES).unwrap_or(false));
+    let evaluations: Vec<Result<_>> =
+        if small { files.par_iter().map(one).collect() } else { files.iter().map(one).collect() };
+    let mut results = ResultSet::default();
+    for ev in evaluations {
+        let (model, ev) = ev?;
+        notes.extend(ev.notes.into_iter().map(|n| format!("{model}: {n}")));
+        results.rows.extend(ev.rows);
     }
     bar.finish_and_clear();
     if a.sort != "file" {
