@@ -142,6 +142,9 @@ fn missing_image_ids_between_labels_and_predictions() {
     f.write("other.txt", "a.jpg\nx.jpg\ny.jpg\n");
     let e = f.err(f.eval("labels.json", "good.npy", "other.txt"));
     assert!(e.contains("2 of 3") && e.contains("\"b.jpg\"") && e.contains("--allow-partial"), "{e}");
+    f.write("disjoint.txt", "x.jpg\ny.jpg\nz.jpg\n");
+    let e = f.err(f.eval("labels.json", "good.npy", "disjoint.txt"));
+    assert!(e.contains("share no image id") && e.contains("disjoint.txt"), "{e}");
     // With --allow-partial the shared image is evaluated.
     let mut args = f.eval("labels.json", "good.npy", "other.txt");
     args.push("--allow-partial".into());

@@ -131,6 +131,15 @@ impl Dataset {
         let order_keys: std::collections::HashSet<&str> = order.names.iter().map(|n| join_key(n)).collect();
         let unused_labels: Vec<&String> = sets.names.iter().filter(|n| !order_keys.contains(join_key(n))).collect();
         let src = labels.path().display();
+        if missing_rows.len() == order.len() {
+            return Err(Error::Mismatch(format!(
+                "the labels ({src}) and the image order ({}) share no image id (labels e.g. {}; order e.g. {}): \
+                 is --images the list these predictions were made on?",
+                order.source,
+                first_names(sets.names.iter().take(2)),
+                first_names(order.names.iter().take(2))
+            )));
+        }
         if !unused_labels.is_empty() && !opts.allow_partial {
             return Err(Error::Mismatch(format!(
                 "{} of {} images of the labels ({src}) are not in the image order ({}), e.g. {}; \
