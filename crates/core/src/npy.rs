@@ -313,6 +313,60 @@ impl NpyHeader {
     }
 }
 
+/// Chooses which array of a multi-array file (`.npz`, `.safetensors`) to read:
+/// `explicit` when given; else the only array; else the first of
+/// `preferred` that exists; else an error listing the names and asking for
+/// `--array NAME`.
+pub fn choose_array(names: &[String], explicit: Option<&str>, preferred: &[&str], path: &Path) -> Result<String> {
+    if let Some(a) = explicit {
+        return Ok(a.to_string());
+    }
+    if let [only] = names {
+        return Ok(only.clone());
+    }
+    if let Some(p) = preferred.iter().find(|p| names.iter().any(|n| n == *p)) {
+        return Ok(p.to_string());
+    }
+    if names.is_empty() {
+        return Err(Error::format(path, "arrays", "the file holds no arrays"));
+    }
+    let hint = if preferred.is_empty() {
+        String::new()
+    } else {
+        format!(" and none has a usual name ({})", preferred.join(", "))
+    };
+    Err(Error::format(
+        path,
+        "arrays",
+        format!("found {} arrays ({}){hint}; pass --array NAME to choose one", names.len(), names.join(", ")),
+    ))
+}
+
+/// Reads one array from a `.npy`, `.npz` or `.safetensors` file (chosen by
+/// extension; `name` picks the array of a multi-array file, see
+/// [`choose_array`]). Returns the array and a description of where it came
+/// from, for error messages (`array "feats"`).
+pub fn read_array(path: &Path, name: Option<&str>, preferred: &[&str]) -> Result<(NpyArray, String)> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" => Ok((read_npy(path)?, "array".to_string())),
+        "npz" => {
+            let mut npz = Npz::open(path)?;
+            let n = choose_array(&npz.names(), name, preferred, path)?;
+            Ok((npz.read(&n)?, format!("array {n:?}")))
+        }
+        "safetensors" => {
+            let st = SafeTensors::open(path)?;
+            let n = choose_array(&st.names(), name, preferred, path)?;
+            Ok((st.read(&n)?, format!("tensor {n:?}")))
+        }
+        _ => Err(Error::Invalid(format!(
+            "{}: unknown array file type {ext:?}; expected .npy, .npz or .safetensors",
+            path.display()
+        ))),
+    }
+}
+
 /// The bytes of a version 1.0 `.npy` header for a C-order array of dtype
 /// `descr` (such as `<f4`) and `shape`, padded so that the data starts at a
 /// multiple of 64 bytes. Append the raw little-endian data to get a file.

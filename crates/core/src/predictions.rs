@@ -234,32 +234,6 @@ fn format_of(path: &Path) -> Result<Format> {
     })
 }
 
-/// Chooses the array to read among `names` (see the module documentation).
-fn choose_array(names: &[String], opts: &PredictionOptions, path: &Path) -> Result<String> {
-    if let Some(a) = &opts.array {
-        return Ok(a.clone());
-    }
-    if let [only] = names {
-        return Ok(only.clone());
-    }
-    if let Some(p) = PREFERRED_ARRAY_NAMES.iter().find(|p| names.iter().any(|n| n == *p)) {
-        return Ok(p.to_string());
-    }
-    if names.is_empty() {
-        return Err(Error::format(path, "arrays", "the file holds no arrays"));
-    }
-    Err(Error::format(
-        path,
-        "arrays",
-        format!(
-            "found {} arrays ({}) and none has a usual prediction name ({}); pass --array NAME to choose one",
-            names.len(),
-            names.join(", "),
-            PREFERRED_ARRAY_NAMES.join(", ")
-        ),
-    ))
-}
-
 impl Predictions {
     /// Reads a prediction file (see the module documentation for formats and rules).
     pub fn load(path: &Path, opts: &PredictionOptions) -> Result<Predictions> {
@@ -267,13 +241,13 @@ impl Predictions {
             Format::Npy => (from_array(npy::read_npy(path)?, path, "", opts.kind)?, None),
             Format::Npz => {
                 let mut npz = Npz::open(path)?;
-                let name = choose_array(&npz.names(), opts, path)?;
+                let name = npy::choose_array(&npz.names(), opts.array.as_deref(), PREFERRED_ARRAY_NAMES, path)?;
                 let array = npz.read(&name)?;
                 (from_array(array, path, &format!("array {name:?}"), opts.kind)?, None)
             }
             Format::SafeTensors => {
                 let st = SafeTensors::open(path)?;
-                let name = choose_array(&st.names(), opts, path)?;
+                let name = npy::choose_array(&st.names(), opts.array.as_deref(), PREFERRED_ARRAY_NAMES, path)?;
                 let array = st.read(&name)?;
                 (from_array(array, path, &format!("tensor {name:?}"), opts.kind)?, None)
             }
