@@ -14,6 +14,7 @@ pub mod eval;
 pub mod ids;
 pub mod labels;
 pub mod metrics;
+pub mod ncut;
 pub mod npy;
 pub mod order;
 pub mod predictions;
