@@ -56,6 +56,10 @@ pub enum Command {
     Report(ReportArgs),
     /// Measure the speed of the metrics on generated data (see BENCHMARKS.md).
     Bench(BenchArgs),
+    /// Object proposals by normalized cuts (MaskCut / TokenCut) on patch feature maps.
+    Proposals(Box<crate::proposals::ProposalsArgs>),
+    /// Measure the normalized cut and MaskCut on generated feature maps (see BENCHMARKS.md).
+    BenchNcut(crate::bench_ncut::BenchNcutArgs),
 }
 
 /// How the score columns are to be read for set metrics.

@@ -33,6 +33,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Plot(a) => output::plot(a),
         Command::Report(a) => output::report(a),
         Command::Bench(a) => crate::bench::run(a),
+        Command::Proposals(a) => crate::proposals::run(*a),
+        Command::BenchNcut(a) => crate::bench_ncut::run(a),
     }
 }
 

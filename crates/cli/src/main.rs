@@ -8,8 +8,10 @@
 
 mod args;
 mod bench;
+mod bench_ncut;
 mod cmd;
 mod output;
+mod proposals;
 
 use std::process::ExitCode;
 
