@@ -3,7 +3,15 @@
 numpy and by hand (safetensors), so that tests can check every reader gives
 the same numbers. Prints {"written": [file names]}.
 
-Usage: convert_scores.py DIR
+Usage: convert_scores.py DIR [--more DIR2]
+
+With --more, also writes (and lists) in DIR:
+  scores_two.npz          `junk` (= 1 - probs, same shape, stored first) and `probs`
+  scores_f16.safetensors  `probs` as F16 (with `__metadata__` and an F32 `junk` tensor)
+  logits_softmax.npy      float32 log(max(probs, 1e-4)) plus a random offset per row
+                          (its softmax is computed by set_metrics_ref.py)
+and in DIR2 the f16-rounded scores as float32 scores.npy with copies of labels.json and
+images.txt, so that bench/reference_eval.py DIR2 is the reference for the F16 file.
 """
 import json
 import os
@@ -13,6 +21,7 @@ import sys
 import numpy as np
 
 d = sys.argv[1]
+more = sys.argv[sys.argv.index("--more") + 1] if "--more" in sys.argv else None
 s = np.load(os.path.join(d, "scores.npy"))
 names = [l.strip() for l in open(os.path.join(d, "images.txt")) if l.strip()]
 written = []
@@ -31,8 +40,8 @@ p = np.clip(s.astype(np.float64), 1e-6, 1 - 1e-6)
 np.save(out("logits.npy"), np.log(p / (1 - p)).astype(np.float32))
 
 
-def safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
+def safetensors(path, tensors, metadata=None):
+    header, blobs, offset = ({"__metadata__": metadata} if metadata else {}), [], 0
     for name, (dtype, arr) in tensors.items():
         raw = np.ascontiguousarray(arr).tobytes()
         header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
@@ -52,4 +61,18 @@ with open(out("scores_csv.csv"), "w") as f:
     f.write("image," + ",".join(f"c{j}" for j in range(s.shape[1])) + "\n")
     for name, row in zip(names, s):
         f.write(name + "," + ",".join(repr(float(x)) for x in row) + "\n")
+
+if more:
+    np.savez(out("scores_two.npz"), junk=(1 - s).astype(np.float32), probs=s)
+    f16 = s.astype("<f2")
+    safetensors(out("scores_f16.safetensors"), {"junk": ("F32", np.ones(4, "<f4")), "probs": ("F16", f16)},
+                metadata={"format": "pt"})
+    rng = np.random.default_rng(11)
+    offset = rng.uniform(-5, 5, size=(s.shape[0], 1))
+    np.save(out("logits_softmax.npy"), (np.log(np.maximum(s.astype(np.float64), 1e-4)) + offset).astype(np.float32))
+    os.makedirs(more, exist_ok=True)
+    np.save(os.path.join(more, "scores.npy"), f16.astype(np.float32))
+    for name in ("labels.json", "images.txt"):
+        with open(os.path.join(d, name), "rb") as src, open(os.path.join(more, name), "wb") as dst:
+            dst.write(src.read())
 json.dump({"written": written}, sys.stdout)
