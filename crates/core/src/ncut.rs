@@ -888,11 +888,17 @@ pub fn bipartition(x: &[f32], h: usize, w: usize, corner_rule: bool) -> Result<C
     Ok(Cut { mask, eigenvector: x.to_vec(), seed, flipped })
 }
 
-fn cut_normalized(norm: &Normalized, h: usize, w: usize, params: &NcutParams, corner_rule: bool) -> Result<Cut> {
+fn cut_normalized(
+    norm: &Normalized,
+    h: usize,
+    w: usize,
+    params: &NcutParams,
+    corner_rule: bool,
+) -> Result<(f64, Cut)> {
     let aff = affinity(norm, params.tau, params.eps);
-    let (_, x) = second_eigen_internal(&aff)?;
+    let (lambda, x) = second_eigen_internal(&aff)?;
     let (mask, seed, flipped) = bipartition_f64(&x, h, w, corner_rule);
-    Ok(Cut { mask, eigenvector: x.iter().map(|&v| v as f32).collect(), seed, flipped })
+    Ok((lambda, Cut { mask, eigenvector: x.iter().map(|&v| v as f32).collect(), seed, flipped }))
 }
 
 /// One normalized cut of the feature map `[h, w, d]` (module docs, steps 1–4);
@@ -908,7 +914,7 @@ pub fn normalized_cut(
     let n = check_shape(features.len(), h, w, d)?;
     check_params(params)?;
     let norm = normalize(features, w, d, n)?;
-    cut_normalized(&norm, h, w, params, corner_rule)
+    Ok(cut_normalized(&norm, h, w, params, corner_rule)?.1)
 }
 
 fn iou(a: &[bool], b: &[bool]) -> f64 {
@@ -925,6 +931,28 @@ fn iou(a: &[bool], b: &[bool]) -> f64 {
 /// patches of earlier cuts, dropping near-duplicates and tiny masks (module
 /// docs). The returned masks are pairwise disjoint.
 pub fn maskcut(features: &[f32], h: usize, w: usize, d: usize, params: &NcutParams) -> Result<Vec<Vec<bool>>> {
+    Ok(maskcut_detailed(features, h, w, d, params)?.into_iter().map(|m| m.mask).collect())
+}
+
+/// One mask returned by [`maskcut_detailed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskCutMask {
+    /// The patches of the mask, `h * w`, row-major (earlier masks' patches excluded).
+    pub mask: Vec<bool>,
+    /// The eigenvalue `λ` of the cut that produced the mask (smaller = cleaner cut).
+    pub eigenvalue: f64,
+    /// The 0-based index of that cut (cuts whose mask was dropped count too).
+    pub cut: usize,
+}
+
+/// [`maskcut`] with the eigenvalue and cut index of each returned mask.
+pub fn maskcut_detailed(
+    features: &[f32],
+    h: usize,
+    w: usize,
+    d: usize,
+    params: &NcutParams,
+) -> Result<Vec<MaskCutMask>> {
     let n = check_shape(features.len(), h, w, d)?;
     check_params(params)?;
     if params.max_masks == 0 {
@@ -936,11 +964,11 @@ pub fn maskcut(features: &[f32], h: usize, w: usize, d: usize, params: &NcutPara
     let mut union = vec![false; n];
     let mut prev_raw: Option<Vec<bool>> = None;
     let mut out = Vec::new();
-    for _ in 0..params.max_masks {
+    for k in 0..params.max_masks {
         if zeroed.iter().all(|&z| z) {
             break;
         }
-        let cut = cut_normalized(&norm, h, w, params, true)?;
+        let (lambda, cut) = cut_normalized(&norm, h, w, params, true)?;
         let raw = cut.mask;
         for i in 0..n {
             if raw[i] && !zeroed[i] {
@@ -953,7 +981,7 @@ pub fn maskcut(features: &[f32], h: usize, w: usize, d: usize, params: &NcutPara
         let dup = prev_raw.as_ref().is_some_and(|p| iou(&raw, p) > 0.5);
         if !dup && (area as f64) > 0.01 * n as f64 {
             union.iter_mut().zip(&excl).for_each(|(u, &e)| *u |= e);
-            out.push(excl);
+            out.push(MaskCutMask { mask: excl, eigenvalue: lambda, cut: k });
         }
         prev_raw = Some(raw);
     }
