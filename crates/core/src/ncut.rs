@@ -911,10 +911,22 @@ pub fn normalized_cut(
     params: &NcutParams,
     corner_rule: bool,
 ) -> Result<Cut> {
+    Ok(normalized_cut_with_eigenvalue(features, h, w, d, params, corner_rule)?.1)
+}
+
+/// [`normalized_cut`] that also returns the eigenvalue `λ` of the cut.
+pub fn normalized_cut_with_eigenvalue(
+    features: &[f32],
+    h: usize,
+    w: usize,
+    d: usize,
+    params: &NcutParams,
+    corner_rule: bool,
+) -> Result<(f64, Cut)> {
     let n = check_shape(features.len(), h, w, d)?;
     check_params(params)?;
     let norm = normalize(features, w, d, n)?;
-    Ok(cut_normalized(&norm, h, w, params, corner_rule)?.1)
+    cut_normalized(&norm, h, w, params, corner_rule)
 }
 
 fn iou(a: &[bool], b: &[bool]) -> f64 {
