@@ -1,2 +1,24 @@
 //! Image-side operations of labelscope: decoding, mask resampling, dense-CRF
 //! refinement of binary masks and overlays.
+//!
+//! * [`image`]: JPEG/PNG decoding to RGB and bilinear resizing;
+//! * [`mask`]: patch-grid upsampling, hole filling, IoU, bounding boxes;
+//! * [`crf`]: dense-CRF refinement (MaskCut post-processing), fast
+//!   (permutohedral lattice) and brute force;
+//! * [`permutohedral`]: the permutohedral-lattice Gaussian filter;
+//! * [`overlay`]: mask and box overlays, atomic PNG output.
+
+#![warn(missing_docs)]
+
+pub mod crf;
+pub mod error;
+pub mod image;
+pub mod mask;
+pub mod overlay;
+pub mod permutohedral;
+
+pub use crate::crf::{brute_force, dense_crf, refine, CrfOutput, CrfParams};
+pub use crate::error::{Error, Result};
+pub use crate::image::{load_rgb, resize_rgb, RgbImage};
+pub use crate::mask::{bbox, fill_holes, iou, upsample_nearest};
+pub use crate::overlay::{draw_overlay, save_png_atomic};
