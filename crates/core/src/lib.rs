@@ -19,6 +19,7 @@ pub mod npy;
 pub mod order;
 pub mod predictions;
 pub mod results;
+pub mod rle;
 pub mod rng;
 pub mod wordnet;
 
