@@ -264,6 +264,15 @@ fn crf_run_gallery_and_eval() {
     assert_eq!(json["info"]["params"]["crf"], true);
     assert_eq!(json["images"].as_array().unwrap().len(), 3);
 
+    // Masks against themselves: every object found, every first proposal a hit (images with proposals).
+    let ev = dir.path().join("ev.json");
+    labelscope_ok(&["proposals", "eval", "--proposals", s(&coco), "--gt-masks", s(&coco), "--json", s(&ev)]);
+    let ev: serde_json::Value = serde_json::from_slice(&std::fs::read(&ev).unwrap()).unwrap();
+    let r = &ev["results"][0];
+    assert_eq!(r["kind"], "masks");
+    assert_eq!(r["found"], r["objects"]);
+    assert_eq!(r["corloc_hits"], r["images_with_proposals"]);
+
     let gal = dir.path().join("gallery");
     labelscope_ok(&["proposals", "gallery", "--proposals", s(&coco), "--images", s(&i), "--out", s(&gal)]);
     let html = std::fs::read_to_string(gal.join("index.html")).unwrap();
@@ -272,5 +281,61 @@ fn crf_run_gallery_and_eval() {
         let p = gal.join(format!("img{k:02}.png"));
         let img = image::open(&p).unwrap();
         assert_eq!((img.width(), img.height()), (40 + 3 * k, 30 + 2 * k));
+    }
+}
+
+#[test]
+fn eval_against_val_boxes_matches_python() {
+    let Some(data) = shared_data() else { return };
+    let boxes = data.join("imagenet/val_boxes.tsv");
+    let text = std::fs::read_to_string(&boxes).unwrap();
+    let mut rng = Rng(5);
+    let mut images = Vec::new();
+    let mut anns = Vec::new();
+    for (k, line) in text.lines().take(1500).enumerate() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let b: Vec<f64> = f[2..6].iter().map(|v| v.parse().unwrap()).collect();
+        let (w, h) = ((b[2] + 40.0).ceil() as usize, (b[3] + 40.0).ceil() as usize);
+        let empty = labelscope_core::rle::Rle::from_uncompressed(vec![(w * h) as u32], h, w).unwrap().to_coco();
+        images.push(serde_json::json!({"id": k + 1, "file_name": f[0], "width": w, "height": h}));
+        // 0-3 proposals: jittered copies of the ground-truth box (some hit, some miss) and random boxes.
+        for _ in 0..(rng.next() % 4) {
+            let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
+            let (x, y, pw, ph) = if rng.unit() < 0.7 {
+                let j = 0.6 * rng.unit();
+                (
+                    (b[0] + (rng.unit() - 0.5) * j * bw).max(0.0).round(),
+                    (b[1] + (rng.unit() - 0.5) * j * bh).max(0.0).round(),
+                    (bw * (1.0 + (rng.unit() - 0.5) * j)).round().max(1.0),
+                    (bh * (1.0 + (rng.unit() - 0.5) * j)).round().max(1.0),
+                )
+            } else {
+                ((rng.unit() * b[2]).round(), (rng.unit() * b[3]).round(), 1.0 + (rng.unit() * 60.0).round(), 1.0 + (rng.unit() * 60.0).round())
+            };
+            anns.push(serde_json::json!({
+                "id": anns.len() + 1, "image_id": k + 1, "category_id": 1, "segmentation": empty,
+                "bbox": [x, y, pw, ph], "area": 0.0, "score": 1.0, "iscrowd": 0
+            }));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let coco = dir.path().join("p.json");
+    let doc = serde_json::json!({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "fg"}]});
+    std::fs::write(&coco, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let Some(want) = python_reference("corloc_ref.py", &[s(&coco), s(&boxes), "0.5"]) else { return };
+    for conv in ["continuous", "pixel-inclusive"] {
+        let out = dir.path().join(format!("{conv}.json"));
+        labelscope_ok(&[
+            "proposals", "eval", "--proposals", s(&coco), "--boxes", s(&boxes), "--convention", conv, "--json", s(&out),
+        ]);
+        let got: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let r = &got["results"][0];
+        let w = &want[conv];
+        for k in ["images", "objects", "found", "corloc_hits"] {
+            assert_eq!(r[k], w[k], "{conv}: {k}");
+        }
+        let (found, objects) = (r["found"].as_u64().unwrap(), r["objects"].as_u64().unwrap());
+        assert!(found > 300 && found < objects, "{conv}: the data must have hits and misses ({found}/{objects})");
+        assert!((r["recall"].as_f64().unwrap() - found as f64 / objects as f64).abs() < 1e-12);
     }
 }
