@@ -50,6 +50,36 @@ pub struct BenchNcutArgs {
     /// Write the results as JSON to this file too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Skip the full-pipeline timings (MaskCut + masks at image size, with and without the dense CRF).
+    #[arg(long)]
+    pub no_pipeline: bool,
+}
+
+/// Patch size of a grid for the pipeline timings: the MaskCut recipes'
+/// 480 px / patch 8 (60x60) and 896 px / patch 14 (64x64); patch 8 otherwise.
+fn patch_for(h: usize, w: usize) -> usize {
+    match (h, w) {
+        (64, 64) => 14,
+        _ => 8,
+    }
+}
+
+/// An RGB image of `(w * patch) x (h * patch)` pixels that follows the feature
+/// map: three fixed projections of each patch's features give its colour,
+/// plus per-pixel noise, so region boundaries are colour edges.
+fn image_for(f: &[f32], h: usize, w: usize, d: usize, patch: usize, seed: u64) -> image::RgbImage {
+    let mut rng = Xoshiro256::from_seed(seed);
+    let dirs: Vec<Vec<f64>> = (0..3).map(|_| (0..d).map(|_| gauss(&mut rng)).collect()).collect();
+    let proj: Vec<[f64; 3]> = (0..h * w)
+        .map(|i| {
+            let x = &f[i * d..(i + 1) * d];
+            std::array::from_fn(|c| x.iter().zip(&dirs[c]).map(|(a, b)| *a as f64 * b).sum::<f64>() / (d as f64).sqrt())
+        })
+        .collect();
+    image::RgbImage::from_fn((w * patch) as u32, (h * patch) as u32, |x, y| {
+        let p = proj[(y as usize / patch) * w + x as usize / patch];
+        image::Rgb(std::array::from_fn(|c| (128.0 + 40.0 * p[c] + 6.0 * gauss(&mut rng)).clamp(0.0, 255.0) as u8))
+    })
 }
 
 /// Parses `HxW` (also `H×W` or `H*W`).
@@ -178,6 +208,32 @@ pub fn run(a: BenchNcutArgs) -> Result<()> {
             format!("{h}x{w}"),
             masks.len()
         );
+        let pipeline = if a.no_pipeline {
+            serde_json::Value::Null
+        } else {
+            use labelscope_proposals::features::FeatureMap;
+            use labelscope_proposals::pipeline::{propose, Method, ProposalParams};
+            let patch = patch_for(h, w);
+            let img = image_for(&f, h, w, d, patch, a.seed);
+            let fm = FeatureMap { h, w, d, data: f.clone() };
+            let mut pp = ProposalParams { ncut: params, method: Method::MaskCut, crf: None, patch };
+            let (plain_ms, _, plain) = median_ms(a.repeats, || Ok(propose(&fm, Some(&img), None, &pp)?))?;
+            pp.crf = Some(labelscope_vision::crf::CrfParams::default());
+            let (crf_ms, _, crf) = median_ms(a.repeats, || Ok(propose(&fm, Some(&img), None, &pp)?))?;
+            println!(
+                "        full MaskCut at {}x{} px (patch {patch}): {plain_ms:.1} ms without CRF ({} masks), {crf_ms:.1} ms with CRF ({} masks, {} dropped)",
+                img.width(),
+                img.height(),
+                plain.proposals.len(),
+                crf.proposals.len(),
+                crf.dropped_by_crf
+            );
+            json!({
+                "image": [img.width(), img.height()], "patch": patch,
+                "no_crf_ms": plain_ms, "no_crf_masks": plain.proposals.len(),
+                "crf_ms": crf_ms, "crf_masks": crf.proposals.len(), "crf_dropped": crf.dropped_by_crf,
+            })
+        };
         rows.push(json!({
             "h": h, "w": w, "d": d, "n": n,
             "features": feat_name,
@@ -188,6 +244,7 @@ pub fn run(a: BenchNcutArgs) -> Result<()> {
             "cut_mask_area": cut.mask.iter().filter(|&&b| b).count(),
             "maskcut_ms": mc_ms, "maskcut_min_ms": mc_min,
             "maskcut_areas": areas,
+            "pipeline": pipeline,
         }));
     }
     let out = json!({

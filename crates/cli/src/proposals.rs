@@ -233,11 +233,7 @@ fn params_of(a: &RunArgs) -> Result<ProposalParams> {
     if max_masks == 0 {
         bail!("--max-masks must be at least 1");
     }
-    let crf = if a.no_crf {
-        false
-    } else {
-        a.crf || d.crf
-    };
+    let crf = if a.no_crf { false } else { a.crf || d.crf };
     let patch = a.patch.unwrap_or(d.patch);
     if patch == 0 {
         bail!("--patch must be at least 1");
@@ -359,7 +355,11 @@ fn single(a: &RunArgs, path: &Path, params: &ProposalParams, layout: &FeatureLay
     }
     if let (Some(o), Some(img)) = (&a.overlay, &img) {
         let masks: Vec<Vec<bool>> = props.proposals.iter().map(|p| p.mask.clone()).collect();
-        let boxes: Vec<[f64; 4]> = record.proposals.iter().map(|p| [p.bbox[0], p.bbox[1], p.bbox[0] + p.bbox[2], p.bbox[1] + p.bbox[3]]).collect();
+        let boxes: Vec<[f64; 4]> = record
+            .proposals
+            .iter()
+            .map(|p| [p.bbox[0], p.bbox[1], p.bbox[0] + p.bbox[2], p.bbox[1] + p.bbox[3]])
+            .collect();
         let over = labelscope_vision::overlay::draw_overlay(img, &masks, &boxes)?;
         labelscope_vision::overlay::save_png_atomic(&over, o)?;
     }
@@ -372,7 +372,11 @@ fn single(a: &RunArgs, path: &Path, params: &ProposalParams, layout: &FeatureLay
             props.proposals.len(),
             props.width,
             props.height,
-            if props.dropped_by_crf > 0 { format!(" ({} dropped by the CRF rule)", props.dropped_by_crf) } else { String::new() }
+            if props.dropped_by_crf > 0 {
+                format!(" ({} dropped by the CRF rule)", props.dropped_by_crf)
+            } else {
+                String::new()
+            }
         );
         for (k, p) in record.proposals.iter().enumerate() {
             println!(
@@ -409,11 +413,8 @@ fn merge_cmd(m: MergeArgs) -> Result<()> {
 fn gallery_cmd(g: GalleryArgs) -> Result<()> {
     let coco = read_coco(&g.proposals)?;
     let items = labelscope_proposals::gallery::render(&g.proposals, &coco, &g.images, &g.out, g.limit, g.thumb)?;
-    let html = labelscope_proposals::gallery::html(
-        &format!("Proposals: {}", g.proposals.display()),
-        &items,
-        &coco.info,
-    );
+    let html =
+        labelscope_proposals::gallery::html(&format!("Proposals: {}", g.proposals.display()), &items, &coco.info);
     let index = g.out.join("index.html");
     labelscope_core::atomic::write_atomic(&index, html.as_bytes())?;
     eprintln!("{} overlays and {} written", items.len(), index.display());
@@ -421,7 +422,9 @@ fn gallery_cmd(g: GalleryArgs) -> Result<()> {
 }
 
 fn eval_cmd(e: EvalArgs) -> Result<()> {
-    use labelscope_proposals::eval::{coco_boxes, coco_masks, evaluate_boxes, evaluate_masks, read_boxes_tsv, BoxConvention};
+    use labelscope_proposals::eval::{
+        coco_boxes, coco_masks, evaluate_boxes, evaluate_masks, read_boxes_tsv, BoxConvention,
+    };
     let coco = read_coco(&e.proposals)?;
     let conv = match e.convention {
         ConventionArg::Continuous => BoxConvention::Continuous,
@@ -431,15 +434,24 @@ fn eval_cmd(e: EvalArgs) -> Result<()> {
     if let Some(b) = &e.boxes {
         let gt = read_boxes_tsv(b)?;
         let props = coco_boxes(&coco, conv);
-        reports.push(evaluate_boxes(&props, &gt, e.iou, conv).with_context(|| format!("{} vs {}", e.proposals.display(), b.display()))?);
+        reports.push(
+            evaluate_boxes(&props, &gt, e.iou, conv)
+                .with_context(|| format!("{} vs {}", e.proposals.display(), b.display()))?,
+        );
     }
     if let Some(m) = &e.gt_masks {
         let gt_coco = read_coco(m)?;
         let gt = coco_masks(m, &gt_coco)?;
         let props = coco_masks(&e.proposals, &coco)?;
-        reports.push(evaluate_masks(&props, &gt, e.iou).with_context(|| format!("{} vs {}", e.proposals.display(), m.display()))?);
+        reports.push(
+            evaluate_masks(&props, &gt, e.iou)
+                .with_context(|| format!("{} vs {}", e.proposals.display(), m.display()))?,
+        );
     }
-    println!("{:<6} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8}", "gt", "images", "proposals", "objects", "recall", "corloc", "iou");
+    println!(
+        "{:<6} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "gt", "images", "proposals", "objects", "recall", "corloc", "iou"
+    );
     for r in &reports {
         println!(
             "{:<6} {:>7} {:>9} {:>8} {:>7.2}% {:>7.2}% {:>8}",

@@ -84,7 +84,16 @@ fn grid_masks_contract_and_containers() {
     write_f32_npy(&f, &[H, W, D], &feat);
     let out = dir.path().join("m.npy");
     labelscope_ok(&[
-        "proposals", "--features", s(&f), "--tau", "0.2", "--max-masks", "3", "--no-crf", "--grid-masks", s(&out),
+        "proposals",
+        "--features",
+        s(&f),
+        "--tau",
+        "0.2",
+        "--max-masks",
+        "3",
+        "--no-crf",
+        "--grid-masks",
+        s(&out),
     ]);
     let (shape, bytes) = read_masks(&out);
     let want = maskcut(&feat, H, W, D, &NcutParams { tau: 0.2, eps: 1e-5, max_masks: 3 }).unwrap();
@@ -111,7 +120,17 @@ fn grid_masks_contract_and_containers() {
 
     // TokenCut: one mask.
     let o3 = dir.path().join("m3.npy");
-    labelscope_ok(&["proposals", "--features", s(&f), "--tokencut", "--tau", "0.2", "--no-crf", "--grid-masks", s(&o3)]);
+    labelscope_ok(&[
+        "proposals",
+        "--features",
+        s(&f),
+        "--tokencut",
+        "--tau",
+        "0.2",
+        "--no-crf",
+        "--grid-masks",
+        s(&o3),
+    ]);
     assert_eq!(read_masks(&o3).0, vec![1, H, W]);
 }
 
@@ -192,7 +211,19 @@ fn sharded_run_resumes_and_merges_to_pycocotools_compatible_coco() {
     let dir = tempfile::tempdir().unwrap();
     let (f, i) = make_run_inputs(dir.path(), 7);
     let run = dir.path().join("run");
-    let base = ["proposals", "--features-dir", s(&f), "--images-dir", s(&i), "--no-crf", "--tau", "0.2", "--out", s(&run), "-q"];
+    let base = [
+        "proposals",
+        "--features-dir",
+        s(&f),
+        "--images-dir",
+        s(&i),
+        "--no-crf",
+        "--tau",
+        "0.2",
+        "--out",
+        s(&run),
+        "-q",
+    ];
     for shard in ["0/2", "1/2"] {
         let mut a = base.to_vec();
         a.extend(["--shard", shard]);
@@ -255,8 +286,19 @@ fn crf_run_gallery_and_eval() {
     let (f, i) = make_run_inputs(dir.path(), 3);
     let run = dir.path().join("run");
     labelscope_ok(&[
-        "proposals", "--features-dir", s(&f), "--images-dir", s(&i), "--crf", "--patch", "4", "--tau", "0.2", "--out",
-        s(&run), "-q",
+        "proposals",
+        "--features-dir",
+        s(&f),
+        "--images-dir",
+        s(&i),
+        "--crf",
+        "--patch",
+        "4",
+        "--tau",
+        "0.2",
+        "--out",
+        s(&run),
+        "-q",
     ]);
     let coco = dir.path().join("coco.json");
     labelscope_ok(&["proposals", "merge", "--out", s(&run), "-o", s(&coco)]);
@@ -310,7 +352,12 @@ fn eval_against_val_boxes_matches_python() {
                     (bh * (1.0 + (rng.unit() - 0.5) * j)).round().max(1.0),
                 )
             } else {
-                ((rng.unit() * b[2]).round(), (rng.unit() * b[3]).round(), 1.0 + (rng.unit() * 60.0).round(), 1.0 + (rng.unit() * 60.0).round())
+                (
+                    (rng.unit() * b[2]).round(),
+                    (rng.unit() * b[3]).round(),
+                    1.0 + (rng.unit() * 60.0).round(),
+                    1.0 + (rng.unit() * 60.0).round(),
+                )
             };
             anns.push(serde_json::json!({
                 "id": anns.len() + 1, "image_id": k + 1, "category_id": 1, "segmentation": empty,
@@ -326,7 +373,16 @@ fn eval_against_val_boxes_matches_python() {
     for conv in ["continuous", "pixel-inclusive"] {
         let out = dir.path().join(format!("{conv}.json"));
         labelscope_ok(&[
-            "proposals", "eval", "--proposals", s(&coco), "--boxes", s(&boxes), "--convention", conv, "--json", s(&out),
+            "proposals",
+            "eval",
+            "--proposals",
+            s(&coco),
+            "--boxes",
+            s(&boxes),
+            "--convention",
+            conv,
+            "--json",
+            s(&out),
         ]);
         let got: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
         let r = &got["results"][0];

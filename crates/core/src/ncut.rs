@@ -888,13 +888,7 @@ pub fn bipartition(x: &[f32], h: usize, w: usize, corner_rule: bool) -> Result<C
     Ok(Cut { mask, eigenvector: x.to_vec(), seed, flipped })
 }
 
-fn cut_normalized(
-    norm: &Normalized,
-    h: usize,
-    w: usize,
-    params: &NcutParams,
-    corner_rule: bool,
-) -> Result<(f64, Cut)> {
+fn cut_normalized(norm: &Normalized, h: usize, w: usize, params: &NcutParams, corner_rule: bool) -> Result<(f64, Cut)> {
     let aff = affinity(norm, params.tau, params.eps);
     let (lambda, x) = second_eigen_internal(&aff)?;
     let (mask, seed, flipped) = bipartition_f64(&x, h, w, corner_rule);

@@ -129,7 +129,9 @@ impl Rle {
             let mut k = 0;
             loop {
                 let Some(&b) = bytes.get(p) else {
-                    return Err(Error::Invalid(format!("RLE string ends inside the count that starts at character {start}")));
+                    return Err(Error::Invalid(format!(
+                        "RLE string ends inside the count that starts at character {start}"
+                    )));
                 };
                 if !(48..48 + 64).contains(&b) {
                     return Err(Error::Invalid(format!(

@@ -62,7 +62,8 @@ fn masks() -> Vec<(usize, usize, Vec<bool>)> {
 
 #[test]
 fn identical_to_pycocotools() {
-    let ok = Command::new(python()).args(["-c", "import numpy, pycocotools"]).output().is_ok_and(|o| o.status.success());
+    let ok =
+        Command::new(python()).args(["-c", "import numpy, pycocotools"]).output().is_ok_and(|o| o.status.success());
     if !ok {
         if in_ci() {
             panic!("CI=true but {} with numpy and pycocotools is not available", python());

@@ -211,7 +211,10 @@ pub fn read_coco(path: &Path) -> Result<CocoFile> {
             return Err(Error::format(
                 path,
                 format!("annotations[{k}].segmentation.size"),
-                format!("{:?} does not match the image's [height, width] = [{}, {}]", a.segmentation.size, img.height, img.width),
+                format!(
+                    "{:?} does not match the image's [height, width] = [{}, {}]",
+                    a.segmentation.size, img.height, img.width
+                ),
             ));
         }
     }

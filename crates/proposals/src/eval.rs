@@ -80,9 +80,12 @@ pub fn read_boxes_tsv(path: &Path) -> Result<BTreeMap<String, Vec<[f64; 4]>>> {
         }
         let mut b = [0f64; 4];
         for k in 0..4 {
-            b[k] = f[2 + k].trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
-                Error::format(path, loc(2 + k), format!("{:?} is not a finite number", f[2 + k]))
-            })?;
+            b[k] = f[2 + k]
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| Error::format(path, loc(2 + k), format!("{:?} is not a finite number", f[2 + k])))?;
         }
         if b[2] < b[0] || b[3] < b[1] {
             return Err(Error::format(
@@ -102,8 +105,7 @@ pub fn read_boxes_tsv(path: &Path) -> Result<BTreeMap<String, Vec<[f64; 4]>>> {
 /// The proposal boxes `[x0, y0, x1, y1]` of a COCO file per image (join key
 /// of `file_name`), in file order, converted with `conv` (module docs).
 pub fn coco_boxes(coco: &CocoFile, conv: BoxConvention) -> BTreeMap<String, Vec<[f64; 4]>> {
-    let names: BTreeMap<u64, String> =
-        coco.images.iter().map(|i| (i.id, join_key(&i.file_name).to_string())).collect();
+    let names: BTreeMap<u64, String> = coco.images.iter().map(|i| (i.id, join_key(&i.file_name).to_string())).collect();
     let mut out: BTreeMap<String, Vec<[f64; 4]>> = names.values().map(|k| (k.clone(), Vec::new())).collect();
     let one = if conv == BoxConvention::PixelInclusive { 1.0 } else { 0.0 };
     for a in &coco.annotations {
@@ -221,8 +223,7 @@ pub fn evaluate_masks(
 
 /// The masks of a COCO file per image (join key of `file_name`), in file order.
 pub fn coco_masks(path: &Path, coco: &CocoFile) -> Result<BTreeMap<String, Vec<Rle>>> {
-    let names: BTreeMap<u64, String> =
-        coco.images.iter().map(|i| (i.id, join_key(&i.file_name).to_string())).collect();
+    let names: BTreeMap<u64, String> = coco.images.iter().map(|i| (i.id, join_key(&i.file_name).to_string())).collect();
     let mut out: BTreeMap<String, Vec<Rle>> = names.values().map(|k| (k.clone(), Vec::new())).collect();
     for (k, a) in coco.annotations.iter().enumerate() {
         if let Some(name) = names.get(&a.image_id) {

@@ -82,7 +82,13 @@ pub fn render(
             let name = format!("{key}.png");
             labelscope_vision::overlay::save_png_atomic(&over, &out.join(&name))?;
             let thumbnail_png = thumbnail(&over, thumb)?;
-            Ok(GalleryItem { file_name: img.file_name.clone(), overlay: name, proposals: idx.len(), scores, thumbnail_png })
+            Ok(GalleryItem {
+                file_name: img.file_name.clone(),
+                overlay: name,
+                proposals: idx.len(),
+                scores,
+                thumbnail_png,
+            })
         })
         .collect()
 }
@@ -91,12 +97,18 @@ fn thumbnail(img: &RgbImage, side: u32) -> Result<Vec<u8>> {
     let (w, h) = (img.width(), img.height());
     let s = side as f64 / w.max(h) as f64;
     let small = if s < 1.0 {
-        labelscope_vision::image::resize_rgb(img, ((w as f64 * s).round() as u32).max(1), ((h as f64 * s).round() as u32).max(1))?
+        labelscope_vision::image::resize_rgb(
+            img,
+            ((w as f64 * s).round() as u32).max(1),
+            ((h as f64 * s).round() as u32).max(1),
+        )?
     } else {
         img.clone()
     };
     let mut buf = std::io::Cursor::new(Vec::new());
-    small.write_to(&mut buf, image::ImageFormat::Png).map_err(|e| Error::Invalid(format!("PNG encoding failed: {e}")))?;
+    small
+        .write_to(&mut buf, image::ImageFormat::Png)
+        .map_err(|e| Error::Invalid(format!("PNG encoding failed: {e}")))?;
     Ok(buf.into_inner())
 }
 
@@ -138,7 +150,11 @@ pub fn html(title: &str, items: &[GalleryItem], params: &serde_json::Value) -> S
     );
     s.push_str(&format!("<h1>{}</h1>", escape(title)));
     let total: usize = items.iter().map(|i| i.proposals).sum();
-    s.push_str(&format!("<p>{} images, {} proposals. Click an image for the full-size overlay.</p>", items.len(), total));
+    s.push_str(&format!(
+        "<p>{} images, {} proposals. Click an image for the full-size overlay.</p>",
+        items.len(),
+        total
+    ));
     s.push_str(&format!("<pre>{}</pre>", escape(&serde_json::to_string_pretty(params).unwrap_or_default())));
     s.push_str("<div class=\"grid\">");
     for it in items {
@@ -165,7 +181,15 @@ mod tests {
     #[test]
     fn base64_rfc4648_vectors() {
         // RFC 4648, section 10.
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(i.as_bytes()), o);
         }
     }

@@ -119,7 +119,11 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Entry>> {
     };
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
     let Some((_, header)) = lines.next() else {
-        return Err(Error::format(path, "line 1", "empty manifest; expected a header line such as `id\tfeatures\timage`"));
+        return Err(Error::format(
+            path,
+            "line 1",
+            "empty manifest; expected a header line such as `id\tfeatures\timage`",
+        ));
     };
     let cols: Vec<&str> = header.split('\t').map(str::trim).collect();
     let find = |name: &str| cols.iter().position(|c| c.eq_ignore_ascii_case(name));
@@ -158,7 +162,8 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Entry>> {
             None => match &image {
                 Some(img) => join_key(&img.to_string_lossy()).to_string(),
                 None => {
-                    let name = Path::new(feat).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name =
+                        Path::new(feat).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     feature_stem(&name).unwrap_or(&name).to_string()
                 }
             },
@@ -166,9 +171,10 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Entry>> {
         let size = match (get(wcol), get(hcol)) {
             (Some(w), Some(h)) => {
                 let parse = |v: &str, what: &str| {
-                    v.parse::<usize>().ok().filter(|&x| x > 0).ok_or_else(|| {
-                        Error::format(path, &loc, format!("{what} {v:?} is not a positive integer"))
-                    })
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|&x| x > 0)
+                        .ok_or_else(|| Error::format(path, &loc, format!("{what} {v:?} is not a positive integer")))
                 };
                 Some((parse(w, "width")?, parse(h, "height")?))
             }

@@ -2,9 +2,10 @@
 
 use labelscope_core::ncut::{maskcut_detailed, normalized_cut_with_eigenvalue, NcutParams};
 use labelscope_core::rle::{CocoRle, Rle};
-use labelscope_vision::crf::{refine, CrfParams};
+use labelscope_vision::crf::{CrfParams, DenseCrf};
 use labelscope_vision::image::resize_rgb;
 use labelscope_vision::mask::upsample_nearest;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -141,32 +142,44 @@ pub fn propose(
         return Err(Error::Invalid(format!("image size {width}x{height} is empty")));
     }
     let crf_input = match (&params.crf, image) {
-        (Some(_), Some(img)) => {
+        (Some(crf), Some(img)) => {
             if params.patch == 0 {
                 return Err(Error::Invalid("the patch size must be at least 1".into()));
             }
-            Some(resize_rgb(img, (gw * params.patch) as u32, (gh * params.patch) as u32)?)
+            let rgb = resize_rgb(img, (gw * params.patch) as u32, (gh * params.patch) as u32)?;
+            let ctx = if cuts.is_empty() { None } else { Some(DenseCrf::new(&rgb, crf)?) };
+            Some((rgb, ctx))
         }
         (Some(_), None) => {
-            return Err(Error::Invalid("the CRF needs the image: give the image, or turn the CRF off (--no-crf)".into()))
+            return Err(Error::Invalid(
+                "the CRF needs the image: give the image, or turn the CRF off (--no-crf)".into(),
+            ))
         }
         (None, _) => None,
     };
     let mut taken = vec![false; width * height];
     let mut proposals = Vec::new();
     let mut dropped_by_crf = 0;
-    for (grid_mask, score, cut) in cuts {
-        let mut mask = match (&params.crf, &crf_input) {
-            (Some(crf), Some(rgb)) => match refine(&grid_mask, gh, gw, rgb, crf)? {
-                Some(refined) => {
-                    upsample_nearest(&refined, rgb.height() as usize, rgb.width() as usize, height, width)?
-                }
-                None => {
-                    dropped_by_crf += 1;
-                    continue;
-                }
-            },
-            _ => upsample_nearest(&grid_mask, gh, gw, height, width)?,
+    // Masks at the output size (None: dropped by the CRF rule); the CRF of
+    // each mask runs in parallel on the image's shared kernels.
+    let sized: Vec<Option<Vec<bool>>> = cuts
+        .par_iter()
+        .map(|(grid_mask, _, _)| -> Result<Option<Vec<bool>>> {
+            Ok(match &crf_input {
+                Some((rgb, Some(ctx))) => match ctx.refine(grid_mask, gh, gw)? {
+                    Some(refined) => {
+                        Some(upsample_nearest(&refined, rgb.height() as usize, rgb.width() as usize, height, width)?)
+                    }
+                    None => None,
+                },
+                _ => Some(upsample_nearest(grid_mask, gh, gw, height, width)?),
+            })
+        })
+        .collect::<Result<_>>()?;
+    for ((grid_mask, score, cut), mask) in cuts.into_iter().zip(sized) {
+        let Some(mut mask) = mask else {
+            dropped_by_crf += 1;
+            continue;
         };
         for (m, t) in mask.iter_mut().zip(taken.iter_mut()) {
             if *t {

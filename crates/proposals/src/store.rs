@@ -116,7 +116,11 @@ impl ShardWriter {
             }
             let rec = parse_record(line, path, i + 1)?;
             if !done.insert(rec.id.clone()) {
-                return Err(Error::format(path, format!("line {}", i + 1), format!("image {:?} appears twice", rec.id)));
+                return Err(Error::format(
+                    path,
+                    format!("line {}", i + 1),
+                    format!("image {:?} appears twice", rec.id),
+                ));
             }
         }
         let truncated_bytes = (bytes.len() - complete) as u64;
@@ -254,15 +258,8 @@ mod tests {
     #[test]
     fn run_params_must_match() {
         let dir = tempfile::tempdir().unwrap();
-        let a = RunParams {
-            method: "maskcut".into(),
-            tau: 0.15,
-            eps: 1e-5,
-            max_masks: 3,
-            crf: false,
-            patch: 8,
-            shards: 2,
-        };
+        let a =
+            RunParams { method: "maskcut".into(), tau: 0.15, eps: 1e-5, max_masks: 3, crf: false, patch: 8, shards: 2 };
         check_run_params(dir.path(), &a).unwrap();
         check_run_params(dir.path(), &a).unwrap();
         let b = RunParams { tau: 0.2, ..a };

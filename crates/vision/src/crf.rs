@@ -339,42 +339,77 @@ pub fn normalized_filter_exact(kind: Kernel, image: &RgbImage, params: &CrfParam
     Ok(exact_apply(&k, &norm, q))
 }
 
+/// Fast dense-CRF inference on one image, set up once and reused for many
+/// masks: the kernels (the bilateral lattice, the normalisations and `F(1)`)
+/// depend on the image only, so MaskCut's several masks of one image share
+/// them.
+pub struct DenseCrf {
+    params: CrfParams,
+    h: usize,
+    w: usize,
+    kernels: [(FastKernel, f32); 2],
+    f_ones: Vec<Vec<f32>>,
+}
+
+impl DenseCrf {
+    /// Builds the kernels of `image`. Errors on an empty image or invalid parameters.
+    pub fn new(image: &RgbImage, params: &CrfParams) -> Result<Self> {
+        params.validate()?;
+        let (h, w) = image_dims(image)?;
+        let kernels = [
+            (FastKernel::new(Kernel::Gaussian, image, params)?, params.gaussian_weight),
+            (FastKernel::new(Kernel::Bilateral, image, params)?, params.bilateral_weight),
+        ];
+        // F(1) per kernel, for F(Q_0) = F(1) - F(Q_1).
+        let ones = vec![1.0f32; h * w];
+        let f_ones: Vec<Vec<f32>> = kernels.iter().map(|(k, _)| k.apply(&ones)).collect::<Result<_>>()?;
+        Ok(DenseCrf { params: params.clone(), h, w, kernels, f_ones })
+    }
+
+    /// Mean-field inference for the patch-grid mask `grid` (`gh x gw`, row-major).
+    pub fn infer(&self, grid: &[bool], gh: usize, gw: usize) -> Result<CrfOutput> {
+        let (h, w) = (self.h, self.w);
+        let n = h * w;
+        let (lp0, lp1) = unary_log_probs(grid, gh, gw, h, w)?;
+        // diff = E_1 - E_0; Q_1 = sigmoid(diff).
+        let mut diff: Vec<f32> = lp1.iter().zip(&lp0).map(|(a, b)| a - b).collect();
+        let mut q1: Vec<f32> = diff.iter().map(|&d| sigmoid(d)).collect();
+        for _ in 0..self.params.iterations {
+            for (i, d) in diff.iter_mut().enumerate() {
+                *d = lp1[i] - lp0[i];
+            }
+            for ((kernel, weight), f1) in self.kernels.iter().zip(&self.f_ones) {
+                let fq = kernel.apply(&q1)?;
+                // w F(Q_1) - w (F(1) - F(Q_1)).
+                for i in 0..n {
+                    diff[i] += weight * (2.0 * fq[i] - f1[i]);
+                }
+            }
+            for (q, &d) in q1.iter_mut().zip(&diff) {
+                *q = sigmoid(d);
+            }
+        }
+        let labels = diff.iter().map(|&d| d > 0.0).collect();
+        Ok(CrfOutput { height: h, width: w, foreground: q1, labels })
+    }
+
+    /// [`refine`] with the kernels of this image.
+    pub fn refine(&self, grid_mask: &[bool], gh: usize, gw: usize) -> Result<Option<Vec<bool>>> {
+        let (h, w) = (self.h, self.w);
+        let up = upsample_nearest(grid_mask, gh, gw, h, w)?;
+        let crf = self.infer(grid_mask, gh, gw)?;
+        let filled = fill_holes(&crf.labels, h, w)?;
+        Ok(if iou(&filled, &up)? < self.params.min_iou { None } else { Some(filled) })
+    }
+}
+
 /// Fast dense-CRF inference (see the [module documentation](self) for the
 /// model) of the patch-grid mask `grid` (`gh x gw`, row-major) on `image`.
+/// For several masks of one image, [`DenseCrf`] sets the kernels up once.
 ///
 /// Errors on a grid of the wrong length, an empty image or invalid parameters.
 pub fn dense_crf(grid: &[bool], gh: usize, gw: usize, image: &RgbImage, params: &CrfParams) -> Result<CrfOutput> {
-    params.validate()?;
-    let (h, w) = image_dims(image)?;
-    let n = h * w;
-    let (lp0, lp1) = unary_log_probs(grid, gh, gw, h, w)?;
-    let kernels = [
-        (FastKernel::new(Kernel::Gaussian, image, params)?, params.gaussian_weight),
-        (FastKernel::new(Kernel::Bilateral, image, params)?, params.bilateral_weight),
-    ];
-    // F(1) per kernel, for F(Q_0) = F(1) - F(Q_1).
-    let ones = vec![1.0f32; n];
-    let f_ones: Vec<Vec<f32>> = kernels.iter().map(|(k, _)| k.apply(&ones)).collect::<Result<_>>()?;
-    // diff = E_1 - E_0; Q_1 = sigmoid(diff).
-    let mut diff: Vec<f32> = lp1.iter().zip(&lp0).map(|(a, b)| a - b).collect();
-    let mut q1: Vec<f32> = diff.iter().map(|&d| sigmoid(d)).collect();
-    for _ in 0..params.iterations {
-        for (i, d) in diff.iter_mut().enumerate() {
-            *d = lp1[i] - lp0[i];
-        }
-        for ((kernel, weight), f1) in kernels.iter().zip(&f_ones) {
-            let fq = kernel.apply(&q1)?;
-            // w F(Q_1) - w (F(1) - F(Q_1)).
-            for i in 0..n {
-                diff[i] += weight * (2.0 * fq[i] - f1[i]);
-            }
-        }
-        for (q, &d) in q1.iter_mut().zip(&diff) {
-            *q = sigmoid(d);
-        }
-    }
-    let labels = diff.iter().map(|&d| d > 0.0).collect();
-    Ok(CrfOutput { height: h, width: w, foreground: q1, labels })
+    DenseCrf::new(image, params)?.infer(grid, gh, gw)
 }
 
 /// Brute-force dense-CRF inference: the same model as [`dense_crf`] with
@@ -432,9 +467,5 @@ pub fn refine(
     image: &RgbImage,
     params: &CrfParams,
 ) -> Result<Option<Vec<bool>>> {
-    let (h, w) = image_dims(image)?;
-    let up = upsample_nearest(grid_mask, gh, gw, h, w)?;
-    let crf = dense_crf(grid_mask, gh, gw, image, params)?;
-    let filled = fill_holes(&crf.labels, h, w)?;
-    Ok(if iou(&filled, &up)? < params.min_iou { None } else { Some(filled) })
+    DenseCrf::new(image, params)?.refine(grid_mask, gh, gw)
 }

@@ -17,7 +17,7 @@ pub mod mask;
 pub mod overlay;
 pub mod permutohedral;
 
-pub use crate::crf::{brute_force, dense_crf, refine, CrfOutput, CrfParams};
+pub use crate::crf::{brute_force, dense_crf, refine, CrfOutput, CrfParams, DenseCrf};
 pub use crate::error::{Error, Result};
 pub use crate::image::{load_rgb, resize_rgb, RgbImage};
 pub use crate::mask::{bbox, fill_holes, iou, upsample_nearest};
