@@ -50,6 +50,10 @@ pub struct BenchNcutArgs {
     /// Write the results as JSON to this file too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also time a whole run (`labelscope proposals` over a folder, all cores) on this many
+    /// generated images per grid, with and without the CRF: images/s for the cost estimate.
+    #[arg(long, default_value_t = 0)]
+    pub run_images: usize,
     /// Skip the full-pipeline timings (MaskCut + masks at image size, with and without the dense CRF).
     #[arg(long)]
     pub no_pipeline: bool,
@@ -162,6 +166,67 @@ fn median_ms<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64
     Ok((median, times[0], last))
 }
 
+/// Writes `a.run_images` generated feature maps and images for grid `h x w`
+/// and times whole shard runs over them (all cores), without and with the CRF.
+fn run_throughput(a: &BenchNcutArgs, h: usize, w: usize, d: usize, params: NcutParams) -> Result<serde_json::Value> {
+    use labelscope_proposals::features::FeatureLayout;
+    use labelscope_proposals::manifest::{from_dirs, Shard};
+    use labelscope_proposals::pipeline::{Method, ProposalParams};
+    use labelscope_proposals::run::{run_shard, RunOptions};
+    let input = a.dir.join(format!("run_{h}x{w}x{d}"));
+    let (fdir, idir) = (input.join("features"), input.join("images"));
+    std::fs::create_dir_all(&fdir).with_context(|| format!("creating {}", fdir.display()))?;
+    std::fs::create_dir_all(&idir).with_context(|| format!("creating {}", idir.display()))?;
+    let patch = patch_for(h, w);
+    for k in 0..a.run_images {
+        let fpath = fdir.join(format!("img{k:05}.npy"));
+        let ipath = idir.join(format!("img{k:05}.png"));
+        if fpath.exists() && ipath.exists() {
+            continue;
+        }
+        let f = generate(h, w, d, a.seed.wrapping_add(1000 + k as u64));
+        let bytes: Vec<u8> = f.iter().flat_map(|v| v.to_le_bytes()).collect();
+        write_npy(&fpath, "<f4", &[h, w, d], &bytes)?;
+        let img = image_for(&f, h, w, d, patch, a.seed.wrapping_add(k as u64));
+        labelscope_vision::overlay::save_png_atomic(&img, &ipath)?;
+    }
+    let mut out = serde_json::Map::new();
+    for crf in [false, true] {
+        let entries = from_dirs(&fdir, Some(&idir), true)?;
+        let out_dir = input.join(if crf { "out-crf" } else { "out-nocrf" });
+        if out_dir.exists() {
+            std::fs::remove_dir_all(&out_dir).with_context(|| format!("removing {}", out_dir.display()))?;
+        }
+        let opts = RunOptions {
+            params: ProposalParams {
+                ncut: params,
+                method: Method::MaskCut,
+                crf: crf.then(labelscope_vision::crf::CrfParams::default),
+                patch,
+            },
+            layout: FeatureLayout::default(),
+            shard: Shard::ALL,
+            out_dir,
+            keep_going: false,
+            batch: 64,
+        };
+        let t = Instant::now();
+        let summary = run_shard(&entries, &opts, &|_| {})?;
+        let secs = t.elapsed().as_secs_f64();
+        let ips = summary.processed as f64 / secs;
+        println!(
+            "        run over {} images ({}x{} px, all cores){}: {secs:.2} s, {ips:.2} images/s",
+            summary.processed,
+            w * patch,
+            h * patch,
+            if crf { " with CRF" } else { " without CRF" }
+        );
+        out.insert(if crf { "crf_images_per_s" } else { "no_crf_images_per_s" }.into(), json!(ips));
+    }
+    out.insert("images".into(), json!(a.run_images));
+    Ok(serde_json::Value::Object(out))
+}
+
 /// Runs the benchmark.
 pub fn run(a: BenchNcutArgs) -> Result<()> {
     if a.repeats == 0 {
@@ -234,7 +299,9 @@ pub fn run(a: BenchNcutArgs) -> Result<()> {
                 "crf_ms": crf_ms, "crf_masks": crf.proposals.len(), "crf_dropped": crf.dropped_by_crf,
             })
         };
+        let run = if a.run_images > 0 { run_throughput(&a, h, w, d, params)? } else { serde_json::Value::Null };
         rows.push(json!({
+            "run": run,
             "h": h, "w": w, "d": d, "n": n,
             "features": feat_name,
             "eigvec": eig_name,

@@ -48,8 +48,8 @@ fn blob_features(h: usize, w: usize, d: usize, variant: usize, seed: u64) -> Vec
                 0
             };
             let noise = if k == 0 { 0.9 } else { 0.4 };
-            for j in 0..d {
-                f.push((protos[k][j] + noise * rng.gauss()) as f32);
+            for p in &protos[k] {
+                f.push((p + noise * rng.gauss()) as f32);
             }
         }
     }

@@ -80,7 +80,7 @@ pub fn render(
             }
             let over = labelscope_vision::overlay::draw_overlay(&rgb, &masks, &boxes)?;
             let name = format!("{key}.png");
-            labelscope_vision::overlay::save_png_atomic(&over, &out.join(&name))?;
+            labelscope_vision::overlay::save_png_atomic(&over, out.join(&name))?;
             let thumbnail_png = thumbnail(&over, thumb)?;
             Ok(GalleryItem {
                 file_name: img.file_name.clone(),
