@@ -319,6 +319,25 @@ fn crf_run_gallery_and_eval() {
     labelscope_ok(&["proposals", "gallery", "--proposals", s(&coco), "--images", s(&i), "--out", s(&gal)]);
     let html = std::fs::read_to_string(gal.join("index.html")).unwrap();
     assert_eq!(html.matches("data:image/png;base64,").count(), 3);
+    // An image of another size than the proposals is an error naming it; nothing is written.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for k in 0..3 {
+        write_png(&other.join(format!("img{k:02}.png")), 20, 20, 9);
+    }
+    let gal2 = dir.path().join("gallery2");
+    let err = labelscope_err(&["proposals", "gallery", "--proposals", s(&coco), "--images", s(&other), "--out", s(&gal2)]);
+    assert!(err.contains("img00.png") && err.contains("20x20"), "{err}");
+    assert!(!gal2.join("index.html").exists());
+    // Ground-truth masks of another size: a clear error.
+    let gt = dir.path().join("gt.json");
+    let mut g = json.clone();
+    for im in g["images"].as_array_mut().unwrap() {
+        im["width"] = serde_json::json!(7);
+    }
+    std::fs::write(&gt, serde_json::to_vec(&g).unwrap()).unwrap();
+    let err = labelscope_err(&["proposals", "eval", "--proposals", s(&coco), "--gt-masks", s(&gt)]);
+    assert!(err.contains("gt.json") && err.contains("segmentation.size"), "{err}");
     for k in 0..3 {
         let p = gal.join(format!("img{k:02}.png"));
         let img = image::open(&p).unwrap();
