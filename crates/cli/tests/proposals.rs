@@ -315,6 +315,38 @@ fn crf_run_gallery_and_eval() {
     assert_eq!(r["found"], r["objects"]);
     assert_eq!(r["corloc_hits"], r["images_with_proposals"]);
 
+    // One image with its image: COCO JSON at the image size and an overlay PNG.
+    let (one_json, one_png) = (dir.path().join("one.json"), dir.path().join("one.png"));
+    let feat0 = f.join("img00.npy");
+    let img0 = i.join("img00.png");
+    let out = labelscope_ok(&[
+        "proposals",
+        "--features",
+        s(&feat0),
+        "--image",
+        s(&img0),
+        "--patch",
+        "4",
+        "--tau",
+        "0.2",
+        "--output",
+        s(&one_json),
+        "--overlay",
+        s(&one_png),
+    ]);
+    assert!(out.contains("mask(s) at 40x30"), "{out}");
+    let one: serde_json::Value = serde_json::from_slice(&std::fs::read(&one_json).unwrap()).unwrap();
+    assert_eq!(one["images"][0]["file_name"], "img00.png");
+    assert_eq!((one["images"][0]["width"].as_u64(), one["images"][0]["height"].as_u64()), (Some(40), Some(30)));
+    let ov = image::open(&one_png).unwrap();
+    assert_eq!((ov.width(), ov.height()), (40, 30));
+    // The same image's record in the run is identical.
+    let first_ann = json["annotations"].as_array().unwrap().iter().find(|a| a["image_id"] == 1).cloned();
+    assert_eq!(
+        one["annotations"].as_array().unwrap().first().cloned().map(|a| a["segmentation"].clone()),
+        first_ann.map(|a| a["segmentation"].clone())
+    );
+
     let gal = dir.path().join("gallery");
     labelscope_ok(&["proposals", "gallery", "--proposals", s(&coco), "--images", s(&i), "--out", s(&gal)]);
     let html = std::fs::read_to_string(gal.join("index.html")).unwrap();
@@ -326,7 +358,8 @@ fn crf_run_gallery_and_eval() {
         write_png(&other.join(format!("img{k:02}.png")), 20, 20, 9);
     }
     let gal2 = dir.path().join("gallery2");
-    let err = labelscope_err(&["proposals", "gallery", "--proposals", s(&coco), "--images", s(&other), "--out", s(&gal2)]);
+    let err =
+        labelscope_err(&["proposals", "gallery", "--proposals", s(&coco), "--images", s(&other), "--out", s(&gal2)]);
     assert!(err.contains("img00.png") && err.contains("20x20"), "{err}");
     assert!(!gal2.join("index.html").exists());
     // Ground-truth masks of another size: a clear error.
