@@ -1,0 +1,14 @@
+//! The neural runtime of labelscope: self-supervised ViTs (DINO layout) for
+//! patch features and attention keys, on candle, from local `.safetensors`
+//! weights. CPU by default; the `cuda` feature adds NVIDIA GPUs.
+//!
+//! Work in progress (issue "Neural runtime"): the DINO ViT forward pass with
+//! position-embedding interpolation and last-block keys/queries/values is
+//! here and checked against an independent numpy forward pass; image
+//! preprocessing, classifiers, gradients and the weight converter follow.
+
+pub mod error;
+pub mod vit;
+
+pub use error::{Error, Result};
+pub use vit::{Vit, VitConfig, VitOutput};

@@ -1,0 +1,1 @@
+//! Model weights: PyTorch checkpoints in, safetensors out (work in progress).
