@@ -56,6 +56,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Measure the speed of the metrics on generated data (see BENCHMARKS.md).
     Bench(BenchArgs),
+    /// Patch features or attention keys of a DINO ViT for a folder of images (one .npy per image).
+    Features(Box<crate::features::FeaturesArgs>),
     /// Object proposals by normalized cuts (MaskCut / TokenCut) on patch feature maps.
     Proposals(Box<crate::proposals::ProposalsArgs>),
     /// Measure the normalized cut and MaskCut on generated feature maps (see BENCHMARKS.md).

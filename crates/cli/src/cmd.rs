@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => output::report(a),
         Command::Bench(a) => crate::bench::run(a),
         Command::Proposals(a) => crate::proposals::run(*a),
+        Command::Features(a) => crate::features::run(*a),
         Command::BenchNcut(a) => crate::bench_ncut::run(a),
     }
 }

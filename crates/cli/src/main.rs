@@ -10,6 +10,7 @@ mod args;
 mod bench;
 mod bench_ncut;
 mod cmd;
+mod features;
 mod output;
 mod proposals;
 

@@ -95,7 +95,7 @@ impl Vit {
     /// Builds the model from a var builder over DINO-layout tensors
     /// (`cls_token`, `pos_embed`, `patch_embed.proj.*`, `blocks.{i}.*`, `norm.*`).
     pub fn new(cfg: VitConfig, vb: VarBuilder) -> Result<Self> {
-        if cfg.heads == 0 || cfg.dim % cfg.heads != 0 || cfg.patch == 0 {
+        if cfg.heads == 0 || !cfg.dim.is_multiple_of(cfg.heads) || cfg.patch == 0 {
             return Err(Error::Invalid(format!("invalid ViT configuration {cfg:?}")));
         }
         let d = cfg.dim;

@@ -1,0 +1,260 @@
+//! `labelscope features`: patch features / attention keys of a DINO ViT for a
+//! folder of images, one `.npy` `[h, w, D]` per image, ready for
+//! `labelscope proposals --features-dir`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use labelscope_nn::{Vit, VitConfig};
+use labelscope_proposals::manifest::Shard;
+
+/// Which tokens to write.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    /// Keys of the last block's attention (MaskCut / TokenCut).
+    Keys,
+    /// Patch tokens after the final norm.
+    Patches,
+    /// Queries of the last block's attention.
+    Queries,
+    /// Values of the last block's attention.
+    Values,
+}
+
+/// Architectures.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ModelArg {
+    /// DINO ViT-S/16.
+    DinoVits16,
+    /// DINO ViT-S/8.
+    DinoVits8,
+    /// DINO ViT-B/16.
+    DinoVitb16,
+    /// DINO ViT-B/8 (CutLER's MaskCut backbone).
+    DinoVitb8,
+}
+
+/// Storage type of the written features.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum DtypeArg {
+    /// Half precision (half the disk space; proposals read it exactly).
+    F16,
+    /// Single precision.
+    F32,
+}
+
+/// `labelscope features`.
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    /// The architecture of the weights.
+    #[arg(long, value_enum, required_unless_present = "arch")]
+    model: Option<ModelArg>,
+    /// Another DINO-layout ViT: DIM:DEPTH:HEADS:PATCH (MLP ratio 4), e.g. 384:12:6:16.
+    #[arg(long, value_name = "D:L:H:P", conflicts_with = "model")]
+    arch: Option<String>,
+    /// Weights in the DINO tensor layout (.safetensors).
+    #[arg(long, value_name = "FILE")]
+    weights: PathBuf,
+    /// Folder of images (JPEG/PNG), processed in file-name order.
+    #[arg(long, value_name = "DIR")]
+    images: PathBuf,
+    /// Output folder: one <id>.npy [h, w, D] per image; existing files are kept (resume).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Square input size in pixels (a multiple of the patch size): 480 for CutLER's recipe.
+    #[arg(long, default_value_t = 480)]
+    size: usize,
+    /// Which tokens to write.
+    #[arg(long, value_enum, default_value = "keys")]
+    output: Output,
+    /// Storage type.
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: DtypeArg,
+    /// Run shard i of n (0-based) of the sorted image list.
+    #[arg(long, value_name = "i/n", default_value = "0/1")]
+    shard: String,
+    /// Record unreadable images and go on (exit status 1 at the end).
+    #[arg(long)]
+    skip_bad: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+fn to_half_bits(v: f32) -> u16 {
+    // Round to nearest even, with subnormals, infinities and NaN.
+    let x = v.to_bits();
+    let sign = ((x >> 16) & 0x8000) as u16;
+    let exp = ((x >> 23) & 0xff) as i32;
+    let mant = x & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if mant != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = mant | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rest = m & ((1 << shift) - 1);
+        let mut r = m >> shift;
+        if rest > half || (rest == half && r & 1 == 1) {
+            r += 1;
+        }
+        return sign | r as u16;
+    }
+    let mut r = ((e as u32) << 10) | (mant >> 13);
+    let rest = mant & 0x1fff;
+    if rest > 0x1000 || (rest == 0x1000 && r & 1 == 1) {
+        r += 1;
+    }
+    sign | r as u16
+}
+
+/// Runs the command.
+pub fn run(a: FeaturesArgs) -> Result<()> {
+    let cfg = match (a.model, &a.arch) {
+        (Some(ModelArg::DinoVits16), _) => VitConfig::small(16),
+        (Some(ModelArg::DinoVits8), _) => VitConfig::small(8),
+        (Some(ModelArg::DinoVitb16), _) => VitConfig::base(16),
+        (Some(ModelArg::DinoVitb8), _) => VitConfig::base(8),
+        (None, Some(s)) => {
+            let v: Vec<usize> =
+                s.split(':').map(|x| x.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| {
+                    anyhow::anyhow!("--arch {s:?}: expected four positive integers DIM:DEPTH:HEADS:PATCH")
+                })?;
+            match v.as_slice() {
+                &[dim, depth, heads, patch] if dim > 0 && depth > 0 && heads > 0 && patch > 0 => {
+                    VitConfig { patch, dim, depth, heads, mlp_ratio: 4 }
+                }
+                _ => bail!("--arch {s:?}: expected four positive integers DIM:DEPTH:HEADS:PATCH"),
+            }
+        }
+        (None, None) => bail!("give --model or --arch"),
+    };
+    if a.size == 0 || !a.size.is_multiple_of(cfg.patch) {
+        bail!("--size {} must be a positive multiple of the patch size {}", a.size, cfg.patch);
+    }
+    let shard = Shard::parse(&a.shard)?;
+    let dev = Device::Cpu;
+    let vit = Vit::from_safetensors(cfg, &a.weights, &dev)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.images)
+        .with_context(|| format!("reading {}", a.images.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            labelscope_core::ids::join_key(&n) != n
+        })
+        .collect();
+    files.sort();
+    let mine: Vec<&PathBuf> =
+        files.iter().enumerate().filter(|(i, _)| i % shard.count == shard.index).map(|(_, f)| f).collect();
+    if mine.is_empty() {
+        bail!("no images in {} for shard {shard}", a.images.display());
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(mine.len() as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} features [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}")
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .progress_chars("=> "),
+    );
+    let t0 = Instant::now();
+    let (mut done, mut skipped, mut bad) = (0usize, 0usize, Vec::new());
+    let g = a.size / cfg.patch;
+    for path in mine {
+        bar.inc(1);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let id = labelscope_core::ids::join_key(&name).to_string();
+        let out = a.out.join(format!("{id}.npy"));
+        if out.exists() {
+            skipped += 1;
+            continue;
+        }
+        let img = match labelscope_vision::image::load_rgb(path) {
+            Ok(i) => i,
+            Err(e) if a.skip_bad => {
+                bad.push(format!("{e}"));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let img = labelscope_vision::image::resize_rgb(&img, a.size as u32, a.size as u32)?;
+        let n = a.size * a.size;
+        let mut chw = vec![0f32; 3 * n];
+        for (i, p) in img.pixels().enumerate() {
+            for c in 0..3 {
+                chw[c * n + i] = (p.0[c] as f32 / 255.0 - MEAN[c]) / STD[c];
+            }
+        }
+        let x = Tensor::from_vec(chw, (1, 3, a.size, a.size), &dev)?;
+        let o = vit.forward(&x)?;
+        let t = match a.output {
+            Output::Keys => o.keys,
+            Output::Patches => o.patches,
+            Output::Queries => o.queries,
+            Output::Values => o.values,
+        };
+        let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+        let shape = [g, g, cfg.dim];
+        labelscope_core::atomic::write_atomic_with(&out, |w| match a.dtype {
+            DtypeArg::F32 => {
+                w.write_all(&labelscope_core::npy::header_bytes("<f4", &shape))?;
+                w.write_all(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+            }
+            DtypeArg::F16 => {
+                w.write_all(&labelscope_core::npy::header_bytes("<f2", &shape))?;
+                w.write_all(&v.iter().flat_map(|&x| to_half_bits(x).to_le_bytes()).collect::<Vec<u8>>())
+            }
+        })?;
+        done += 1;
+    }
+    bar.finish_and_clear();
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "{done} images in {secs:.1} s ({:.2} images/s), {skipped} already done, {} unreadable → {}",
+        done as f64 / secs.max(1e-9),
+        bad.len(),
+        a.out.display()
+    );
+    if !bad.is_empty() {
+        for b in bad.iter().take(20) {
+            eprintln!("skipped: {b}");
+        }
+        bail!("{} images could not be read", bad.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_half_bits;
+
+    #[test]
+    fn half_rounding_matches_the_decoder() {
+        // Every f16 value round-trips, and midpoints round to even.
+        for bits in 0u16..=0xffff {
+            let f = labelscope_core::npy::f16_to_f32(bits);
+            if f.is_nan() {
+                assert_eq!(to_half_bits(f) & 0x7c00, 0x7c00);
+                continue;
+            }
+            assert_eq!(to_half_bits(f), bits, "{bits:#x} ({f})");
+        }
+        assert_eq!(to_half_bits(1.0 + 2f32.powi(-11)), 0x3c00); // tie → even (1.0)
+        assert_eq!(to_half_bits(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02); // tie → even (up)
+        assert_eq!(to_half_bits(1e9), 0x7c00);
+    }
+}
