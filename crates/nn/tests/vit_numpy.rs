@@ -89,3 +89,32 @@ fn wrong_input_and_weights_are_clear_errors() {
     let bad = VitConfig { heads: 3, ..cfg };
     assert!(Vit::from_safetensors(bad, &p, &Device::Cpu).is_err());
 }
+
+/// Parity with PyTorch on the committed fixture made by
+/// `tests/reference/make_vit_torch_fixture.py` (torch 2.15 CPU): the trained
+/// grid and a 6x5 grid through `F.interpolate(mode="bicubic")`.
+#[test]
+fn forward_matches_pytorch_fixture() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit_torch");
+    let cfg = VitConfig { patch: 4, dim: 32, depth: 2, heads: 4, mlp_ratio: 4 };
+    let dev = Device::Cpu;
+    let vit = Vit::from_safetensors(cfg, &dir.join("model.safetensors"), &dev).unwrap();
+    for case in ["square", "interp"] {
+        let (shape, x) = npy(&dir.join(format!("{case}_input.npy")));
+        let x = Tensor::from_vec(x, (shape[0], shape[1], shape[2], shape[3]), &dev).unwrap();
+        let o = vit.forward(&x).unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (name, got) in [
+            ("cls", flat(&o.cls)),
+            ("patches", flat(&o.patches)),
+            ("keys", flat(&o.keys)),
+            ("queries", flat(&o.queries)),
+            ("values", flat(&o.values)),
+        ] {
+            let (_, want) = npy(&dir.join(format!("{case}_{name}.npy")));
+            let d = max_diff(&got, &want);
+            eprintln!("torch {case} {name}: max |diff| = {d:e}");
+            assert!(d <= 1e-4, "{case} {name}: max |diff| = {d}");
+        }
+    }
+}
