@@ -62,6 +62,8 @@ pub enum Command {
     Proposals(Box<crate::proposals::ProposalsArgs>),
     /// Measure the normalized cut and MaskCut on generated feature maps (see BENCHMARKS.md).
     BenchNcut(crate::bench_ncut::BenchNcutArgs),
+    /// Measure the ViT forward pass on random input (see BENCHMARKS.md).
+    BenchVit(crate::bench_vit::BenchVitArgs),
 }
 
 /// How the score columns are to be read for set metrics.

@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Proposals(a) => crate::proposals::run(*a),
         Command::Features(a) => crate::features::run(*a),
         Command::BenchNcut(a) => crate::bench_ncut::run(a),
+        Command::BenchVit(a) => crate::bench_vit::run(a),
     }
 }
 

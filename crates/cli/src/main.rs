@@ -9,6 +9,7 @@
 mod args;
 mod bench;
 mod bench_ncut;
+mod bench_vit;
 mod cmd;
 mod features;
 mod output;
