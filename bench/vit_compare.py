@@ -12,28 +12,15 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def save_safetensors(path, tensors):
-    import struct
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        b = np.ascontiguousarray(tensors[name].numpy(), dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "reference"))
+from safetensors_io import save as save_safetensors  # noqa: E402
 
 
 def make(dim, depth, patch, side):
@@ -81,7 +68,7 @@ def main():
         t = make(dim, depth, patch, side)
         path = os.path.join(a.out, f"{name.replace('/', '_')}.safetensors")
         if not os.path.exists(path):
-            save_safetensors(path, t)
+            save_safetensors(path, {k: v.numpy().astype("<f4") for k, v in t.items()})
         for batch in (1, 8):
             x = torch.randn(batch, 3, 224, 224)
             with torch.no_grad():

@@ -15,10 +15,12 @@ images.txt, so that bench/reference_eval.py DIR2 is the reference for the F16 fi
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import save as safetensors  # noqa: E402
 
 d = sys.argv[1]
 more = sys.argv[sys.argv.index("--more") + 1] if "--more" in sys.argv else None
@@ -38,22 +40,6 @@ np.save(out("scores_f64.npy"), s.astype(np.float64))
 # float32 logits whose sigmoid gives back the probabilities (clipped away from 0 and 1)
 p = np.clip(s.astype(np.float64), 1e-6, 1 - 1e-6)
 np.save(out("logits.npy"), np.log(p / (1 - p)).astype(np.float32))
-
-
-def safetensors(path, tensors, metadata=None):
-    header, blobs, offset = ({"__metadata__": metadata} if metadata else {}), [], 0
-    for name, (dtype, arr) in tensors.items():
-        raw = np.ascontiguousarray(arr).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 safetensors(out("scores_st.safetensors"), {"probs": ("F32", s.astype("<f4"))})

@@ -13,30 +13,15 @@ F.interpolate(mode="bicubic", scale_factor=((g+0.1)/s, ...)), LayerNorm
 eps 1e-6, softmax attention, exact GELU): CLS and patch tokens after the
 final norm and the last block's q/k/v with CLS dropped, as .npy.
 """
-import json
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def save_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        b = np.ascontiguousarray(tensors[name].detach().numpy(), dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import save as save_safetensors  # noqa: E402
 
 
 def main():
@@ -66,7 +51,7 @@ def main():
         t[p + "mlp.fc1.bias"] = 0.1 * torch.randn(4 * dim)
         t[p + "mlp.fc2.weight"] = 0.05 * torch.randn(dim, 4 * dim)
         t[p + "mlp.fc2.bias"] = 0.1 * torch.randn(dim)
-    save_safetensors(os.path.join(out, "model.safetensors"), t)
+    save_safetensors(os.path.join(out, "model.safetensors"), {k: v.numpy().astype("<f4") for k, v in t.items()})
 
     def forward(x):
         b, _, hh, ww = x.shape

@@ -16,32 +16,14 @@ The position embedding is resampled to the input's grid like PyTorch's
 F.interpolate(mode="bicubic", align_corners=False, scale_factor=(g + 0.1)/s)
 (cubic a = -0.75, sample indices clamped to the border), which DINO uses.
 """
-import json
 import os
-import struct
 import sys
 
 import numpy as np
 from scipy.special import erf
 
-
-def save_safetensors(path, tensors):
-    header = {}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype="<f4")
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import save as save_safetensors  # noqa: E402
 
 
 def cubic_weights(t, a=-0.75):
@@ -104,7 +86,7 @@ def main():
     rand("norm.bias", (dim,), 0.1)
     x = rng.standard_normal((1, 3, height, width)).astype(np.float32)
     os.makedirs(out, exist_ok=True)
-    save_safetensors(os.path.join(out, "model.safetensors"), t)
+    save_safetensors(os.path.join(out, "model.safetensors"), {k: v.astype("<f4") for k, v in t.items()})
     np.save(os.path.join(out, "input.npy"), x)
 
     w = {k: v.astype(f64) for k, v in t.items()}
