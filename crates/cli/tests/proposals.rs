@@ -11,30 +11,11 @@ use std::path::{Path, PathBuf};
 
 use labelscope_core::ncut::{maskcut, NcutParams};
 use labelscope_core::npy::{header_bytes, read_npy};
-
-/// SplitMix64 + Box–Muller, for reproducible test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn gauss(&mut self) -> f64 {
-        let u = self.unit().max(1e-300);
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.unit()).cos()
-    }
-}
+use labelscope_core::rng::Xoshiro256 as Rng;
 
 /// Two blobs on a background; blob rectangles shift with `variant`.
 fn blob_features(h: usize, w: usize, d: usize, variant: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_seed(seed);
     let protos: Vec<Vec<f64>> = (0..3).map(|_| (0..d).map(|_| rng.gauss()).collect()).collect();
     let v = variant % 3;
     let mut f = Vec::with_capacity(h * w * d);
@@ -185,7 +166,7 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
 }
 
 fn write_png(path: &Path, w: u32, h: u32, seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_seed(seed);
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         let inside = x > w / 4 && x < w / 2 && y > h / 4 && y < h * 2 / 3;
         let base = if inside { [200u8, 60, 40] } else { [40, 90, 160] };
@@ -383,7 +364,7 @@ fn eval_against_val_boxes_matches_python() {
     let Some(data) = shared_data() else { return };
     let boxes = data.join("imagenet/val_boxes.tsv");
     let text = std::fs::read_to_string(&boxes).unwrap();
-    let mut rng = Rng(5);
+    let mut rng = Rng::from_seed(5);
     let mut images = Vec::new();
     let mut anns = Vec::new();
     for (k, line) in text.lines().take(1500).enumerate() {
@@ -393,7 +374,7 @@ fn eval_against_val_boxes_matches_python() {
         let empty = labelscope_core::rle::Rle::from_uncompressed(vec![(w * h) as u32], h, w).unwrap().to_coco();
         images.push(serde_json::json!({"id": k + 1, "file_name": f[0], "width": w, "height": h}));
         // 0-3 proposals: jittered copies of the ground-truth box (some hit, some miss) and random boxes.
-        for _ in 0..(rng.next() % 4) {
+        for _ in 0..(rng.next_u64() % 4) {
             let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
             let (x, y, pw, ph) = if rng.unit() < 0.7 {
                 let j = 0.6 * rng.unit();

@@ -68,6 +68,12 @@ impl Xoshiro256 {
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
+
+    /// A standard normal sample (Box–Muller, one of the pair; for generated data).
+    pub fn gauss(&mut self) -> f64 {
+        let u = self.unit().max(f64::MIN_POSITIVE);
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.unit()).cos()
+    }
 }
 
 #[cfg(test)]
