@@ -8,7 +8,11 @@
 //! preprocessing, classifiers, gradients and the weight converter follow.
 
 pub mod error;
+pub mod gradcam;
 pub mod vit;
+pub mod vit_classifier;
 
 pub use error::{Error, Result};
-pub use vit::{Vit, VitConfig, VitOutput};
+pub use gradcam::{gradcam, input_gradient, upsample_normalize, CamLayout, CamTarget, GradCamOutput};
+pub use vit::{preset, Ffn, PosInterp, Vit, VitConfig, VitOutput, VitVariant};
+pub use vit_classifier::{ClassifierArch, ClassifierOutput, VitClassifier};
