@@ -9,10 +9,12 @@
 
 pub mod error;
 pub mod gradcam;
+pub mod resnet;
 pub mod vit;
 pub mod vit_classifier;
 
 pub use error::{Error, Result};
 pub use gradcam::{gradcam, input_gradient, upsample_normalize, CamLayout, CamTarget, GradCamOutput};
+pub use resnet::{ResNet, ResNetConfig, ResNetOutput};
 pub use vit::{preset, Ffn, PosInterp, Vit, VitConfig, VitOutput, VitVariant};
 pub use vit_classifier::{ClassifierArch, ClassifierOutput, VitClassifier};

@@ -1,0 +1,481 @@
+//! ResNet classifiers with Bottleneck blocks in the torchvision layout
+//! (`torchvision/models/resnet.py` tensor names and semantics, eval mode),
+//! on candle (CPU).
+//!
+//! Forward pass for an input `[B, 3, H, W]`:
+//! 1. stem: `conv1` 7×7 stride 2 padding 3 (no bias) → `bn1` → ReLU →
+//!    max pool 3×3 stride 2 padding 1;
+//! 2. `layer1..layer4`, each a sequence of Bottleneck blocks
+//!    `relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))) + identity)` with
+//!    `conv1` 1×1, `conv2` 3×3 carrying the layer's stride (ResNet "v1.5",
+//!    stride 1 for `layer1`, 2 for the others), `conv3` 1×1 with 4× the
+//!    block width; the first block of a layer has `downsample` = 1×1 conv
+//!    with the stride + BN on the identity branch;
+//! 3. global average pooling → `features` `[B, 4·width4]` (2048 for
+//!    ResNet-50) → `fc` → logits.
+//!
+//! BatchNorm uses the running statistics (ε = 1e-5) and is folded into the
+//! preceding convolution at load time (`w' = w·γ/√(σ²+ε)`,
+//! `b' = β − μ·γ/√(σ²+ε)`). Internally activations are kept channels-first
+//! across the batch (`[C, B, H, W]`), so that every convolution is one
+//! matrix product `W [Co, Ci·k·k] × cols [Ci·k·k, B·Ho·Wo]` (1×1 stride-1
+//! convolutions need no column matrix). The column extraction and the max
+//! pool are candle custom ops with their own backward, so the same forward
+//! pass serves plain inference ([`ResNet::forward`]) and gradients
+//! ([`CamTarget::forward_hooked`], used by [`crate::gradcam`]). CPU only.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+
+use crate::error::{Error, Result};
+use crate::gradcam::{CamLayout, CamTarget};
+
+/// BatchNorm ε of torchvision ResNets.
+pub const BN_EPS: f64 = 1e-5;
+
+/// Architecture of a Bottleneck ResNet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResNetConfig {
+    /// Blocks per layer (`[3, 4, 6, 3]` for ResNet-50).
+    pub blocks: [usize; 4],
+    /// Output channels of the stem convolution (64).
+    pub stem: usize,
+    /// Bottleneck widths per layer (`[64, 128, 256, 512]`); a block outputs 4× its width.
+    pub widths: [usize; 4],
+    /// Number of classes of `fc`.
+    pub classes: usize,
+}
+
+impl ResNetConfig {
+    /// torchvision ResNet-50 (1000 classes).
+    pub fn resnet50() -> Self {
+        ResNetConfig { blocks: [3, 4, 6, 3], stem: 64, widths: [64, 128, 256, 512], classes: 1000 }
+    }
+
+    /// Channels of the pooled features (`4 × widths[3]`).
+    pub fn feature_dim(&self) -> usize {
+        4 * self.widths[3]
+    }
+}
+
+/// A convolution with its BatchNorm folded in, as a matrix product.
+struct Conv {
+    /// `[Co, Ci·k·k]`.
+    w: Tensor,
+    /// `[Co, 1]`.
+    b: Tensor,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+struct Bottleneck {
+    conv1: Conv,
+    conv2: Conv,
+    conv3: Conv,
+    downsample: Option<Conv>,
+}
+
+/// A Bottleneck ResNet with loaded weights.
+pub struct ResNet {
+    cfg: ResNetConfig,
+    stem: Conv,
+    layers: Vec<Vec<Bottleneck>>,
+    /// `[classes, F]`, transposed to `[F, classes]` for the product.
+    fc_wt: Tensor,
+    /// `[1, classes]`.
+    fc_b: Tensor,
+    params: usize,
+    device: Device,
+}
+
+/// The outputs of [`ResNet::forward`].
+#[derive(Debug)]
+pub struct ResNetOutput {
+    /// Logits `[B, classes]`.
+    pub logits: Tensor,
+    /// Globally pooled output of `layer4` (the input of `fc`), `[B, F]`.
+    pub features: Tensor,
+}
+
+/// Source of named tensors with expected shapes.
+type Getter<'a> = dyn FnMut(&str, &[usize]) -> Result<Tensor> + 'a;
+
+fn conv_bn(get: &mut Getter, conv: &str, bn: &str, ci: usize, co: usize, k: usize, stride: usize, params: &mut usize) -> Result<Conv> {
+    let w = get(&format!("{conv}.weight"), &[co, ci, k, k])?.to_dtype(DType::F32)?;
+    let gamma = get(&format!("{bn}.weight"), &[co])?.to_dtype(DType::F32)?;
+    let beta = get(&format!("{bn}.bias"), &[co])?.to_dtype(DType::F32)?;
+    let mean = get(&format!("{bn}.running_mean"), &[co])?.to_dtype(DType::F32)?;
+    let var = get(&format!("{bn}.running_var"), &[co])?.to_dtype(DType::F32)?;
+    *params += co * ci * k * k + 2 * co;
+    // Fold in f64 for accuracy.
+    let scale = (gamma.to_dtype(DType::F64)? / (var.to_dtype(DType::F64)? + BN_EPS)?.sqrt()?)?;
+    let b = (beta.to_dtype(DType::F64)? - (mean.to_dtype(DType::F64)? * &scale)?)?;
+    let w = w.to_dtype(DType::F64)?.reshape((co, ci * k * k))?.broadcast_mul(&scale.unsqueeze(1)?)?;
+    Ok(Conv {
+        w: w.to_dtype(DType::F32)?.contiguous()?,
+        b: b.to_dtype(DType::F32)?.reshape((co, 1))?,
+        k,
+        stride,
+        pad: k / 2,
+    })
+}
+
+impl ResNet {
+    /// Builds the model from torchvision-named tensors supplied by `get(name, shape)`, which must
+    /// return a tensor of exactly `shape` or an error naming the tensor.
+    pub fn build(cfg: ResNetConfig, device: &Device, get: &mut Getter) -> Result<Self> {
+        if cfg.blocks.contains(&0) || cfg.stem == 0 || cfg.widths.contains(&0) || cfg.classes == 0 {
+            return Err(Error::Invalid(format!("invalid ResNet configuration {cfg:?}")));
+        }
+        let mut params = 0;
+        let stem = conv_bn(get, "conv1", "bn1", 3, cfg.stem, 7, 2, &mut params)?;
+        let mut inp = cfg.stem;
+        let mut layers = Vec::with_capacity(4);
+        for (l, (&n, &w)) in cfg.blocks.iter().zip(&cfg.widths).enumerate() {
+            let stride = if l == 0 { 1 } else { 2 };
+            let mut blocks = Vec::with_capacity(n);
+            for i in 0..n {
+                let p = format!("layer{}.{i}", l + 1);
+                let s = if i == 0 { stride } else { 1 };
+                let conv1 = conv_bn(get, &format!("{p}.conv1"), &format!("{p}.bn1"), inp, w, 1, 1, &mut params)?;
+                let conv2 = conv_bn(get, &format!("{p}.conv2"), &format!("{p}.bn2"), w, w, 3, s, &mut params)?;
+                let conv3 = conv_bn(get, &format!("{p}.conv3"), &format!("{p}.bn3"), w, 4 * w, 1, 1, &mut params)?;
+                let downsample = if i == 0 && (s != 1 || inp != 4 * w) {
+                    Some(conv_bn(get, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), inp, 4 * w, 1, s, &mut params)?)
+                } else {
+                    None
+                };
+                blocks.push(Bottleneck { conv1, conv2, conv3, downsample });
+                inp = 4 * w;
+            }
+            layers.push(blocks);
+        }
+        let fc_w = get("fc.weight", &[cfg.classes, inp])?.to_dtype(DType::F32)?;
+        let fc_b = get("fc.bias", &[cfg.classes])?.to_dtype(DType::F32)?;
+        params += cfg.classes * inp + cfg.classes;
+        Ok(ResNet {
+            fc_wt: fc_w.t()?.contiguous()?,
+            fc_b: fc_b.reshape((1, cfg.classes))?,
+            cfg,
+            stem,
+            layers,
+            params,
+            device: device.clone(),
+        })
+    }
+
+    /// Builds the model from a candle `VarBuilder` (e.g. `VarBuilder::zeros` for shape tests).
+    pub fn from_var_builder(cfg: ResNetConfig, vb: candle_nn::VarBuilder) -> Result<Self> {
+        let device = vb.device().clone();
+        let mut get = |name: &str, shape: &[usize]| -> Result<Tensor> { Ok(vb.get(shape, name)?) };
+        Self::build(cfg, &device, &mut get)
+    }
+
+    /// Loads a torchvision-layout `.safetensors` file; the configuration (blocks per layer, widths,
+    /// classes) is read from the tensor names and shapes. `num_batches_tracked` and unknown tensors are
+    /// ignored. A missing tensor or a wrong shape gives [`Error::Weights`] naming the file and tensor.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let werr = |message: String| Error::Weights { path: path.to_path_buf(), message };
+        let tensors = candle_core::safetensors::load(path, device).map_err(|e| werr(format!("cannot read: {e}")))?;
+        let cfg = infer_config(&tensors).map_err(werr)?;
+        let mut get = tensor_getter(&tensors, path.to_path_buf());
+        Self::build(cfg, device, &mut get)
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ResNetConfig {
+        &self.cfg
+    }
+
+    /// Number of learnable parameters (convolution and fc weights, BN weights and biases; not the
+    /// running statistics), as torchvision's `sum(p.numel() for p in model.parameters())`.
+    pub fn num_parameters(&self) -> usize {
+        self.params
+    }
+
+    /// Logits and pooled features for `x` `[B, 3, H, W]` (normalised RGB).
+    pub fn forward(&self, x: &Tensor) -> Result<ResNetOutput> {
+        self.run(x, None)
+    }
+
+    fn run(&self, x: &Tensor, hook: Option<&mut dyn FnMut(&Tensor) -> Result<Tensor>>) -> Result<ResNetOutput> {
+        let (b, c, h, w) = x
+            .dims4()
+            .map_err(|_| Error::Shape(format!("ResNet input of shape {:?}; expected [B, 3, H, W]", x.dims())))?;
+        if c != 3 || h < 32 || w < 32 {
+            return Err(Error::Shape(format!("ResNet input of shape {:?}; expected [B, 3, H, W] with H, W ≥ 32", x.dims())));
+        }
+        if !matches!(x.device(), Device::Cpu) || !matches!(self.device, Device::Cpu) {
+            return Err(Error::Invalid("the ResNet runtime runs on the CPU only".into()));
+        }
+        // [C, B, H, W]
+        let mut t = x.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
+        t = conv(&t, &self.stem)?.relu()?;
+        t = t.apply_op1(MaxPool3x3s2)?;
+        for layer in &self.layers {
+            for blk in layer {
+                let identity = match &blk.downsample {
+                    Some(d) => conv(&t, d)?,
+                    None => t.clone(),
+                };
+                let y = conv(&t, &blk.conv1)?.relu()?;
+                let y = conv(&y, &blk.conv2)?.relu()?;
+                let y = conv(&y, &blk.conv3)?;
+                t = (y + identity)?.relu()?;
+            }
+        }
+        if let Some(hook) = hook {
+            let a = t.transpose(0, 1)?.contiguous()?; // [B, C, h, w]
+            let a = hook(&a)?;
+            t = a.transpose(0, 1)?.contiguous()?;
+        }
+        let (f, _, _, _) = t.dims4()?;
+        let features = t.reshape((f, b, ()))?.mean(2)?.t()?.contiguous()?; // [B, F]
+        let logits = features.matmul(&self.fc_wt)?.broadcast_add(&self.fc_b)?;
+        Ok(ResNetOutput { logits, features })
+    }
+}
+
+impl CamTarget for ResNet {
+    /// Target: the output of `layer4` (after the last block's ReLU), `[B, 4·width4, h, w]`.
+    fn forward_hooked(&self, x: &Tensor, hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<(Tensor, CamLayout)> {
+        let out = self.run(x, Some(hook))?;
+        Ok((out.logits, CamLayout::ChannelsFirst))
+    }
+}
+
+/// Reads the configuration from torchvision tensor names and shapes.
+fn infer_config(t: &HashMap<String, Tensor>) -> std::result::Result<ResNetConfig, String> {
+    let dim = |name: &str, i: usize| -> std::result::Result<usize, String> {
+        let v = t.get(name).ok_or_else(|| format!("missing tensor \"{name}\""))?;
+        v.dims().get(i).copied().ok_or_else(|| format!("tensor \"{name}\": shape {:?} has no dimension {i}", v.dims()))
+    };
+    let stem = dim("conv1.weight", 0)?;
+    let mut blocks = [0; 4];
+    let mut widths = [0; 4];
+    for l in 0..4 {
+        while t.contains_key(&format!("layer{}.{}.conv1.weight", l + 1, blocks[l])) {
+            blocks[l] += 1;
+        }
+        if blocks[l] == 0 {
+            return Err(format!("missing tensor \"layer{}.0.conv1.weight\" (no blocks in layer{})", l + 1, l + 1));
+        }
+        widths[l] = dim(&format!("layer{}.0.conv1.weight", l + 1), 0)?;
+    }
+    let classes = dim("fc.weight", 0)?;
+    Ok(ResNetConfig { blocks, stem, widths, classes })
+}
+
+/// A getter over loaded tensors that names `path` and the tensor in its errors.
+fn tensor_getter(tensors: &HashMap<String, Tensor>, path: PathBuf) -> impl FnMut(&str, &[usize]) -> Result<Tensor> + '_ {
+    move |name: &str, shape: &[usize]| -> Result<Tensor> {
+        let werr = |message: String| Error::Weights { path: path.clone(), message };
+        let t = tensors.get(name).ok_or_else(|| werr(format!("missing tensor \"{name}\"")))?;
+        if t.dims() != shape {
+            return Err(werr(format!("tensor \"{name}\": shape {:?}; expected {shape:?}", t.dims())));
+        }
+        if !t.dtype().is_float() {
+            return Err(werr(format!("tensor \"{name}\": dtype {:?}; expected a float type", t.dtype())));
+        }
+        Ok(t.clone())
+    }
+}
+
+/// `conv(x)` for `x` `[Ci, B, H, W]` → `[Co, B, Ho, Wo]` (BN folded, no activation).
+fn conv(x: &Tensor, c: &Conv) -> Result<Tensor> {
+    let (ci, b, h, w) = x.dims4()?;
+    let (ho, wo) = ((h + 2 * c.pad - c.k) / c.stride + 1, (w + 2 * c.pad - c.k) / c.stride + 1);
+    let cols = if c.k == 1 && c.stride == 1 {
+        x.reshape((ci, b * h * w))?
+    } else {
+        x.apply_op1(Im2Col { k: c.k, stride: c.stride, pad: c.pad })?
+    };
+    let y = c.w.matmul(&cols)?.broadcast_add(&c.b)?;
+    Ok(y.reshape(((), b, ho, wo))?)
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("{op}: expected f32 input"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: expected a contiguous input"),
+    }
+}
+
+/// Runs `f(chunk_index, chunk)` over `out` split in chunks of `chunk` elements, on up to
+/// `available_parallelism` threads.
+fn par_chunks(out: &mut [f32], chunk: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = out.len() / chunk.max(1);
+    if threads <= 1 || n < 2 {
+        for (i, c) in out.chunks_mut(chunk.max(1)).enumerate() {
+            f(i, c);
+        }
+        return;
+    }
+    let per = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (t, part) in out.chunks_mut(per * chunk).enumerate() {
+            s.spawn(move || {
+                for (i, c) in part.chunks_mut(chunk).enumerate() {
+                    f(t * per + i, c);
+                }
+            });
+        }
+    });
+}
+
+/// Column extraction for a `k×k` convolution with `stride` and zero `pad` on `[C, B, H, W]`:
+/// output `[C·k·k, B·Ho·Wo]`, row `(c·k + i)·k + j` holding `x[c, b, oh·s − p + i, ow·s − p + j]`.
+struct Im2Col {
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Im2Col {
+    fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
+        ((h + 2 * self.pad - self.k) / self.stride + 1, (w + 2 * self.pad - self.k) / self.stride + 1)
+    }
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "resnet-im2col"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "im2col")?;
+        let (c, b, h, w) = l.shape().dims4()?;
+        let (k, st, p) = (self.k, self.stride, self.pad);
+        let (ho, wo) = self.out_hw(h, w);
+        let n = b * ho * wo;
+        let mut out = vec![0f32; c * k * k * n];
+        par_chunks(&mut out, n, &|row, dst| {
+            let (ch, i, j) = (row / (k * k), (row / k) % k, row % k);
+            for bi in 0..b {
+                let src = &x[(ch * b + bi) * h * w..(ch * b + bi + 1) * h * w];
+                for oh in 0..ho {
+                    let d = &mut dst[(bi * ho + oh) * wo..(bi * ho + oh + 1) * wo];
+                    let ih = (oh * st + i) as isize - p as isize;
+                    if ih < 0 || ih >= h as isize {
+                        continue; // zeros
+                    }
+                    let srow = &src[ih as usize * w..(ih as usize + 1) * w];
+                    for (ow, v) in d.iter_mut().enumerate() {
+                        let iw = (ow * st + j) as isize - p as isize;
+                        if iw >= 0 && iw < w as isize {
+                            *v = srow[iw as usize];
+                        }
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((c * k * k, n))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (c, b, h, w) = arg.dims4()?;
+        let (k, st, p) = (self.k, self.stride, self.pad);
+        let (ho, wo) = self.out_hw(h, w);
+        let g = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let n = b * ho * wo;
+        let mut out = vec![0f32; c * b * h * w];
+        // One chunk per input channel: rows (ch, ·, ·) of the columns add into x[ch].
+        par_chunks(&mut out, b * h * w, &|ch, dst| {
+            for i in 0..k {
+                for j in 0..k {
+                    let grow = &g[((ch * k + i) * k + j) * n..((ch * k + i) * k + j + 1) * n];
+                    for bi in 0..b {
+                        for oh in 0..ho {
+                            let ih = (oh * st + i) as isize - p as isize;
+                            if ih < 0 || ih >= h as isize {
+                                continue;
+                            }
+                            let drow = &mut dst[(bi * h + ih as usize) * w..(bi * h + ih as usize + 1) * w];
+                            let gsrc = &grow[(bi * ho + oh) * wo..(bi * ho + oh + 1) * wo];
+                            for (ow, gv) in gsrc.iter().enumerate() {
+                                let iw = (ow * st + j) as isize - p as isize;
+                                if iw >= 0 && iw < w as isize {
+                                    drow[iw as usize] += gv;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Some(Tensor::from_vec(out, (c, b, h, w), arg.device())?))
+    }
+}
+
+/// Max pooling 3×3, stride 2, padding 1 (padding never wins, as PyTorch's `-inf` padding) on
+/// `[C, B, H, W]`. The backward routes each gradient to the first maximum of its window in row-major
+/// order, as PyTorch's CPU kernel.
+struct MaxPool3x3s2;
+
+fn pool_hw(h: usize, w: usize) -> (usize, usize) {
+    ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1)
+}
+
+/// Index in the plane `h×w` of the first maximum of window `(oh, ow)`.
+#[inline]
+fn pool_argmax(plane: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> usize {
+    let mut best = usize::MAX;
+    let mut bv = f32::NEG_INFINITY;
+    for ih in (2 * oh).saturating_sub(1)..(2 * oh + 2).min(h) {
+        for iw in (2 * ow).saturating_sub(1)..(2 * ow + 2).min(w) {
+            let v = plane[ih * w + iw];
+            if best == usize::MAX || v > bv || v.is_nan() {
+                best = ih * w + iw;
+                bv = v;
+            }
+        }
+    }
+    best
+}
+
+impl CustomOp1 for MaxPool3x3s2 {
+    fn name(&self) -> &'static str {
+        "resnet-maxpool3x3s2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s, l, "maxpool")?;
+        let (c, b, h, w) = l.shape().dims4()?;
+        let (ho, wo) = pool_hw(h, w);
+        let mut out = vec![0f32; c * b * ho * wo];
+        par_chunks(&mut out, ho * wo, &|pl, dst| {
+            let plane = &x[pl * h * w..(pl + 1) * h * w];
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    dst[oh * wo + ow] = plane[pool_argmax(plane, h, w, oh, ow)];
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((c, b, ho, wo))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (c, b, h, w) = arg.dims4()?;
+        let (ho, wo) = pool_hw(h, w);
+        let x = arg.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let g = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; c * b * h * w];
+        par_chunks(&mut out, h * w, &|pl, dst| {
+            let plane = &x[pl * h * w..(pl + 1) * h * w];
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    dst[pool_argmax(plane, h, w, oh, ow)] += g[pl * ho * wo + oh * wo + ow];
+                }
+            }
+        });
+        Ok(Some(Tensor::from_vec(out, (c, b, h, w), arg.device())?))
+    }
+}

@@ -1,0 +1,151 @@
+//! The ResNet forward pass (`labelscope_nn::resnet`) against PyTorch/torchvision:
+//! a tiny Bottleneck ResNet in the torchvision layout with randomised
+//! BatchNorm statistics (fixture by `tests/reference/make_resnet_torch_fixture.py`,
+//! torch 2.15 / torchvision 0.29, reference computed in float64). Logits,
+//! pooled features and the layer4 activation, on the plain (`forward`) and
+//! the hooked gradient (`forward_hooked`) paths: max |diff| ≤ 1e-4 (f32).
+//! Also: clear errors for broken weights, and ResNet-50's real shapes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use labelscope_nn::{CamLayout, CamTarget, Error, ResNet, ResNetConfig};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resnet_torch")
+}
+
+fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let path = fixture().join(format!("{name}.npy"));
+    let a = labelscope_core::npy::read_npy(&path).unwrap();
+    (a.shape.clone(), a.to_f32_vec(&path, "array").unwrap())
+}
+
+fn tensor(name: &str) -> Tensor {
+    let (shape, v) = npy(name);
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_diff(got: &Tensor, name: &str) -> f32 {
+    let (shape, want) = npy(name);
+    assert_eq!(got.dims(), shape.as_slice(), "{name}: shape");
+    let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    got.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn model() -> ResNet {
+    ResNet::load(&fixture().join("model.safetensors"), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn config_is_read_from_the_tensors() {
+    let m = model();
+    let want = ResNetConfig { blocks: [2, 1, 2, 1], stem: 8, widths: [4, 8, 8, 16], classes: 10 };
+    assert_eq!(m.config(), &want);
+    // torch: sum(p.numel() for p in model.parameters()) printed by the generator.
+    assert_eq!(m.num_parameters(), 13906);
+}
+
+#[test]
+fn forward_matches_pytorch() {
+    let m = model();
+    let x = tensor("input");
+    let out = m.forward(&x).unwrap();
+    let dl = max_diff(&out.logits, "logits");
+    let df = max_diff(&out.features, "features");
+    eprintln!("fast path: max |diff| logits {dl:.2e}, features {df:.2e}");
+    assert!(dl <= 1e-4 && df <= 1e-4, "logits {dl}, features {df}");
+}
+
+#[test]
+fn hooked_forward_matches_pytorch() {
+    let m = model();
+    let x = tensor("input");
+    let mut seen = None;
+    let mut hook = |a: &Tensor| -> labelscope_nn::Result<Tensor> {
+        seen = Some(a.clone());
+        // Continue with a changed activation: the logits must follow it.
+        Ok(a.clone())
+    };
+    let (logits, layout) = m.forward_hooked(&x, &mut hook).unwrap();
+    assert_eq!(layout, CamLayout::ChannelsFirst);
+    let da = max_diff(seen.as_ref().unwrap(), "layer4");
+    let dl = max_diff(&logits, "logits");
+    eprintln!("hooked path: max |diff| layer4 {da:.2e}, logits {dl:.2e}");
+    assert!(da <= 1e-4 && dl <= 1e-4, "layer4 {da}, logits {dl}");
+
+    // The forward pass continues with what the hook returns.
+    let mut zero = |a: &Tensor| -> labelscope_nn::Result<Tensor> { Ok(a.zeros_like()?) };
+    let (logits0, _) = m.forward_hooked(&x, &mut zero).unwrap();
+    let fc_b = candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap()["fc.bias"]
+        .unsqueeze(0)
+        .unwrap()
+        .broadcast_as((2, 10))
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    let d = (logits0 - fc_b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d < 1e-7, "zeroed layer4 must give logits = fc.bias, diff {d}");
+}
+
+fn load_err(tensors: &HashMap<String, Tensor>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.safetensors");
+    candle_core::safetensors::save(tensors, &path).unwrap();
+    match ResNet::load(&path, &Device::Cpu) {
+        Err(e @ Error::Weights { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("broken.safetensors"), "{msg}");
+            msg
+        }
+        Err(e) => panic!("expected Error::Weights, got {e}"),
+        Ok(_) => panic!("broken weights loaded"),
+    }
+}
+
+#[test]
+fn broken_weights_are_clear_errors() {
+    let full = candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut t = full.clone();
+    t.remove("layer3.1.bn2.running_var");
+    let msg = load_err(&t);
+    assert!(msg.contains("missing tensor \"layer3.1.bn2.running_var\""), "{msg}");
+
+    let mut t = full.clone();
+    t.insert("layer2.0.conv2.weight".into(), Tensor::zeros((8, 8, 3, 1), DType::F32, &Device::Cpu).unwrap());
+    let msg = load_err(&t);
+    assert!(msg.contains("\"layer2.0.conv2.weight\"") && msg.contains("[8, 8, 3, 1]") && msg.contains("[8, 8, 3, 3]"), "{msg}");
+
+    let mut t = full.clone();
+    t.remove("layer1.0.downsample.0.weight");
+    let msg = load_err(&t);
+    assert!(msg.contains("\"layer1.0.downsample.0.weight\""), "{msg}");
+
+    let mut t = full;
+    t.remove("fc.weight");
+    let msg = load_err(&t);
+    assert!(msg.contains("\"fc.weight\""), "{msg}");
+
+    let m = model();
+    let bad = Tensor::zeros((1, 4, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    assert!(matches!(m.forward(&bad), Err(Error::Shape(_))));
+}
+
+#[test]
+fn resnet50_real_shapes() {
+    let vb = candle_nn::VarBuilder::zeros(DType::F32, &Device::Cpu);
+    let m = ResNet::from_var_builder(ResNetConfig::resnet50(), vb).unwrap();
+    // torchvision.models.resnet50(): sum(p.numel() for p in model.parameters())
+    assert_eq!(m.num_parameters(), 25_557_032);
+    let x = Tensor::zeros((1, 3, 224, 224), DType::F32, &Device::Cpu).unwrap();
+    let mut shape = None;
+    let mut hook = |a: &Tensor| -> labelscope_nn::Result<Tensor> {
+        shape = Some(a.dims().to_vec());
+        Ok(a.clone())
+    };
+    let (logits, _) = m.forward_hooked(&x, &mut hook).unwrap();
+    assert_eq!(logits.dims(), &[1, 1000]);
+    assert_eq!(shape.unwrap(), vec![1, 2048, 7, 7]);
+    assert_eq!(m.forward(&x).unwrap().features.dims(), &[1, 2048]);
+}
