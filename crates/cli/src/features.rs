@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use labelscope_nn::{Vit, VitConfig};
+use labelscope_nn::{Vit, VitConfig, VitVariant};
 use labelscope_proposals::manifest::Shard;
 
 /// Which tokens to write.
@@ -36,6 +36,30 @@ enum ModelArg {
     DinoVitb16,
     /// DINO ViT-B/8 (CutLER's MaskCut backbone).
     DinoVitb8,
+    /// DINOv2 ViT-S/14 (facebookresearch/dinov2 layout; patch 14: --size a multiple of 14).
+    #[value(name = "dinov2-vits14")]
+    Dinov2Vits14,
+    /// DINOv2 ViT-B/14.
+    #[value(name = "dinov2-vitb14")]
+    Dinov2Vitb14,
+    /// DINOv2 ViT-L/14.
+    #[value(name = "dinov2-vitl14")]
+    Dinov2Vitl14,
+    /// DINOv2 ViT-g/14 (SwiGLU FFN).
+    #[value(name = "dinov2-vitg14")]
+    Dinov2Vitg14,
+    /// DINOv2 ViT-S/14 with 4 registers.
+    #[value(name = "dinov2-vits14-reg")]
+    Dinov2Vits14Reg,
+    /// DINOv2 ViT-B/14 with 4 registers.
+    #[value(name = "dinov2-vitb14-reg")]
+    Dinov2Vitb14Reg,
+    /// DINOv2 ViT-L/14 with 4 registers.
+    #[value(name = "dinov2-vitl14-reg")]
+    Dinov2Vitl14Reg,
+    /// DINOv2 ViT-g/14 with 4 registers.
+    #[value(name = "dinov2-vitg14-reg")]
+    Dinov2Vitg14Reg,
 }
 
 /// Storage type of the written features.
@@ -56,7 +80,7 @@ pub struct FeaturesArgs {
     /// Another DINO-layout ViT: DIM:DEPTH:HEADS:PATCH (MLP ratio 4), e.g. 384:12:6:16.
     #[arg(long, value_name = "D:L:H:P", conflicts_with = "model")]
     arch: Option<String>,
-    /// Weights in the DINO tensor layout (.safetensors).
+    /// Weights in the DINO (or, for dinov2-*, DINOv2) tensor layout (.safetensors).
     #[arg(long, value_name = "FILE")]
     weights: PathBuf,
     /// Folder of images (JPEG/PNG), processed in file-name order.
@@ -125,11 +149,11 @@ fn to_half_bits(v: f32) -> u16 {
 
 /// Runs the command.
 pub fn run(a: FeaturesArgs) -> Result<()> {
-    let cfg = match (a.model, &a.arch) {
-        (Some(ModelArg::DinoVits16), _) => VitConfig::small(16),
-        (Some(ModelArg::DinoVits8), _) => VitConfig::small(8),
-        (Some(ModelArg::DinoVitb16), _) => VitConfig::base(16),
-        (Some(ModelArg::DinoVitb8), _) => VitConfig::base(8),
+    let (cfg, variant) = match (a.model, &a.arch) {
+        (Some(m), _) => {
+            let name = m.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+            labelscope_nn::preset(&name).ok_or_else(|| anyhow::anyhow!("no built-in architecture {name:?}"))?
+        }
         (None, Some(s)) => {
             let v: Vec<usize> =
                 s.split(':').map(|x| x.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| {
@@ -137,7 +161,8 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
                 })?;
             match v.as_slice() {
                 &[dim, depth, heads, patch] if dim > 0 && depth > 0 && heads > 0 && patch > 0 => {
-                    VitConfig { patch, dim, depth, heads, mlp_ratio: 4 }
+                    let cfg = VitConfig { patch, dim, depth, heads, mlp_ratio: 4 };
+                    (cfg, VitVariant::dino(patch))
                 }
                 _ => bail!("--arch {s:?}: expected four positive integers DIM:DEPTH:HEADS:PATCH"),
             }
@@ -149,7 +174,7 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
     }
     let shard = Shard::parse(&a.shard)?;
     let dev = Device::Cpu;
-    let vit = Vit::from_safetensors(cfg, &a.weights, &dev)?;
+    let vit = Vit::from_safetensors_with(cfg, variant, &a.weights, &dev)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&a.images)
         .with_context(|| format!("reading {}", a.images.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
