@@ -2,6 +2,9 @@
 //! refinement of binary masks and overlays.
 //!
 //! * [`image`]: JPEG/PNG decoding to RGB and bilinear resizing;
+//! * [`decode`], [`resample`], [`preprocess`], [`loader`]: Pillow-exact
+//!   decoding and resizing, torchvision crops and normalisation, named
+//!   recipes and a batched parallel loader;
 //! * [`mask`]: patch-grid upsampling, hole filling, IoU, bounding boxes;
 //! * [`crf`]: dense-CRF refinement (MaskCut post-processing), fast
 //!   (permutohedral lattice) and brute force;
@@ -11,11 +14,15 @@
 #![warn(missing_docs)]
 
 pub mod crf;
+pub mod decode;
 pub mod error;
 pub mod image;
+pub mod loader;
 pub mod mask;
 pub mod overlay;
 pub mod permutohedral;
+pub mod preprocess;
+pub mod resample;
 
 pub use crate::crf::{brute_force, dense_crf, refine, CrfOutput, CrfParams, DenseCrf};
 pub use crate::error::{Error, Result};

@@ -1,0 +1,139 @@
+//! A batched, parallel image loader: decode + preprocess a list of files into
+//! `[B, 3, H, W]` f32 batches.
+//!
+//! A background thread walks the paths in batches; the images of one batch are
+//! decoded and preprocessed in parallel on a dedicated rayon pool, and finished
+//! batches go through a bounded channel (`prefetch` batches at most), so memory
+//! stays bounded whatever the number of files. Batches come out in order, and
+//! every image has its own outcome (an error names the file), so a caller can
+//! skip bad images or stop at the first one.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::thread::JoinHandle;
+
+use rayon::prelude::*;
+
+use crate::decode::{decode_file, DecodeOptions};
+use crate::error::{Error, Result};
+use crate::preprocess::Preprocess;
+
+/// Configuration of [`Loader`].
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Preprocessing of every image.
+    pub preprocess: Preprocess,
+    /// Decoding options (pixel limit, EXIF orientation).
+    pub decode: DecodeOptions,
+    /// Images per batch (≥ 1).
+    pub batch_size: usize,
+    /// Finished batches waiting to be consumed (≥ 1).
+    pub prefetch: usize,
+    /// Worker threads (0: rayon's default, the number of CPUs).
+    pub threads: usize,
+}
+
+/// One batch of [`Loader`].
+#[derive(Debug)]
+pub struct Batch {
+    /// Index (in the loader's path list) of the first image of the batch.
+    pub start: usize,
+    /// The batch's files, in order.
+    pub paths: Vec<PathBuf>,
+    /// Per file: `Ok(())` or the error (naming the file).
+    pub outcomes: Vec<Result<()>>,
+    /// The successfully loaded images only, in order, as `[n_ok, 3, H, W]`
+    /// row-major f32 (see [`Batch::ok_count`]).
+    pub data: Vec<f32>,
+    /// `(width, height)` of every image in `data`.
+    pub size: (u32, u32),
+}
+
+impl Batch {
+    /// Number of images in [`Batch::data`].
+    pub fn ok_count(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.is_ok()).count()
+    }
+
+    /// The first error of the batch, if any.
+    pub fn first_error(&self) -> Option<&Error> {
+        self.outcomes.iter().find_map(|o| o.as_ref().err())
+    }
+}
+
+/// Iterator over the batches of a list of images (see the [module docs](self)).
+pub struct Loader {
+    rx: Receiver<Batch>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Loader {
+    /// Starts loading `paths` in the background.
+    pub fn new(paths: Vec<PathBuf>, config: LoaderConfig) -> Result<Self> {
+        if config.batch_size == 0 || config.prefetch == 0 {
+            return Err(Error::Invalid("loader batch size and prefetch must be at least 1".into()));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.threads)
+            .thread_name(|i| format!("labelscope-load-{i}"))
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start the loader threads: {e}")))?;
+        let (tx, rx) = sync_channel(config.prefetch);
+        let worker = std::thread::Builder::new()
+            .name("labelscope-loader".into())
+            .spawn(move || {
+                for (i, chunk) in paths.chunks(config.batch_size).enumerate() {
+                    let batch = pool.install(|| load_batch(i * config.batch_size, chunk, &config));
+                    if tx.send(batch).is_err() {
+                        return; // the consumer stopped
+                    }
+                }
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start the loader thread: {e}")))?;
+        Ok(Loader { rx, worker: Some(worker) })
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Batch;
+    fn next(&mut self) -> Option<Batch> {
+        match self.rx.recv() {
+            Ok(b) => Some(b),
+            Err(_) => {
+                if let Some(w) = self.worker.take() {
+                    let _ = w.join();
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Decodes and preprocesses one batch (in parallel on the current rayon pool).
+pub fn load_batch(start: usize, paths: &[PathBuf], config: &LoaderConfig) -> Batch {
+    let len = config.preprocess.image_len();
+    let mut data = vec![0f32; len * paths.len()];
+    let outcomes: Vec<Result<()>> = data
+        .par_chunks_mut(len)
+        .zip(paths.par_iter())
+        .map(|(out, path)| {
+            let img = decode_file(path, &config.decode)?;
+            config.preprocess.run_into(&img, out).map_err(|e| match e {
+                Error::Image { .. } => e,
+                other => Error::Image { path: path.clone(), message: other.to_string() },
+            })
+        })
+        .collect();
+    // Compact: keep the successful images, in order.
+    let mut n_ok = 0;
+    for (i, o) in outcomes.iter().enumerate() {
+        if o.is_ok() {
+            if i != n_ok {
+                data.copy_within(i * len..(i + 1) * len, n_ok * len);
+            }
+            n_ok += 1;
+        }
+    }
+    data.truncate(n_ok * len);
+    Batch { start, paths: paths.to_vec(), outcomes, data, size: config.preprocess.recipe.output_size() }
+}

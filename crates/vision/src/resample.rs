@@ -1,0 +1,476 @@
+//! Image resampling with the same definition as Pillow's `Image.resize`.
+//!
+//! Pillow resizes an 8-bit image in two separable passes (its
+//! `ImagingResample`), and this module reproduces that definition so that the
+//! `u8` output is identical:
+//!
+//! * **Coefficients.** For an axis of `in_size` source pixels mapped onto
+//!   `out_size` destination pixels, `scale = in_size / out_size`. When shrinking
+//!   (`scale > 1`) the filter is stretched by `scale` (antialiasing); when
+//!   enlarging it keeps its natural width. The support (half width) of the
+//!   stretched filter is `support * max(scale, 1)`. Destination pixel `d` has
+//!   its centre at `(d + 0.5) * scale` in source coordinates; the source pixels
+//!   it reads are `[trunc(centre - support + 0.5), trunc(centre + support + 0.5))`
+//!   clamped to the image, and source pixel `s` gets the weight
+//!   `filter((s - centre + 0.5) / max(scale, 1))`. The weights of one
+//!   destination pixel are divided by their sum (see [`precompute_coeffs`]).
+//! * **Fixed point.** The normalised weights are converted to integers with
+//!   22 fractional bits (`32 - 8 - 2`), rounding half away from zero. Each
+//!   destination value is `(2^21 + Σ weight·pixel) >> 22`, clipped to `0..=255`
+//!   (see [`to_fixed_point`]).
+//! * **Passes.** Normally the horizontal pass runs first (only on the source
+//!   rows the vertical pass will read), its result is stored as `u8`, then the
+//!   vertical pass runs on it. Pillow 13 runs the vertical pass first when the
+//!   height loses more than twice as many pixels as the width
+//!   ([`horizontal_first`]); since each pass rounds to `u8`, the order changes
+//!   the result, so it is reproduced. A pass whose axis keeps its size is skipped, and an image
+//!   whose size does not change is returned unchanged.
+//! * **Filters** ([`Filter`]): box (support ½), bilinear / triangle (support 1),
+//!   Hamming (support 1), bicubic with `a = -0.5` (support 2) and Lanczos-3
+//!   (windowed sinc, support 3).
+//! * **Nearest** does not use the two passes: Pillow maps destination pixel `d`
+//!   to source pixel `trunc(scale / 2 + d · scale)`, the position being
+//!   accumulated by repeated addition of `scale` in `f64`; this module does the
+//!   same.
+
+use std::str::FromStr;
+
+use image::RgbImage;
+
+use crate::error::{Error, Result};
+
+/// Number of fractional bits of the fixed-point weights (Pillow's
+/// `PRECISION_BITS` = 32 − 8 − 2).
+pub const PRECISION_BITS: u32 = 22;
+
+/// A resampling filter of [`resize`], named as in Pillow's `Image.Resampling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Filter {
+    /// Nearest neighbour (`Image.NEAREST`).
+    Nearest,
+    /// Box, support ½ (`Image.BOX`).
+    Box,
+    /// Triangle, support 1 (`Image.BILINEAR`).
+    Bilinear,
+    /// Hamming-windowed sinc, support 1 (`Image.HAMMING`).
+    Hamming,
+    /// Cubic convolution with `a = -0.5`, support 2 (`Image.BICUBIC`).
+    Bicubic,
+    /// Lanczos-3 windowed sinc, support 3 (`Image.LANCZOS`).
+    Lanczos,
+}
+
+impl Filter {
+    /// Every filter, in Pillow's numbering order.
+    pub const ALL: [Filter; 6] =
+        [Filter::Nearest, Filter::Lanczos, Filter::Bilinear, Filter::Bicubic, Filter::Box, Filter::Hamming];
+
+    /// The lower-case name (`"bilinear"`, ...), accepted by [`FromStr`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Filter::Nearest => "nearest",
+            Filter::Box => "box",
+            Filter::Bilinear => "bilinear",
+            Filter::Hamming => "hamming",
+            Filter::Bicubic => "bicubic",
+            Filter::Lanczos => "lanczos",
+        }
+    }
+
+    /// Half width of the unscaled filter, in source pixels.
+    pub fn support(self) -> f64 {
+        match self {
+            Filter::Nearest => 0.0,
+            Filter::Box => 0.5,
+            Filter::Bilinear | Filter::Hamming => 1.0,
+            Filter::Bicubic => 2.0,
+            Filter::Lanczos => 3.0,
+        }
+    }
+
+    /// The filter kernel at offset `x` (in unscaled source pixels).
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            Filter::Nearest | Filter::Box => {
+                // Half-open interval (-½, ½]: exactly one of two neighbours
+                // at distance ½ gets the weight.
+                if x > -0.5 && x <= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bilinear => {
+                let x = x.abs();
+                if x < 1.0 {
+                    1.0 - x
+                } else {
+                    0.0
+                }
+            }
+            Filter::Hamming => {
+                let x = x.abs();
+                if x == 0.0 {
+                    1.0
+                } else if x >= 1.0 {
+                    0.0
+                } else {
+                    let px = x * std::f64::consts::PI;
+                    // Pillow writes the window constants as single-precision literals.
+                    px.sin() / px * (f64::from(0.54f32) + f64::from(0.46f32) * px.cos())
+                }
+            }
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                let x = x.abs();
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+            Filter::Lanczos => {
+                if (-3.0..3.0).contains(&x) {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+fn sinc(x: f64) -> f64 {
+    if x == 0.0 {
+        1.0
+    } else {
+        let px = x * std::f64::consts::PI;
+        px.sin() / px
+    }
+}
+
+impl std::fmt::Display for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Filter {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "nearest" => Ok(Filter::Nearest),
+            "box" => Ok(Filter::Box),
+            "bilinear" | "linear" | "triangle" => Ok(Filter::Bilinear),
+            "hamming" => Ok(Filter::Hamming),
+            "bicubic" | "cubic" => Ok(Filter::Bicubic),
+            "lanczos" | "antialias" => Ok(Filter::Lanczos),
+            _ => Err(Error::Invalid(format!(
+                "unknown interpolation {s:?}: expected nearest, box, bilinear, hamming, bicubic or lanczos"
+            ))),
+        }
+    }
+}
+
+/// Resampling weights of one axis (Pillow's `precompute_coeffs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coefficients {
+    /// Weights per destination pixel (the row length of [`Coefficients::weights`]).
+    pub ksize: usize,
+    /// Per destination pixel: first source index and number of source pixels read.
+    pub bounds: Vec<(usize, usize)>,
+    /// `out_size × ksize` normalised weights; entries past a pixel's count are 0.
+    pub weights: Vec<f64>,
+}
+
+/// Computes the normalised weights that map source pixels `in0..in1` of an axis
+/// of `in_size` pixels onto `out_size` destination pixels with `filter`.
+///
+/// `in0`/`in1` are single precision as in Pillow (its `box` argument); for a
+/// whole-image resize they are `0` and `in_size`. Returns an error for zero
+/// sizes or the nearest filter (which has no weights).
+pub fn precompute_coeffs(in_size: usize, in0: f32, in1: f32, out_size: usize, filter: Filter) -> Result<Coefficients> {
+    if in_size == 0 || out_size == 0 {
+        return Err(Error::Invalid(format!("cannot resample {in_size} pixels to {out_size}: sizes must be non-zero")));
+    }
+    if filter == Filter::Nearest {
+        return Err(Error::Invalid("the nearest filter has no resampling coefficients".into()));
+    }
+    let scale = f64::from(in1 - in0) / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = filter.support() * filterscale;
+    let ksize = support.ceil() as usize * 2 + 1;
+    let mut weights = vec![0.0f64; out_size * ksize];
+    let mut bounds = Vec::with_capacity(out_size);
+    let ss = 1.0 / filterscale;
+    for (xx, k) in weights.chunks_exact_mut(ksize).enumerate() {
+        let center = f64::from(in0) + (xx as f64 + 0.5) * scale;
+        // C casts truncate toward zero; negative starts are then clamped.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64);
+        let count = (xmax - xmin as i64).max(0) as usize;
+        let mut ww = 0.0;
+        for (x, w) in k.iter_mut().take(count).enumerate() {
+            *w = filter.eval((x as f64 + xmin as f64 - center + 0.5) * ss);
+            ww += *w;
+        }
+        if ww != 0.0 {
+            for w in k.iter_mut().take(count) {
+                *w /= ww;
+            }
+        }
+        bounds.push((xmin, count));
+    }
+    Ok(Coefficients { ksize, bounds, weights })
+}
+
+/// Converts normalised weights to Pillow's 8-bit fixed point:
+/// `round_half_away_from_zero(w · 2^22)`.
+pub fn to_fixed_point(weights: &[f64]) -> Vec<i32> {
+    let one = f64::from(1u32 << PRECISION_BITS);
+    weights
+        .iter()
+        .map(|&w| if w < 0.0 { (-0.5 + w * one) as i32 } else { (0.5 + w * one) as i32 })
+        .collect()
+}
+
+#[inline(always)]
+fn clip8(v: i32) -> u8 {
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
+/// Horizontal pass on packed RGB rows `row0..row0 + rows` of `src`.
+fn horizontal(src: &[u8], src_w: usize, row0: usize, rows: usize, c: &Coefficients, kk: &[i32]) -> Vec<u8> {
+    let out_w = c.bounds.len();
+    let mut out = vec![0u8; out_w * rows * 3];
+    let stride = src_w * 3;
+    for (r, orow) in out.chunks_exact_mut(out_w * 3).enumerate() {
+        let srow = &src[(row0 + r) * stride..(row0 + r + 1) * stride];
+        for (xx, (o, &(xmin, count))) in orow.chunks_exact_mut(3).zip(&c.bounds).enumerate() {
+            let k = &kk[xx * c.ksize..xx * c.ksize + count];
+            let px = &srow[xmin * 3..(xmin + count) * 3];
+            let (mut s0, mut s1, mut s2) = (HALF, HALF, HALF);
+            for (p, &w) in px.chunks_exact(3).zip(k) {
+                s0 += i32::from(p[0]) * w;
+                s1 += i32::from(p[1]) * w;
+                s2 += i32::from(p[2]) * w;
+            }
+            o[0] = clip8(s0);
+            o[1] = clip8(s1);
+            o[2] = clip8(s2);
+        }
+    }
+    out
+}
+
+/// Vertical pass on packed RGB `src` (`width` pixels wide); bounds are
+/// relative to the first row of `src`.
+fn vertical(src: &[u8], width: usize, c: &Coefficients, kk: &[i32]) -> Vec<u8> {
+    let stride = width * 3;
+    let out_h = c.bounds.len();
+    let mut out = vec![0u8; stride * out_h];
+    let mut acc = vec![0i32; stride];
+    for (yy, (orow, &(ymin, count))) in out.chunks_exact_mut(stride).zip(&c.bounds).enumerate() {
+        acc.fill(HALF);
+        for (t, &w) in kk[yy * c.ksize..yy * c.ksize + count].iter().enumerate() {
+            let srow = &src[(ymin + t) * stride..(ymin + t + 1) * stride];
+            for (a, &p) in acc.iter_mut().zip(srow) {
+                *a += i32::from(p) * w;
+            }
+        }
+        for (o, &a) in orow.iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+    }
+    out
+}
+
+/// Pass order of Pillow ≥ 13: the vertical pass runs first when the height
+/// shrinks by more than twice as many pixels as the width does
+/// (`h_in - h > 0 && h_in - h > 2 (w_in - w)`, signed), otherwise the
+/// horizontal pass runs first.
+pub fn horizontal_first(w_in: usize, h_in: usize, w: usize, h: usize) -> bool {
+    let dh = h_in as i64 - h as i64;
+    let dw = w_in as i64 - w as i64;
+    !(dh > 0 && dh > 2 * dw)
+}
+
+/// Nearest-neighbour source indices of Pillow's affine scaling path.
+fn nearest_indices(in_size: usize, out_size: usize) -> Vec<usize> {
+    let a = in_size as f64 / out_size as f64;
+    let mut pos = a * 0.5;
+    let mut v = Vec::with_capacity(out_size);
+    for _ in 0..out_size {
+        let i = if pos < 0.0 { 0 } else { (pos as usize).min(in_size - 1) };
+        v.push(i);
+        pos += a;
+    }
+    v
+}
+
+fn resize_nearest(img: &RgbImage, width: usize, height: usize) -> Vec<u8> {
+    let (w_in, h_in) = (img.width() as usize, img.height() as usize);
+    let xs = nearest_indices(w_in, width);
+    let ys = nearest_indices(h_in, height);
+    let src = img.as_raw();
+    let mut out = vec![0u8; width * height * 3];
+    for (orow, &y) in out.chunks_exact_mut(width * 3).zip(&ys) {
+        let srow = &src[y * w_in * 3..(y + 1) * w_in * 3];
+        for (o, &x) in orow.chunks_exact_mut(3).zip(&xs) {
+            o.copy_from_slice(&srow[x * 3..x * 3 + 3]);
+        }
+    }
+    out
+}
+
+/// Resizes an RGB image to `width × height` exactly as Pillow's
+/// `Image.resize((width, height), filter)` does for an `RGB` image.
+///
+/// Returns an error when a size is zero.
+pub fn resize(img: &RgbImage, width: u32, height: u32, filter: Filter) -> Result<RgbImage> {
+    let (w_in, h_in) = (img.width() as usize, img.height() as usize);
+    let (w, h) = (width as usize, height as usize);
+    if w == 0 || h == 0 || w_in == 0 || h_in == 0 {
+        return Err(Error::Invalid(format!(
+            "cannot resize a {w_in}x{h_in} image to {width}x{height}: sizes must be non-zero"
+        )));
+    }
+    if (w, h) == (w_in, h_in) {
+        return Ok(img.clone());
+    }
+    let data = if filter == Filter::Nearest {
+        resize_nearest(img, w, h)
+    } else {
+        let ch = precompute_coeffs(w_in, 0.0, w_in as f32, w, filter)?;
+        let mut cv = precompute_coeffs(h_in, 0.0, h_in as f32, h, filter)?;
+        let need_h = w != w_in;
+        let need_v = h != h_in;
+        let kh = to_fixed_point(&ch.weights);
+        let kv = to_fixed_point(&cv.weights);
+        if horizontal_first(w_in, h_in, w, h) {
+            if need_h {
+                let first = cv.bounds[0].0;
+                let last = cv.bounds[h - 1].0 + cv.bounds[h - 1].1;
+                for b in &mut cv.bounds {
+                    b.0 -= first;
+                }
+                let tmp = horizontal(img.as_raw(), w_in, first, last - first, &ch, &kh);
+                if need_v {
+                    vertical(&tmp, w, &cv, &kv)
+                } else {
+                    tmp
+                }
+            } else {
+                vertical(img.as_raw(), w_in, &cv, &kv)
+            }
+        } else {
+            // need_v is true here (the height shrinks).
+            let tmp = vertical(img.as_raw(), w_in, &cv, &kv);
+            if need_h {
+                horizontal(&tmp, w_in, 0, h, &ch, &kh)
+            } else {
+                tmp
+            }
+        }
+    };
+    RgbImage::from_raw(width, height, data)
+        .ok_or_else(|| Error::Invalid(format!("internal: buffer size of a {width}x{height} image")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bilinear_coefficients_by_hand() {
+        // 4 -> 2: scale 2, support 2, centre of d=0 at 1.0: xmin = trunc(-0.5) = 0,
+        // xmax = trunc(3.5) = 3; weights filter((x - 1 + 0.5) / 2) for x = 0, 1, 2:
+        // 1 - 0.25, 1 - 0.25, 1 - 0.75 = 0.75, 0.75, 0.25, normalised by 1.75.
+        let c = precompute_coeffs(4, 0.0, 4.0, 2, Filter::Bilinear).unwrap();
+        assert_eq!(c.ksize, 5);
+        assert_eq!(c.bounds, vec![(0, 3), (1, 3)]);
+        let w0 = &c.weights[0..3];
+        for (a, b) in w0.iter().zip([0.75 / 1.75, 0.75 / 1.75, 0.25 / 1.75]) {
+            assert!((a - b).abs() < 1e-15, "{a} vs {b}");
+        }
+        // d=1: centre 3.0, xmin = trunc(1.5) = 1, xmax = min(trunc(5.5), 4) = 4:
+        // x = 1, 2, 3 -> filter(-0.75), filter(-0.25), filter(0.25) = 0.25, 0.75, 0.75.
+        let w1 = &c.weights[5..8];
+        for (a, b) in w1.iter().zip([0.25 / 1.75, 0.75 / 1.75, 0.75 / 1.75]) {
+            assert!((a - b).abs() < 1e-15, "{a} vs {b}");
+        }
+        // Fixed point: 0.75/1.75 * 2^22 = 1797558.857... -> 1797559; 0.25/1.75 -> 599186.29 -> 599186.
+        let k = to_fixed_point(&c.weights[0..3]);
+        assert_eq!(k, vec![1797559, 1797559, 599186]);
+    }
+
+    #[test]
+    fn upscale_keeps_natural_support() {
+        // 2 -> 4 bilinear: scale 0.5, filterscale 1, support 1.
+        // d=0: centre 0.25, xmin = trunc(-0.25) = 0, xmax = trunc(1.75) = 1 -> one pixel, weight 1.
+        // d=1: centre 0.75, xmin = 0, xmax = trunc(2.25) = 2: filter(-0.25), filter(0.75) = 0.75, 0.25.
+        let c = precompute_coeffs(2, 0.0, 2.0, 4, Filter::Bilinear).unwrap();
+        assert_eq!(c.ksize, 3);
+        assert_eq!(c.bounds, vec![(0, 1), (0, 2), (0, 2), (1, 1)]);
+        assert_eq!(&c.weights[3..5], &[0.75, 0.25]);
+        let img = RgbImage::from_raw(2, 1, vec![0, 0, 0, 100, 100, 100]).unwrap();
+        let r = resize(&img, 4, 1, Filter::Bilinear).unwrap();
+        // 0.25 * 100 = 25 exactly (fixed point 2^20 * 100 + 2^21 >> 22 = 25).
+        assert_eq!(r.pixels().map(|p| p.0[0]).collect::<Vec<_>>(), vec![0, 25, 75, 100]);
+    }
+
+    #[test]
+    fn filter_values() {
+        assert_eq!(Filter::Bicubic.eval(0.0), 1.0);
+        // a = -0.5 at x = 1.5: ((1.5 - 5) * 1.5 + 8) * 1.5 - 4 = -0.125, times a = 0.0625... sign:
+        // (-5.25 + 8) * 1.5 - 4 = 0.125, times -0.5 = -0.0625.
+        assert!((Filter::Bicubic.eval(1.5) + 0.0625).abs() < 1e-15);
+        assert!((Filter::Bicubic.eval(0.5) - 0.5625).abs() < 1e-15);
+        assert_eq!(Filter::Lanczos.eval(3.0), 0.0);
+        assert!(Filter::Lanczos.eval(-3.0).abs() < 1e-15);
+        assert_eq!(Filter::Box.eval(0.5), 1.0);
+        assert_eq!(Filter::Box.eval(-0.5), 0.0);
+        for f in Filter::ALL {
+            assert_eq!(f.name().parse::<Filter>().unwrap(), f);
+        }
+        assert!("quadratic".parse::<Filter>().is_err());
+    }
+
+    #[test]
+    fn constant_image_stays_constant_and_identity_is_a_copy() {
+        let c = RgbImage::from_pixel(37, 23, image::Rgb([10, 200, 255]));
+        for f in Filter::ALL {
+            for (w, h) in [(5, 7), (100, 3), (37, 50), (1, 1)] {
+                let r = resize(&c, w, h, f).unwrap();
+                assert!(r.pixels().all(|p| p.0 == [10, 200, 255]), "{f} {w}x{h}");
+            }
+        }
+        let img = RgbImage::from_fn(7, 5, |x, y| image::Rgb([x as u8 * 10, y as u8 * 20, 3]));
+        assert_eq!(resize(&img, 7, 5, Filter::Lanczos).unwrap(), img);
+        assert!(resize(&img, 0, 5, Filter::Bilinear).is_err());
+    }
+
+    #[test]
+    fn pass_order_rule() {
+        // 3x1001 -> 256x256: height loses 745, width gains 253: vertical first.
+        assert!(!horizontal_first(3, 1001, 256, 256));
+        // 640x427 -> 256x256: 171 > 2 * 384 is false: horizontal first.
+        assert!(horizontal_first(640, 427, 256, 256));
+        // 640x427 -> 900x100: 327 > 2 * (-260): vertical first.
+        assert!(!horizontal_first(640, 427, 900, 100));
+        // Growing height: always horizontal first.
+        assert!(horizontal_first(10, 10, 1, 20));
+    }
+
+    #[test]
+    fn nearest_indices_by_hand() {
+        // 5 -> 2: step 2.5, positions 1.25, 3.75 -> 1, 3.
+        assert_eq!(nearest_indices(5, 2), vec![1, 3]);
+        // 2 -> 5: step 0.4, positions 0.2, 0.6, 1.0, 1.4, 1.8 -> 0, 0, 1, 1, 1.
+        assert_eq!(nearest_indices(2, 5), vec![0, 0, 1, 1, 1]);
+    }
+}
