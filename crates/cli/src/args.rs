@@ -64,6 +64,14 @@ pub enum Command {
     BenchNcut(crate::bench_ncut::BenchNcutArgs),
     /// Measure the ViT forward pass on random input (see BENCHMARKS.md).
     BenchVit(crate::bench_vit::BenchVitArgs),
+    /// Model weights: convert PyTorch checkpoints to safetensors, verify them, list the registry.
+    Weights(crate::weights::WeightsArgs),
+    /// Measure image decoding + preprocessing (images/s; see BENCHMARKS.md).
+    BenchPreprocess(crate::bench_preprocess::BenchPreprocessArgs),
+    /// Run an ImageNet classifier (ResNet-50, ViT/DeiT) on images: top-k, logits, features for `eval`.
+    Classify(Box<crate::classify::ClassifyArgs>),
+    /// GradCAM maps or input-gradient saliency of a classifier for a folder of images.
+    Gradcam(Box<crate::gradcam::GradcamArgs>),
 }
 
 /// How the score columns are to be read for set metrics.

@@ -37,6 +37,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Features(a) => crate::features::run(*a),
         Command::BenchNcut(a) => crate::bench_ncut::run(a),
         Command::BenchVit(a) => crate::bench_vit::run(a),
+        Command::Weights(a) => crate::weights::run(a),
+        Command::BenchPreprocess(a) => crate::bench_preprocess::run(a),
+        Command::Classify(a) => crate::classify::run(*a),
+        Command::Gradcam(a) => crate::gradcam::run(*a),
     }
 }
 

@@ -9,11 +9,16 @@
 mod args;
 mod bench;
 mod bench_ncut;
+mod bench_preprocess;
 mod bench_vit;
+mod classify;
 mod cmd;
 mod features;
+mod gradcam;
+mod nnio;
 mod output;
 mod proposals;
+mod weights;
 
 use std::process::ExitCode;
 

@@ -7,12 +7,14 @@
 //! here and checked against an independent numpy forward pass; image
 //! preprocessing, classifiers, gradients and the weight converter follow.
 
+pub mod classifier;
 pub mod error;
 pub mod gradcam;
 pub mod resnet;
 pub mod vit;
 pub mod vit_classifier;
 
+pub use classifier::{Classifier, Logits, CLASSIFIERS};
 pub use error::{Error, Result};
 pub use gradcam::{gradcam, input_gradient, upsample_normalize, CamLayout, CamTarget, GradCamOutput};
 pub use resnet::{ResNet, ResNetConfig, ResNetOutput};

@@ -1,0 +1,181 @@
+//! `labelscope classify` and `labelscope gradcam` end to end against the
+//! PyTorch peer pipeline (Pillow decoding, torchvision Resize/CenterCrop/
+//! ToTensor/Normalize, the tiny torchvision-layout ResNet of the nn parity
+//! fixture, GradCAM at layer4 via autograd), from the committed fixture made
+//! by `tests/reference/make_classify_fixture.py`; then `labelscope eval` on
+//! what `classify` wrote; and bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{labelscope, labelscope_err, labelscope_ok, repo_root};
+
+fn fixture() -> PathBuf {
+    repo_root().join("crates/cli/tests/fixtures/classify")
+}
+
+fn weights() -> PathBuf {
+    repo_root().join("crates/nn/tests/fixtures/resnet_torch/model.safetensors")
+}
+
+fn npy_f32(p: &Path) -> (Vec<usize>, Vec<f32>) {
+    let a = labelscope_core::npy::read_npy(p).unwrap();
+    (a.shape.clone(), a.to_f32_vec(p, "array").unwrap())
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn classify_matches_torchvision_pipeline_and_feeds_eval() {
+    let out = tempfile::tempdir().unwrap();
+    let images = fixture().join("images");
+    labelscope_ok(&[
+        "classify", "--model", "resnet", "--weights", s(&weights()), "--images", s(&images), "--out",
+        s(out.path()), "--recipe", "resize72-crop64", "--topk", "5", "--logits", "f32", "--features", "f16", "-q",
+    ]);
+    let names: Vec<String> =
+        std::fs::read_to_string(fixture().join("names.txt")).unwrap().lines().map(String::from).collect();
+    let listed: Vec<String> =
+        std::fs::read_to_string(out.path().join("images.txt")).unwrap().lines().map(String::from).collect();
+    assert_eq!(listed, names, "row order");
+    let (shape, got) = npy_f32(&out.path().join("logits.npy"));
+    let (eshape, want) = npy_f32(&fixture().join("logits.npy"));
+    assert_eq!(shape, eshape);
+    let d = max_diff(&got, &want);
+    eprintln!("classify logits vs torchvision+torch: max |diff| = {d:.3e}");
+    assert!(d <= 1e-4, "logits differ from the PyTorch pipeline by {d}");
+    // Top-5 from the torch logits, computed here.
+    let top = labelscope_core::npy::read_npy(&out.path().join("top5.npy")).unwrap();
+    assert_eq!(top.shape, vec![names.len(), 5]);
+    let top = top.to_f32_vec(&out.path().join("top5.npy"), "top5").unwrap();
+    for (i, row) in want.chunks(10).enumerate() {
+        let mut idx: Vec<usize> = (0..10).collect();
+        idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let got: Vec<usize> = top[i * 5..(i + 1) * 5].iter().map(|&v| v as usize).collect();
+        assert_eq!(got, idx[..5], "top-5 of {}", names[i]);
+    }
+    let (fshape, _) = npy_f32(&out.path().join("features.npy"));
+    assert_eq!(fshape, vec![names.len(), 64]);
+    // eval reads the outputs back: labels = torch's top-1 for the first three images, class 0 for the rest.
+    let mut labels = serde_json::Map::new();
+    let mut expect_correct = 0;
+    for (i, (name, row)) in names.iter().zip(want.chunks(10)).enumerate() {
+        let arg = (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+        let label = if i < 3 { arg } else { 0 };
+        expect_correct += usize::from(label == arg);
+        labels.insert(name.clone(), serde_json::json!([label]));
+    }
+    let lp = out.path().join("labels.json");
+    std::fs::write(&lp, serde_json::Value::Object(labels).to_string()).unwrap();
+    let json = labelscope_ok(&[
+        "eval", "--labels", s(&lp), "--predictions", s(&out.path().join("top5.npy")), "--images",
+        s(&out.path().join("images.txt")), "--json", "--no-breakdowns",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let row = v["rows"].as_array().unwrap().iter().find(|r| r["metric"] == "top1").expect("a top1 row");
+    assert_eq!(row["correct"].as_u64(), Some(expect_correct as u64), "{row}");
+    assert_eq!(row["total"].as_u64(), Some(names.len() as u64), "{row}");
+}
+
+#[test]
+fn gradcam_matches_torch_autograd() {
+    let out = tempfile::tempdir().unwrap();
+    labelscope_ok(&[
+        "gradcam", "--model", "resnet", "--weights", s(&weights()), "--images", s(&fixture().join("images")),
+        "--out", s(out.path()), "--recipe", "resize72-crop64", "--overlay", "--batch", "2", "-q",
+    ]);
+    let names: Vec<String> =
+        std::fs::read_to_string(fixture().join("names.txt")).unwrap().lines().map(String::from).collect();
+    let (_, want) = npy_f32(&fixture().join("cam.npy"));
+    let mut worst = 0f32;
+    for (i, name) in names.iter().enumerate() {
+        let id = labelscope_core::ids::join_key(name).to_string();
+        let (shape, got) = npy_f32(&out.path().join(format!("{id}.npy")));
+        assert_eq!(shape, vec![64, 64]);
+        worst = worst.max(max_diff(&got, &want[i * 4096..(i + 1) * 4096]));
+        let png = image::open(out.path().join(format!("{id}.png"))).unwrap();
+        assert_eq!((png.width(), png.height()), (64, 64));
+    }
+    eprintln!("gradcam maps vs torch: max |diff| = {worst:.3e}");
+    assert!(worst <= 1e-4, "GradCAM maps differ from torch by {worst}");
+    let tsv = std::fs::read_to_string(out.path().join("cams.tsv")).unwrap();
+    assert_eq!(tsv.lines().count(), names.len() + 1);
+    // Input-gradient saliency: a map in [0, 1] with both ends reached.
+    let sal = tempfile::tempdir().unwrap();
+    labelscope_ok(&[
+        "gradcam", "--model", "resnet", "--weights", s(&weights()), "--images", s(&fixture().join("images")),
+        "--out", s(sal.path()), "--recipe", "resize72-crop64", "--method", "input-gradient", "--class", "3", "-q",
+    ]);
+    let (_, m) = npy_f32(&sal.path().join("a_rgb.npy"));
+    let (mn, mx) = m.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    assert!(mn == 0.0 && (mx - 1.0).abs() < 1e-6, "{mn} {mx}");
+    assert!(std::fs::read_to_string(sal.path().join("cams.tsv")).unwrap().lines().skip(1).all(|l| l.split('\t').nth(1) == Some("3")));
+}
+
+#[test]
+fn bad_images_are_named_and_skippable() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = dir.path().join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    std::fs::copy(fixture().join("images/a_rgb.png"), imgs.join("a.png")).unwrap();
+    let full = std::fs::read(fixture().join("images/e_photo.jpg")).unwrap();
+    std::fs::write(imgs.join("b_truncated.jpg"), &full[..full.len() / 3]).unwrap();
+    std::fs::write(imgs.join("c_garbage.png"), b"this is not a png").unwrap();
+    let out = dir.path().join("out");
+    let w = weights();
+    let base = [
+        "classify", "--model", "resnet", "--weights", s(&w), "--images", s(&imgs), "--out", s(&out),
+        "--recipe", "resize72-crop64", "-q",
+    ];
+    let err = labelscope_err(&base);
+    assert!(err.contains("b_truncated.jpg") || err.contains("c_garbage.png"), "{err}");
+    assert!(!out.join("images.txt").exists() && !out.join("top5.npy").exists(), "no output without --skip-bad");
+    let mut args = base.to_vec();
+    args.push("--skip-bad");
+    let o = labelscope(&args);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("2 images could not be read"), "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("images.txt")).unwrap(), "a.png\n");
+    let skipped = std::fs::read_to_string(out.join("skipped.tsv")).unwrap();
+    assert!(skipped.contains("b_truncated.jpg") && skipped.contains("c_garbage.png"), "{skipped}");
+}
+
+#[test]
+fn wrong_weights_and_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let imgs = fixture().join("images");
+    // DINO ViT weights given as a ResNet.
+    let vit = repo_root().join("crates/nn/tests/fixtures/vit_torch/model.safetensors");
+    let err = labelscope_err(&["classify", "--model", "resnet50", "--weights", s(&vit), "--images", s(&imgs), "--out", s(dir.path())]);
+    assert!(err.contains("model.safetensors") && err.contains("conv1"), "{err}");
+    // The tiny ResNet is not a ResNet-50.
+    let err = labelscope_err(&["classify", "--model", "resnet50", "--weights", s(&weights()), "--images", s(&imgs), "--out", s(dir.path())]);
+    assert!(err.contains("expected ResNet-50"), "{err}");
+    let err = labelscope_err(&["classify", "--model", "alexnet", "--weights", s(&weights()), "--images", s(&imgs), "--out", s(dir.path())]);
+    assert!(err.contains("unknown classifier") && err.contains("resnet50"), "{err}");
+    let err = labelscope_err(&[
+        "classify", "--model", "resnet", "--weights", s(&weights()), "--images", s(&imgs), "--out", s(dir.path()),
+        "--recipe", "resize256-cropx",
+    ]);
+    assert!(err.contains("recipe"), "{err}");
+    let err = labelscope_err(&[
+        "classify", "--model", "resnet", "--weights", s(&weights()), "--images", s(&imgs), "--out", s(dir.path()),
+        "--device", "cuda",
+    ]);
+    assert!(err.contains("without CUDA") || err.contains("CUDA"), "{err}");
+    let err = labelscope_err(&[
+        "gradcam", "--model", "resnet", "--weights", s(&weights()), "--images", s(&imgs), "--out", s(dir.path()),
+        "--class", "10",
+    ]);
+    assert!(err.contains("--class"), "{err}");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing written on refused runs");
+}
