@@ -340,19 +340,6 @@ pub fn verify(
                 },
             },
         };
-        if let Some(c) = &recorded {
-            if *c != target.config {
-                return Err(Error::Model {
-                    path: path.to_path_buf(),
-                    model: target.name.clone(),
-                    message: format!(
-                        "the file's metadata records the architecture {}, expected {}",
-                        c.to_json(),
-                        target.config.to_json()
-                    ),
-                });
-            }
-        }
         let mut infos = BTreeMap::new();
         for name in st.names() {
             let a = st.read(&name)?;
@@ -360,6 +347,21 @@ pub fn verify(
                 Error::format(path, format!("tensor {name:?}"), format!("unsupported dtype {:?}", a.dtype))
             })?;
             infos.insert(name, TensorInfo { dtype, shape: a.shape.clone() });
+        }
+        // The tensors first (the error names the first bad one), then the recorded architecture.
+        check(path, &target, &infos)?;
+        if let Some(c) = &recorded {
+            if *c != target.config {
+                return Err(Error::Model {
+                    path: path.to_path_buf(),
+                    model: target.name.clone(),
+                    message: format!(
+                        "the tensors fit, but the metadata records the architecture {}, expected {}",
+                        c.to_json(),
+                        target.config.to_json()
+                    ),
+                });
+            }
         }
         (target, infos, md.get("source_sha256").cloned())
     };
