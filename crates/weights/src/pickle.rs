@@ -851,6 +851,22 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_container_is_read_in_full_both_times() {
+        // {'a': d, 'b': d} with d = {'k': 1}: d is fetched from the memo while still on the stack.
+        let b =
+            b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01}q\x02(X\x01\x00\x00\x00kq\x03K\x01uX\x01\x00\x00\x00bq\x04h\x02u.";
+        let v = p(b).unwrap();
+        let d = Value::Dict(vec![(Value::Str("k".into()), Value::Int(1))]);
+        assert_eq!((v.get("a"), v.get("b")), (Some(&d), Some(&d)));
+        // [d, d] with d = {'k': 7}: d is fetched after it left the stack.
+        let b = b"\x80\x02]q\x00}q\x01(X\x01\x00\x00\x00kq\x02K\x07uah\x01a.";
+        let d = Value::Dict(vec![(Value::Str("k".into()), Value::Int(7))]);
+        assert_eq!(p(b).unwrap(), Value::List(vec![d.clone(), d]));
+        // Trailing bytes after STOP are an error for a whole-file pickle.
+        assert!(p(b"N.N").unwrap_err().to_string().contains("follow the end"));
+    }
+
+    #[test]
     fn long1_decodes_negative_and_large() {
         assert_eq!(p(b"\x8a\x02\xff\xfe.").unwrap(), Value::Int(-257));
         assert_eq!(p(b"\x8a\x01\x80.").unwrap(), Value::Int(-128));
