@@ -45,6 +45,25 @@ pub enum WeightsCommand {
     Verify(VerifyArgs),
     /// List the registry: names, architectures, tensor and parameter counts, official files.
     List(ListArgs),
+    /// Download a checkpoint from a plain-HTTP mirror, checking its SHA-256 and tensors.
+    Fetch(FetchArgs),
+}
+
+/// `labelscope weights fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Registry model name.
+    #[arg(long, value_name = "NAME")]
+    pub model: String,
+    /// An http:// URL (default: the registry's, which is https and so refused with a hint).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Where to write the checkpoint (atomically).
+    #[arg(long, value_name = "FILE.pth")]
+    pub output: PathBuf,
+    /// Accept a file whose SHA-256 differs from the published one.
+    #[arg(long)]
+    pub allow_unofficial: bool,
 }
 
 /// Floating-point type of the converted tensors.
@@ -133,7 +152,15 @@ pub fn run(a: WeightsArgs) -> Result<()> {
         WeightsCommand::Convert(c) => convert(c),
         WeightsCommand::Verify(v) => verify(v),
         WeightsCommand::List(l) => list(l),
+        WeightsCommand::Fetch(f) => fetch(f),
     }
+}
+
+fn fetch(a: FetchArgs) -> Result<()> {
+    let r = labelscope_weights::fetch::fetch(&a.model, a.url.as_deref(), &a.output, a.allow_unofficial)?;
+    println!("{}: {} bytes from {}", a.output.display(), thousands(r.bytes), r.url);
+    println!("  SHA-256 {}: {}", r.sha256, checksum_text(&r.checksum));
+    Ok(())
 }
 
 fn load_config(m: &ModelArgs) -> Result<Option<ArchConfig>> {

@@ -233,3 +233,120 @@ fn bad_input_fails_cleanly() {
     let v = labelscope_ok(&["weights", "verify", &o, "--allow-unofficial"]);
     assert!(v.contains("ok, model resnet50: 267 tensors (267 BF16), 25,557,032 parameters"), "{v}");
 }
+
+/// A one-thread HTTP server on 127.0.0.1 answering each connection with the next
+/// of `responses` (raw bytes), then stopping. Returns its base URL.
+fn serve(responses: Vec<Vec<u8>>) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        for resp in responses {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut r = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = stream.write_all(&resp);
+        }
+    });
+    (url, h)
+}
+
+fn ok_response(body: &[u8]) -> Vec<u8> {
+    let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+#[test]
+fn fetch_from_a_local_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dino.pth");
+    let body = std::fs::read(fx("dino_vits16_expanded.pth")).unwrap();
+    // A redirect, then the file in chunked encoding.
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for c in body.chunks(5000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        chunked.extend_from_slice(c);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let redirect = b"HTTP/1.1 302 Found\r\nLocation: /mirror/dino.pth\r\nContent-Length: 0\r\n\r\n".to_vec();
+    let (url, h) = serve(vec![redirect, chunked]);
+    let t = labelscope_ok(&[
+        "weights",
+        "fetch",
+        "--model",
+        "dino_vits16",
+        "--url",
+        &format!("{url}/dino.pth"),
+        "--output",
+        s(&out),
+    ]);
+    h.join().unwrap();
+    assert!(t.contains(&format!("bytes from {url}/mirror/dino.pth")) && t.contains("no published checksum"), "{t}");
+    assert_eq!(std::fs::read(&out).unwrap(), body);
+    assert_eq!(files(dir.path()), vec![out.clone()]);
+    // The same bytes as a resnet50 download: the SHA-256 prefix 0676ba61 does not match.
+    let r50 = std::fs::read(fx("resnet50_expanded.pth")).unwrap();
+    let out2 = dir.path().join("r50.pth");
+    let (url, h) = serve(vec![ok_response(&r50)]);
+    let e = labelscope_err(&[
+        "weights",
+        "fetch",
+        "--model",
+        "resnet50",
+        "--url",
+        &format!("{url}/r.pth"),
+        "--output",
+        s(&out2),
+    ]);
+    h.join().unwrap();
+    assert!(e.contains("r50.pth") && e.contains("0676ba61") && e.contains("nothing was written"), "{e}");
+    // A body cut short (Content-Length says more).
+    let mut cut = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    cut.extend_from_slice(&body[..body.len() / 2]);
+    let (url, h) = serve(vec![cut]);
+    let e = labelscope_err(&[
+        "weights",
+        "fetch",
+        "--model",
+        "dino_vits16",
+        "--url",
+        &format!("{url}/d.pth"),
+        "--output",
+        s(&out2),
+    ]);
+    h.join().unwrap();
+    assert!(e.contains("cut short") && e.contains(&format!("{} of {} bytes", body.len() / 2, body.len())), "{e}");
+    // Another model's weights, a 404, and the registry's https URL.
+    let (url, h) = serve(vec![ok_response(&body), b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()]);
+    let e = labelscope_err(&[
+        "weights",
+        "fetch",
+        "--model",
+        "dino_vitb16",
+        "--url",
+        &format!("{url}/d.pth"),
+        "--output",
+        s(&out2),
+    ]);
+    assert!(e.contains("not a valid dino_vitb16 checkpoint") && e.contains("\"cls_token\""), "{e}");
+    let e = labelscope_err(&[
+        "weights",
+        "fetch",
+        "--model",
+        "dino_vits16",
+        "--url",
+        &format!("{url}/x.pth"),
+        "--output",
+        s(&out2),
+    ]);
+    h.join().unwrap();
+    assert!(e.contains("HTTP status 404"), "{e}");
+    let e = labelscope_err(&["weights", "fetch", "--model", "dino_vits16", "--output", s(&out2)]);
+    assert!(e.contains("https is not supported") && e.contains("dl.fbaipublicfiles.com"), "{e}");
+    assert_eq!(files(dir.path()), vec![out], "no partial download left");
+}

@@ -7,11 +7,13 @@
 //! * [`registry`]: known models (architecture, hyperparameters, official file,
 //!   checksum) and their expected tensor names and shapes;
 //! * [`convert()`]: the whole pipeline, [`verify()`] for existing files and
-//!   [`read_config()`] for model loaders ([`mod@convert`]).
+//!   [`read_config()`] for model loaders ([`mod@convert`]);
+//! * [`fetch`]: download over plain HTTP (a local mirror) with the same checks.
 #![warn(missing_docs)]
 
 pub mod convert;
 pub mod error;
+pub mod fetch;
 pub mod pickle;
 pub mod pth;
 pub mod registry;
