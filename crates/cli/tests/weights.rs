@@ -350,3 +350,59 @@ fn fetch_from_a_local_mirror() {
     assert!(e.contains("https is not supported") && e.contains("dl.fbaipublicfiles.com"), "{e}");
     assert_eq!(files(dir.path()), vec![out], "no partial download left");
 }
+
+/// The converted file loads in `labelscope features` (labelscope-nn) and gives
+/// the same features as the tensors torch saved (written by safetensors.torch).
+#[test]
+fn converted_weights_load_in_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiny.json");
+    std::fs::write(
+        &config,
+        r#"{"labelscope_arch": "dino_vit", "embed_dim": 8, "depth": 2, "num_heads": 2, "patch_size": 4, "img_size": 16, "mlp_hidden": 32}"#,
+    )
+    .unwrap();
+    let conv = dir.path().join("conv.safetensors");
+    let input = fx("tiny_dino_teacher.pth");
+    labelscope_ok(&[
+        "weights",
+        "convert",
+        "--config",
+        s(&config),
+        "--input",
+        &input,
+        "--output",
+        s(&conv),
+        "--dtype",
+        "f32",
+    ]);
+    let imgs = dir.path().join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    image::RgbImage::from_fn(36, 28, |x, y| image::Rgb([(x * 7) as u8, (y * 9) as u8, 90]))
+        .save(imgs.join("a.png"))
+        .unwrap();
+    let expected = fx("tiny_dino_expected.safetensors");
+    let mut outs = Vec::new();
+    for (k, w) in [s(&conv), expected.as_str()].into_iter().enumerate() {
+        let out = dir.path().join(format!("f{k}"));
+        let o = out.to_str().unwrap().to_string();
+        labelscope_ok(&[
+            "features",
+            "--arch",
+            "8:2:2:4",
+            "--weights",
+            w,
+            "--images",
+            s(&imgs),
+            "--size",
+            "32",
+            "--dtype",
+            "f32",
+            "-q",
+            "--out",
+            &o,
+        ]);
+        outs.push(std::fs::read(out.join("a.npy")).unwrap());
+    }
+    assert!(outs[0].len() > 128 && outs[0] == outs[1], "features from the converted file differ");
+}
