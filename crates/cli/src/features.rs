@@ -109,10 +109,8 @@ pub struct FeaturesArgs {
     quiet: bool,
 }
 
-const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-fn to_half_bits(v: f32) -> u16 {
+pub(crate) fn to_half_bits(v: f32) -> u16 {
     // Round to nearest even, with subnormals, infinities and NaN.
     let x = v.to_bits();
     let sign = ((x >> 16) & 0x8000) as u16;
@@ -199,6 +197,11 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
     let t0 = Instant::now();
     let (mut done, mut skipped, mut bad) = (0usize, 0usize, Vec::new());
     let g = a.size / cfg.patch;
+    let pre = labelscope_vision::preprocess::Preprocess::new(labelscope_vision::preprocess::Recipe::Fixed {
+        size: a.size as u32,
+    });
+    let decode_opts =
+        labelscope_vision::decode::DecodeOptions { exif_orientation: false, ..Default::default() };
     for path in mine {
         bar.inc(1);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -208,7 +211,9 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
             skipped += 1;
             continue;
         }
-        let img = match labelscope_vision::image::load_rgb(path) {
+        // CutLER's MaskCut: Image.open(path).convert("RGB") (no EXIF transpose),
+        // then resize((size, size), LANCZOS) and ImageNet normalisation.
+        let img = match labelscope_vision::decode::decode_file(path, &decode_opts) {
             Ok(i) => i,
             Err(e) if a.skip_bad => {
                 bad.push(format!("{e}"));
@@ -216,14 +221,8 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
-        let img = labelscope_vision::image::resize_rgb(&img, a.size as u32, a.size as u32)?;
-        let n = a.size * a.size;
-        let mut chw = vec![0f32; 3 * n];
-        for (i, p) in img.pixels().enumerate() {
-            for c in 0..3 {
-                chw[c * n + i] = (p.0[c] as f32 / 255.0 - MEAN[c]) / STD[c];
-            }
-        }
+        let mut chw = vec![0f32; pre.image_len()];
+        pre.run_into(&img, &mut chw)?;
         let x = Tensor::from_vec(chw, (1, 3, a.size, a.size), &dev)?;
         let o = vit.forward(&x)?;
         let t = match a.output {

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::resample::{resize, Filter};
+use crate::resample::{resize, resize_region, Filter};
 
 /// ImageNet channel means of torchvision's `Normalize`.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -201,10 +201,24 @@ impl Recipe {
     /// Applies the geometric part of the recipe with `filter`.
     pub fn apply(self, img: &RgbImage, filter: Filter) -> Result<RgbImage> {
         match self {
-            Recipe::ResizeCrop { resize: s, crop } => center_crop(&resize_shorter(img, s, filter)?, crop, crop),
-            Recipe::SquareCrop { square, crop } => center_crop(&resize(img, square, square, filter)?, crop, crop),
+            Recipe::ResizeCrop { resize: s, crop } => {
+                let (w, h) = shorter_side_size(img.width(), img.height(), s);
+                resize_then_crop(img, w, h, crop, filter)
+            }
+            Recipe::SquareCrop { square, crop } => resize_then_crop(img, square, square, crop, filter),
             Recipe::Fixed { size } => resize(img, size, size, filter),
         }
+    }
+}
+
+/// Resize to `w × h` then centre crop `crop × crop`; when the crop fits, only
+/// the cropped pixels are computed ([`resize_region`], same values).
+fn resize_then_crop(img: &RgbImage, w: u32, h: u32, crop: u32, filter: Filter) -> Result<RgbImage> {
+    if crop <= w && crop <= h {
+        let (left, top) = center_crop_offsets(w, h, crop, crop);
+        resize_region(img, w, h, filter, (left as u32, top as u32, crop, crop))
+    } else {
+        center_crop(&resize(img, w, h, filter)?, crop, crop)
     }
 }
 

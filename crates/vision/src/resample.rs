@@ -243,15 +243,64 @@ fn clip8(v: i32) -> u8 {
 
 const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
-/// Horizontal pass on packed RGB rows `row0..row0 + rows` of `src`.
-fn horizontal(src: &[u8], src_w: usize, row0: usize, rows: usize, c: &Coefficients, kk: &[i32]) -> Vec<u8> {
-    let out_w = c.bounds.len();
-    let mut out = vec![0u8; out_w * rows * 3];
+/// The coefficients of a run of consecutive destination pixels of one axis.
+#[derive(Clone, Copy)]
+struct Taps<'a> {
+    ksize: usize,
+    bounds: &'a [(usize, usize)],
+    kk: &'a [i32],
+}
+
+impl<'a> Taps<'a> {
+    fn new(c: &'a Coefficients, kk: &'a [i32], range: std::ops::Range<usize>) -> Self {
+        Taps { ksize: c.ksize, bounds: &c.bounds[range.clone()], kk: &kk[range.start * c.ksize..range.end * c.ksize] }
+    }
+    /// First and one-past-last source index read.
+    fn span(&self) -> (usize, usize) {
+        let first = self.bounds.iter().map(|b| b.0).min().unwrap_or(0);
+        let last = self.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
+        (first, last)
+    }
+}
+
+/// Horizontal pass on packed RGB rows `row0..row0 + rows` of `src`
+/// (`src_w` pixels wide); source indices of `t` are relative to column `col0`.
+/// Rows are processed four at a time so each coefficient is loaded once per
+/// four rows.
+fn horizontal(src: &[u8], src_w: usize, col0: usize, row0: usize, rows: usize, t: Taps<'_>) -> Vec<u8> {
+    let out_w = t.bounds.len();
+    let ostride = out_w * 3;
     let stride = src_w * 3;
-    for (r, orow) in out.chunks_exact_mut(out_w * 3).enumerate() {
-        let srow = &src[(row0 + r) * stride..(row0 + r + 1) * stride];
-        for (xx, (o, &(xmin, count))) in orow.chunks_exact_mut(3).zip(&c.bounds).enumerate() {
-            let k = &kk[xx * c.ksize..xx * c.ksize + count];
+    let mut out = vec![0u8; ostride * rows];
+    let mut r = 0;
+    while r + 4 <= rows {
+        let base = (row0 + r) * stride + col0 * 3;
+        for (xx, &(xmin, count)) in t.bounds.iter().enumerate() {
+            let k = &t.kk[xx * t.ksize..xx * t.ksize + count];
+            let mut s = [HALF; 12];
+            for (j, &w) in k.iter().enumerate() {
+                let o = base + (xmin + j) * 3;
+                for q in 0..4 {
+                    let p = &src[o + q * stride..o + q * stride + 3];
+                    s[q * 3] += i32::from(p[0]) * w;
+                    s[q * 3 + 1] += i32::from(p[1]) * w;
+                    s[q * 3 + 2] += i32::from(p[2]) * w;
+                }
+            }
+            for q in 0..4 {
+                let d = (r + q) * ostride + xx * 3;
+                out[d] = clip8(s[q * 3]);
+                out[d + 1] = clip8(s[q * 3 + 1]);
+                out[d + 2] = clip8(s[q * 3 + 2]);
+            }
+        }
+        r += 4;
+    }
+    for r in r..rows {
+        let srow = &src[(row0 + r) * stride + col0 * 3..(row0 + r + 1) * stride];
+        let orow = &mut out[r * ostride..(r + 1) * ostride];
+        for (xx, (o, &(xmin, count))) in orow.chunks_exact_mut(3).zip(t.bounds).enumerate() {
+            let k = &t.kk[xx * t.ksize..xx * t.ksize + count];
             let px = &srow[xmin * 3..(xmin + count) * 3];
             let (mut s0, mut s1, mut s2) = (HALF, HALF, HALF);
             for (p, &w) in px.chunks_exact(3).zip(k) {
@@ -267,17 +316,19 @@ fn horizontal(src: &[u8], src_w: usize, row0: usize, rows: usize, c: &Coefficien
     out
 }
 
-/// Vertical pass on packed RGB `src` (`width` pixels wide); bounds are
-/// relative to the first row of `src`.
-fn vertical(src: &[u8], width: usize, c: &Coefficients, kk: &[i32]) -> Vec<u8> {
-    let stride = width * 3;
-    let out_h = c.bounds.len();
-    let mut out = vec![0u8; stride * out_h];
-    let mut acc = vec![0i32; stride];
-    for (yy, (orow, &(ymin, count))) in out.chunks_exact_mut(stride).zip(&c.bounds).enumerate() {
+/// Vertical pass on columns `col0..col0 + cols` of packed RGB `src`
+/// (`src_w` pixels wide); source row indices of `t` are rows of `src`.
+fn vertical(src: &[u8], src_w: usize, col0: usize, cols: usize, t: Taps<'_>) -> Vec<u8> {
+    let stride = src_w * 3;
+    let ostride = cols * 3;
+    let out_h = t.bounds.len();
+    let mut out = vec![0u8; ostride * out_h];
+    let mut acc = vec![0i32; ostride];
+    for (yy, (orow, &(ymin, count))) in out.chunks_exact_mut(ostride).zip(t.bounds).enumerate() {
         acc.fill(HALF);
-        for (t, &w) in kk[yy * c.ksize..yy * c.ksize + count].iter().enumerate() {
-            let srow = &src[(ymin + t) * stride..(ymin + t + 1) * stride];
+        for (j, &w) in t.kk[yy * t.ksize..yy * t.ksize + count].iter().enumerate() {
+            let start = (ymin + j) * stride + col0 * 3;
+            let srow = &src[start..start + ostride];
             for (a, &p) in acc.iter_mut().zip(srow) {
                 *a += i32::from(p) * w;
             }
@@ -285,6 +336,21 @@ fn vertical(src: &[u8], width: usize, c: &Coefficients, kk: &[i32]) -> Vec<u8> {
         for (o, &a) in orow.iter_mut().zip(&acc) {
             *o = clip8(a);
         }
+    }
+    out
+}
+
+fn shifted<'a>(t: Taps<'a>, by: usize, store: &'a mut Vec<(usize, usize)>) -> Taps<'a> {
+    store.clear();
+    store.extend(t.bounds.iter().map(|&(m, c)| (m - by, c)));
+    Taps { bounds: store, ..t }
+}
+
+/// Copies the `cw × ch` window at `(x0, y0)` of a packed RGB image.
+fn crop_raw(src: &[u8], src_w: usize, x0: usize, y0: usize, cw: usize, ch: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cw * ch * 3);
+    for y in y0..y0 + ch {
+        out.extend_from_slice(&src[(y * src_w + x0) * 3..(y * src_w + x0 + cw) * 3]);
     }
     out
 }
@@ -312,73 +378,78 @@ fn nearest_indices(in_size: usize, out_size: usize) -> Vec<usize> {
     v
 }
 
-fn resize_nearest(img: &RgbImage, width: usize, height: usize) -> Vec<u8> {
-    let (w_in, h_in) = (img.width() as usize, img.height() as usize);
-    let xs = nearest_indices(w_in, width);
-    let ys = nearest_indices(h_in, height);
-    let src = img.as_raw();
-    let mut out = vec![0u8; width * height * 3];
-    for (orow, &y) in out.chunks_exact_mut(width * 3).zip(&ys) {
-        let srow = &src[y * w_in * 3..(y + 1) * w_in * 3];
-        for (o, &x) in orow.chunks_exact_mut(3).zip(&xs) {
-            o.copy_from_slice(&srow[x * 3..x * 3 + 3]);
-        }
-    }
-    out
-}
-
 /// Resizes an RGB image to `width × height` exactly as Pillow's
 /// `Image.resize((width, height), filter)` does for an `RGB` image.
 ///
 /// Returns an error when a size is zero.
 pub fn resize(img: &RgbImage, width: u32, height: u32, filter: Filter) -> Result<RgbImage> {
+    resize_region(img, width, height, filter, (0, 0, width, height))
+}
+
+/// The window `(x0, y0, w, h)` of [`resize`]'s result, computed without the
+/// pixels outside it (each destination pixel depends only on its own
+/// coefficients, so the values are the same as cropping the full result).
+/// Returns an error when a size is zero or the window leaves the image.
+pub fn resize_region(
+    img: &RgbImage,
+    width: u32,
+    height: u32,
+    filter: Filter,
+    region: (u32, u32, u32, u32),
+) -> Result<RgbImage> {
     let (w_in, h_in) = (img.width() as usize, img.height() as usize);
     let (w, h) = (width as usize, height as usize);
+    let (x0, y0, cw, ch) = (region.0 as usize, region.1 as usize, region.2 as usize, region.3 as usize);
     if w == 0 || h == 0 || w_in == 0 || h_in == 0 {
         return Err(Error::Invalid(format!(
             "cannot resize a {w_in}x{h_in} image to {width}x{height}: sizes must be non-zero"
         )));
     }
-    if (w, h) == (w_in, h_in) {
-        return Ok(img.clone());
+    if cw == 0 || ch == 0 || x0 + cw > w || y0 + ch > h {
+        return Err(Error::Invalid(format!(
+            "region {cw}x{ch} at ({x0}, {y0}) does not fit in a {width}x{height} image"
+        )));
     }
-    let data = if filter == Filter::Nearest {
-        resize_nearest(img, w, h)
-    } else {
-        let ch = precompute_coeffs(w_in, 0.0, w_in as f32, w, filter)?;
-        let mut cv = precompute_coeffs(h_in, 0.0, h_in as f32, h, filter)?;
-        let need_h = w != w_in;
-        let need_v = h != h_in;
-        let kh = to_fixed_point(&ch.weights);
-        let kv = to_fixed_point(&cv.weights);
-        if horizontal_first(w_in, h_in, w, h) {
-            if need_h {
-                let first = cv.bounds[0].0;
-                let last = cv.bounds[h - 1].0 + cv.bounds[h - 1].1;
-                for b in &mut cv.bounds {
-                    b.0 -= first;
-                }
-                let tmp = horizontal(img.as_raw(), w_in, first, last - first, &ch, &kh);
-                if need_v {
-                    vertical(&tmp, w, &cv, &kv)
-                } else {
-                    tmp
-                }
-            } else {
-                vertical(img.as_raw(), w_in, &cv, &kv)
-            }
-        } else {
-            // need_v is true here (the height shrinks).
-            let tmp = vertical(img.as_raw(), w_in, &cv, &kv);
-            if need_h {
-                horizontal(&tmp, w_in, 0, h, &ch, &kh)
-            } else {
-                tmp
+    let src = img.as_raw();
+    let data = if (w, h) == (w_in, h_in) {
+        crop_raw(src, w_in, x0, y0, cw, ch)
+    } else if filter == Filter::Nearest {
+        let xs = nearest_indices(w_in, w);
+        let ys = nearest_indices(h_in, h);
+        let mut out = Vec::with_capacity(cw * ch * 3);
+        for &y in &ys[y0..y0 + ch] {
+            let srow = &src[y * w_in * 3..(y + 1) * w_in * 3];
+            for &x in &xs[x0..x0 + cw] {
+                out.extend_from_slice(&srow[x * 3..x * 3 + 3]);
             }
         }
+        out
+    } else {
+        let chz = precompute_coeffs(w_in, 0.0, w_in as f32, w, filter)?;
+        let cvz = precompute_coeffs(h_in, 0.0, h_in as f32, h, filter)?;
+        let kh = to_fixed_point(&chz.weights);
+        let kv = to_fixed_point(&cvz.weights);
+        let th = Taps::new(&chz, &kh, x0..x0 + cw);
+        let tv = Taps::new(&cvz, &kv, y0..y0 + ch);
+        let need_h = w != w_in;
+        let need_v = h != h_in;
+        let mut store = Vec::new();
+        if !need_h {
+            vertical(src, w_in, x0, cw, tv)
+        } else if !need_v {
+            horizontal(src, w_in, 0, y0, ch, th)
+        } else if horizontal_first(w_in, h_in, w, h) {
+            let (first, last) = tv.span();
+            let tmp = horizontal(src, w_in, 0, first, last - first, th);
+            vertical(&tmp, cw, 0, cw, shifted(tv, first, &mut store))
+        } else {
+            let (first, last) = th.span();
+            let tmp = vertical(src, w_in, first, last - first, tv);
+            horizontal(&tmp, last - first, 0, 0, ch, shifted(th, first, &mut store))
+        }
     };
-    RgbImage::from_raw(width, height, data)
-        .ok_or_else(|| Error::Invalid(format!("internal: buffer size of a {width}x{height} image")))
+    RgbImage::from_raw(cw as u32, ch as u32, data)
+        .ok_or_else(|| Error::Invalid(format!("internal: buffer size of a {cw}x{ch} image")))
 }
 
 #[cfg(test)]
@@ -452,6 +523,26 @@ mod tests {
         let img = RgbImage::from_fn(7, 5, |x, y| image::Rgb([x as u8 * 10, y as u8 * 20, 3]));
         assert_eq!(resize(&img, 7, 5, Filter::Lanczos).unwrap(), img);
         assert!(resize(&img, 0, 5, Filter::Bilinear).is_err());
+    }
+
+    #[test]
+    fn region_equals_crop_of_full_resize() {
+        let mut v = 12345u32;
+        let img = RgbImage::from_fn(53, 41, |_, _| {
+            v = v.wrapping_mul(1664525).wrapping_add(1013904223);
+            image::Rgb([(v >> 24) as u8, (v >> 16) as u8, (v >> 8) as u8])
+        });
+        // Both pass orders, single-axis resizes and upscales.
+        for (w, h) in [(20, 30), (60, 10), (53, 17), (29, 41), (100, 90), (7, 3)] {
+            for f in Filter::ALL {
+                let full = resize(&img, w, h, f).unwrap();
+                let (x0, y0, cw, ch) = (w / 4, h / 3, w / 2 + 1, h / 2 + 1);
+                let r = resize_region(&img, w, h, f, (x0, y0, cw, ch)).unwrap();
+                let want = image::imageops::crop_imm(&full, x0, y0, cw, ch).to_image();
+                assert_eq!(r, want, "{f} {w}x{h}");
+            }
+        }
+        assert!(resize_region(&img, 10, 10, Filter::Bilinear, (5, 5, 6, 1)).is_err());
     }
 
     #[test]
