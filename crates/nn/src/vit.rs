@@ -36,6 +36,9 @@ use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
 
 use crate::error::{Error, Result};
 
+#[path = "fused.rs"]
+mod fused;
+
 /// Architecture of a ViT: the part every family shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VitConfig {
@@ -549,7 +552,14 @@ impl Vit {
             h = (h + a)?;
             let y = blk.norm2.forward(&h, diff)?;
             let mut m = match &blk.ffn {
-                FfnLayers::Mlp { fc1, fc2 } => fc2.forward(&fc1.forward(&y)?.gelu_erf()?)?,
+                FfnLayers::Mlp { fc1, fc2 } => {
+                    let a = match (diff, fc1.bias()) {
+                        // Fast path: the bias add fused into a multi-threaded GELU (same values).
+                        (false, Some(bias)) => fused::bias_gelu(&matmul_t(&y, fc1.weight())?, bias)?,
+                        _ => fc1.forward(&y)?.gelu_erf()?,
+                    };
+                    fc2.forward(&a)?
+                }
                 FfnLayers::SwiGlu { w12, w3, hidden } => {
                     let x12 = w12.forward(&y)?;
                     let x1 = x12.narrow(2, 0, *hidden)?;
@@ -569,6 +579,12 @@ impl Vit {
         let last_qkv = last_qkv.ok_or_else(|| Error::Invalid("the model has no blocks".into()))?;
         Ok(Trunk { tokens, last_qkv, grid: (gh, gw) })
     }
+}
+
+/// `x W^T` for `x` `[B, n, K]` and `W` `[M, K]` as one `[B·n, K] × [K, M]` product.
+fn matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, n, k) = x.dims3()?;
+    x.contiguous()?.reshape((b * n, k))?.matmul(&w.t()?)?.reshape((b, n, ()))
 }
 
 /// Memory-maps a `.safetensors` file as f32 on `device`.
