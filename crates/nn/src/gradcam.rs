@@ -74,7 +74,9 @@ fn class_score(logits: &Tensor, classes: &[usize]) -> Result<Tensor> {
         )));
     }
     if let Some((i, &k)) = classes.iter().enumerate().find(|(_, &k)| k >= n) {
-        return Err(Error::Invalid(format!("target class {k} of image {i} is out of range: the model has {n} classes")));
+        return Err(Error::Invalid(format!(
+            "target class {k} of image {i} is out of range: the model has {n} classes"
+        )));
     }
     let mut mask = vec![0f32; b * n];
     for (i, &k) in classes.iter().enumerate() {
@@ -88,9 +90,8 @@ fn class_score(logits: &Tensor, classes: &[usize]) -> Result<Tensor> {
 pub fn to_channels_first(t: &Tensor, layout: CamLayout) -> Result<Tensor> {
     match layout {
         CamLayout::ChannelsFirst => {
-            t.dims4().map_err(|_| {
-                Error::Shape(format!("GradCAM target of shape {:?}; expected [B, C, h, w]", t.dims()))
-            })?;
+            t.dims4()
+                .map_err(|_| Error::Shape(format!("GradCAM target of shape {:?}; expected [B, C, h, w]", t.dims())))?;
             Ok(t.clone())
         }
         CamLayout::Tokens { prefix, grid: (h, w) } => {
@@ -136,8 +137,10 @@ pub fn gradcam(model: &dyn CamTarget, x: &Tensor, classes: &[usize]) -> Result<G
 /// Resizes maps `[B, h, w]` to `size = (H, W)` (bilinear, `align_corners = false`) and scales each
 /// map to `[0, 1]` by its minimum and maximum (`(m - min) / (max - min)`; a constant map becomes 0).
 pub fn upsample_normalize(cams: &Tensor, size: (usize, usize)) -> Result<Tensor> {
-    let (b, _, _) = cams.dims3().map_err(|_| Error::Shape(format!("CAMs of shape {:?}; expected [B, h, w]", cams.dims())))?;
-    let up = cams.detach().to_dtype(DType::F32)?.unsqueeze(1)?.upsample_bilinear2d(size.0, size.1, false)?.squeeze(1)?;
+    let (b, _, _) =
+        cams.dims3().map_err(|_| Error::Shape(format!("CAMs of shape {:?}; expected [B, h, w]", cams.dims())))?;
+    let up =
+        cams.detach().to_dtype(DType::F32)?.unsqueeze(1)?.upsample_bilinear2d(size.0, size.1, false)?.squeeze(1)?;
     let flat = up.reshape((b, size.0 * size.1))?;
     let mn = flat.min_keepdim(1)?;
     let mx = flat.max_keepdim(1)?;

@@ -103,7 +103,18 @@ pub struct ResNetOutput {
 /// Source of named tensors with expected shapes.
 type Getter<'a> = dyn FnMut(&str, &[usize]) -> Result<Tensor> + 'a;
 
-fn conv_bn(get: &mut Getter, conv: &str, bn: &str, ci: usize, co: usize, k: usize, stride: usize, params: &mut usize) -> Result<Conv> {
+/// The GradCAM hook of [`CamTarget::forward_hooked`].
+type Hook<'a> = dyn FnMut(&Tensor) -> Result<Tensor> + 'a;
+
+/// Loads `conv` (`[co, ci, k, k]`, no bias) and BatchNorm `bn` and folds them; `dims = (ci, co, k, stride)`.
+fn conv_bn(
+    get: &mut Getter,
+    conv: &str,
+    bn: &str,
+    dims: (usize, usize, usize, usize),
+    params: &mut usize,
+) -> Result<Conv> {
+    let (ci, co, k, stride) = dims;
     let w = get(&format!("{conv}.weight"), &[co, ci, k, k])?.to_dtype(DType::F32)?;
     let gamma = get(&format!("{bn}.weight"), &[co])?.to_dtype(DType::F32)?;
     let beta = get(&format!("{bn}.bias"), &[co])?.to_dtype(DType::F32)?;
@@ -131,7 +142,7 @@ impl ResNet {
             return Err(Error::Invalid(format!("invalid ResNet configuration {cfg:?}")));
         }
         let mut params = 0;
-        let stem = conv_bn(get, "conv1", "bn1", 3, cfg.stem, 7, 2, &mut params)?;
+        let stem = conv_bn(get, "conv1", "bn1", (3, cfg.stem, 7, 2), &mut params)?;
         let mut inp = cfg.stem;
         let mut layers = Vec::with_capacity(4);
         for (l, (&n, &w)) in cfg.blocks.iter().zip(&cfg.widths).enumerate() {
@@ -140,11 +151,17 @@ impl ResNet {
             for i in 0..n {
                 let p = format!("layer{}.{i}", l + 1);
                 let s = if i == 0 { stride } else { 1 };
-                let conv1 = conv_bn(get, &format!("{p}.conv1"), &format!("{p}.bn1"), inp, w, 1, 1, &mut params)?;
-                let conv2 = conv_bn(get, &format!("{p}.conv2"), &format!("{p}.bn2"), w, w, 3, s, &mut params)?;
-                let conv3 = conv_bn(get, &format!("{p}.conv3"), &format!("{p}.bn3"), w, 4 * w, 1, 1, &mut params)?;
+                let conv1 = conv_bn(get, &format!("{p}.conv1"), &format!("{p}.bn1"), (inp, w, 1, 1), &mut params)?;
+                let conv2 = conv_bn(get, &format!("{p}.conv2"), &format!("{p}.bn2"), (w, w, 3, s), &mut params)?;
+                let conv3 = conv_bn(get, &format!("{p}.conv3"), &format!("{p}.bn3"), (w, 4 * w, 1, 1), &mut params)?;
                 let downsample = if i == 0 && (s != 1 || inp != 4 * w) {
-                    Some(conv_bn(get, &format!("{p}.downsample.0"), &format!("{p}.downsample.1"), inp, 4 * w, 1, s, &mut params)?)
+                    Some(conv_bn(
+                        get,
+                        &format!("{p}.downsample.0"),
+                        &format!("{p}.downsample.1"),
+                        (inp, 4 * w, 1, s),
+                        &mut params,
+                    )?)
                 } else {
                     None
                 };
@@ -197,16 +214,33 @@ impl ResNet {
     }
 
     /// Logits and pooled features for `x` `[B, 3, H, W]` (normalised RGB).
+    ///
+    /// Runs image by image (the activations of one image stay in cache, which is faster on CPU
+    /// than one product over the whole batch); the hooked pass runs the batch at once.
     pub fn forward(&self, x: &Tensor) -> Result<ResNetOutput> {
-        self.run(x, None)
+        let b = x.dims().first().copied().unwrap_or(0);
+        if b <= 1 || x.rank() != 4 {
+            return self.run(x, None);
+        }
+        let mut logits = Vec::with_capacity(b);
+        let mut features = Vec::with_capacity(b);
+        for i in 0..b {
+            let o = self.run(&x.narrow(0, i, 1)?, None)?;
+            logits.push(o.logits);
+            features.push(o.features);
+        }
+        Ok(ResNetOutput { logits: Tensor::cat(&logits, 0)?, features: Tensor::cat(&features, 0)? })
     }
 
-    fn run(&self, x: &Tensor, hook: Option<&mut dyn FnMut(&Tensor) -> Result<Tensor>>) -> Result<ResNetOutput> {
+    fn run(&self, x: &Tensor, hook: Option<&mut Hook>) -> Result<ResNetOutput> {
         let (b, c, h, w) = x
             .dims4()
             .map_err(|_| Error::Shape(format!("ResNet input of shape {:?}; expected [B, 3, H, W]", x.dims())))?;
         if c != 3 || h < 32 || w < 32 {
-            return Err(Error::Shape(format!("ResNet input of shape {:?}; expected [B, 3, H, W] with H, W ≥ 32", x.dims())));
+            return Err(Error::Shape(format!(
+                "ResNet input of shape {:?}; expected [B, 3, H, W] with H, W ≥ 32",
+                x.dims()
+            )));
         }
         if !matches!(x.device(), Device::Cpu) || !matches!(self.device, Device::Cpu) {
             return Err(Error::Invalid("the ResNet runtime runs on the CPU only".into()));
@@ -241,7 +275,11 @@ impl ResNet {
 
 impl CamTarget for ResNet {
     /// Target: the output of `layer4` (after the last block's ReLU), `[B, 4·width4, h, w]`.
-    fn forward_hooked(&self, x: &Tensor, hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<(Tensor, CamLayout)> {
+    fn forward_hooked(
+        &self,
+        x: &Tensor,
+        hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, CamLayout)> {
         let out = self.run(x, Some(hook))?;
         Ok((out.logits, CamLayout::ChannelsFirst))
     }
@@ -270,7 +308,10 @@ fn infer_config(t: &HashMap<String, Tensor>) -> std::result::Result<ResNetConfig
 }
 
 /// A getter over loaded tensors that names `path` and the tensor in its errors.
-fn tensor_getter(tensors: &HashMap<String, Tensor>, path: PathBuf) -> impl FnMut(&str, &[usize]) -> Result<Tensor> + '_ {
+fn tensor_getter(
+    tensors: &HashMap<String, Tensor>,
+    path: PathBuf,
+) -> impl FnMut(&str, &[usize]) -> Result<Tensor> + '_ {
     move |name: &str, shape: &[usize]| -> Result<Tensor> {
         let werr = |message: String| Error::Weights { path: path.clone(), message };
         let t = tensors.get(name).ok_or_else(|| werr(format!("missing tensor \"{name}\"")))?;

@@ -115,7 +115,10 @@ fn broken_weights_are_clear_errors() {
     let mut t = full.clone();
     t.insert("layer2.0.conv2.weight".into(), Tensor::zeros((8, 8, 3, 1), DType::F32, &Device::Cpu).unwrap());
     let msg = load_err(&t);
-    assert!(msg.contains("\"layer2.0.conv2.weight\"") && msg.contains("[8, 8, 3, 1]") && msg.contains("[8, 8, 3, 3]"), "{msg}");
+    assert!(
+        msg.contains("\"layer2.0.conv2.weight\"") && msg.contains("[8, 8, 3, 1]") && msg.contains("[8, 8, 3, 3]"),
+        "{msg}"
+    );
 
     let mut t = full.clone();
     t.remove("layer1.0.downsample.0.weight");
