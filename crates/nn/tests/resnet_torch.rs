@@ -152,3 +152,27 @@ fn resnet50_real_shapes() {
     assert_eq!(shape.unwrap(), vec![1, 2048, 7, 7]);
     assert_eq!(m.forward(&x).unwrap().features.dims(), &[1, 2048]);
 }
+
+/// Full-size check, run by hand: `LABELSCOPE_RESNET50_DIR` holds `resnet50.safetensors` (e.g. from
+/// `bench/resnet_compare.py`), `input.npy` and torchvision's `logits.npy` for it.
+#[test]
+fn resnet50_matches_pytorch_when_given() {
+    let Ok(dir) = std::env::var("LABELSCOPE_RESNET50_DIR") else {
+        eprintln!("skipping: LABELSCOPE_RESNET50_DIR is not set");
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let m = ResNet::load(&dir.join("resnet50.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(m.num_parameters(), 25_557_032);
+    let read = |n: &str| {
+        let p = dir.join(n);
+        let a = labelscope_core::npy::read_npy(&p).unwrap();
+        Tensor::from_vec(a.to_f32_vec(&p, "array").unwrap(), a.shape.clone(), &Device::Cpu).unwrap()
+    };
+    let want = read("logits.npy");
+    let got = m.forward(&read("input.npy")).unwrap().logits;
+    let d = (got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let mx = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    eprintln!("ResNet-50: max |diff| logits {d:.2e} (max |logit| {mx:.2})");
+    assert!(d <= 1e-3 * mx.max(1.0), "{d}");
+}
