@@ -154,7 +154,8 @@ fn resnet50_real_shapes() {
 }
 
 /// Full-size check, run by hand: `LABELSCOPE_RESNET50_DIR` holds `resnet50.safetensors` (e.g. from
-/// `bench/resnet_compare.py`), `input.npy` and torchvision's `logits.npy` for it.
+/// `bench/resnet_compare.py`), `input.npy` `[2, 3, 224, 224]` and torchvision's `logits.npy`, and
+/// `cam_raw.npy` / `input_grad.npy` (GradCAM at layer4, d score / d input) for classes [5, 700].
 #[test]
 fn resnet50_matches_pytorch_when_given() {
     let Ok(dir) = std::env::var("LABELSCOPE_RESNET50_DIR") else {
@@ -175,4 +176,15 @@ fn resnet50_matches_pytorch_when_given() {
     let mx = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     eprintln!("ResNet-50: max |diff| logits {d:.2e} (max |logit| {mx:.2})");
     assert!(d <= 1e-3 * mx.max(1.0), "{d}");
+    // GradCAM and input gradients for classes [5, 700] (torch autograd, float64).
+    let x = read("input.npy");
+    let cam = labelscope_nn::gradcam(&m, &x, &[5, 700]).unwrap().cams;
+    let g = labelscope_nn::input_gradient(&m, &x, &[5, 700]).unwrap();
+    for (name, got) in [("cam_raw.npy", cam), ("input_grad.npy", g)] {
+        let want = read(name);
+        let d = (got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let mx = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        eprintln!("ResNet-50: max |diff| {name} {d:.2e} (max {mx:.3e})");
+        assert!(d <= 1e-4 * mx, "{name}: {d}");
+    }
 }
