@@ -198,13 +198,16 @@ fn decode_other(
     Ok((img, orientation))
 }
 
+/// Maps a destination pixel `(x, y)` to its source pixel, given the source `(w, h)`.
+type SourceOf = fn(usize, usize, usize, usize) -> (usize, usize);
+
 /// Applies an EXIF orientation as `PIL.ImageOps.exif_transpose` does
 /// (2: mirror left–right, 3: rotate 180°, 4: mirror top–bottom, 5: transpose,
 /// 6: rotate 90° clockwise, 7: transverse, 8: rotate 90° counter-clockwise).
 pub fn apply_orientation(img: RgbImage, o: Orientation) -> RgbImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
     // Source pixel of destination (x, y) in the destination's frame.
-    let (dw, dh, map): (usize, usize, fn(usize, usize, usize, usize) -> (usize, usize)) = match o {
+    let (dw, dh, map): (usize, usize, SourceOf) = match o {
         Orientation::NoTransforms => return img,
         Orientation::FlipHorizontal => (w, h, |x, y, w, _| (w - 1 - x, y)),
         Orientation::Rotate180 => (w, h, |x, y, w, h| (w - 1 - x, h - 1 - y)),
