@@ -274,24 +274,40 @@ fn horizontal(src: &[u8], src_w: usize, col0: usize, row0: usize, rows: usize, t
     let mut out = vec![0u8; ostride * rows];
     let mut r = 0;
     while r + 4 <= rows {
-        let base = (row0 + r) * stride + col0 * 3;
+        let row = |q: usize| {
+            let start = (row0 + r + q) * stride + col0 * 3;
+            &src[start..(row0 + r + q + 1) * stride]
+        };
+        let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+        let (o01, o23) = out[r * ostride..(r + 4) * ostride].split_at_mut(2 * ostride);
+        let (o0, o1) = o01.split_at_mut(ostride);
+        let (o2, o3) = o23.split_at_mut(ostride);
         for (xx, &(xmin, count)) in t.bounds.iter().enumerate() {
             let k = &t.kk[xx * t.ksize..xx * t.ksize + count];
+            let span = xmin * 3..(xmin + count) * 3;
+            let (p0, p1, p2, p3) = (&r0[span.clone()], &r1[span.clone()], &r2[span.clone()], &r3[span]);
             let mut s = [HALF; 12];
-            for (j, &w) in k.iter().enumerate() {
-                let o = base + (xmin + j) * 3;
-                for q in 0..4 {
-                    let p = &src[o + q * stride..o + q * stride + 3];
-                    s[q * 3] += i32::from(p[0]) * w;
-                    s[q * 3 + 1] += i32::from(p[1]) * w;
-                    s[q * 3 + 2] += i32::from(p[2]) * w;
-                }
+            for ((((&w, a), b), c), d) in
+                k.iter().zip(p0.chunks_exact(3)).zip(p1.chunks_exact(3)).zip(p2.chunks_exact(3)).zip(p3.chunks_exact(3))
+            {
+                s[0] += i32::from(a[0]) * w;
+                s[1] += i32::from(a[1]) * w;
+                s[2] += i32::from(a[2]) * w;
+                s[3] += i32::from(b[0]) * w;
+                s[4] += i32::from(b[1]) * w;
+                s[5] += i32::from(b[2]) * w;
+                s[6] += i32::from(c[0]) * w;
+                s[7] += i32::from(c[1]) * w;
+                s[8] += i32::from(c[2]) * w;
+                s[9] += i32::from(d[0]) * w;
+                s[10] += i32::from(d[1]) * w;
+                s[11] += i32::from(d[2]) * w;
             }
-            for q in 0..4 {
-                let d = (r + q) * ostride + xx * 3;
-                out[d] = clip8(s[q * 3]);
-                out[d + 1] = clip8(s[q * 3 + 1]);
-                out[d + 2] = clip8(s[q * 3 + 2]);
+            let d = xx * 3;
+            for (q, o) in [&mut *o0, &mut *o1, &mut *o2, &mut *o3].into_iter().enumerate() {
+                o[d] = clip8(s[q * 3]);
+                o[d + 1] = clip8(s[q * 3 + 1]);
+                o[d + 2] = clip8(s[q * 3 + 2]);
             }
         }
         r += 4;
