@@ -47,9 +47,9 @@ fn collect(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .with_context(|| format!("cannot list {}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
-                    f.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "webp")
-                    })
+                    f.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "webp"))
                 })
                 .collect();
             v.sort();

@@ -63,8 +63,8 @@ impl Default for DecodeOptions {
 /// Reads and decodes an image file (see the [module docs](self)).
 pub fn decode_file(path: impl AsRef<Path>, opts: &DecodeOptions) -> Result<RgbImage> {
     let path = path.as_ref();
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::Image { path: path.to_path_buf(), message: format!("cannot read: {e}") })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Image { path: path.to_path_buf(), message: format!("cannot read: {e}") })?;
     decode_bytes(&bytes, path, opts)
 }
 
@@ -79,11 +79,7 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<R
     let (img, orientation) = match format {
         ImageFormat::Jpeg => decode_jpeg(bytes, opts).map_err(err)?,
         ImageFormat::Png | ImageFormat::WebP => decode_other(bytes, format, opts).map_err(err)?,
-        other => {
-            return Err(err(format!(
-                "unsupported image format {other:?}, expected a JPEG, PNG or WebP file"
-            )))
-        }
+        other => return Err(err(format!("unsupported image format {other:?}, expected a JPEG, PNG or WebP file"))),
     };
     Ok(if opts.exif_orientation { apply_orientation(img, orientation) } else { img })
 }
@@ -103,10 +99,7 @@ fn check_size(w: u64, h: u64, opts: &DecodeOptions) -> std::result::Result<(), S
 }
 
 fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> std::result::Result<(RgbImage, Orientation), String> {
-    let options = DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(usize::MAX)
-        .set_max_height(usize::MAX);
+    let options = DecoderOptions::default().set_strict_mode(true).set_max_width(usize::MAX).set_max_height(usize::MAX);
     let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     dec.decode_headers().map_err(|e| format!("cannot decode JPEG header: {e:?}"))?;
     let (w, h) = dec.dimensions().ok_or("cannot decode JPEG header: no frame")?;

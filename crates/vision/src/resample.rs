@@ -230,10 +230,7 @@ pub fn precompute_coeffs(in_size: usize, in0: f32, in1: f32, out_size: usize, fi
 /// `round_half_away_from_zero(w · 2^22)`.
 pub fn to_fixed_point(weights: &[f64]) -> Vec<i32> {
     let one = f64::from(1u32 << PRECISION_BITS);
-    weights
-        .iter()
-        .map(|&w| if w < 0.0 { (-0.5 + w * one) as i32 } else { (0.5 + w * one) as i32 })
-        .collect()
+    weights.iter().map(|&w| if w < 0.0 { (-0.5 + w * one) as i32 } else { (0.5 + w * one) as i32 }).collect()
 }
 
 #[inline(always)]

@@ -121,13 +121,8 @@ fn loader_keeps_order_and_reports_bad_files() {
         }
     }
     let pre = Preprocess::new(Recipe::Fixed { size: 16 });
-    let config = LoaderConfig {
-        preprocess: pre,
-        decode: DecodeOptions::default(),
-        batch_size: 3,
-        prefetch: 1,
-        threads: 2,
-    };
+    let config =
+        LoaderConfig { preprocess: pre, decode: DecodeOptions::default(), batch_size: 3, prefetch: 1, threads: 2 };
     let batches: Vec<_> = Loader::new(paths.clone(), config).unwrap().collect();
     assert_eq!(batches.iter().map(|b| b.start).collect::<Vec<_>>(), vec![0, 3, 6]);
     assert_eq!(batches.iter().map(|b| b.ok_count()).collect::<Vec<_>>(), vec![3, 2, 1]);

@@ -87,7 +87,11 @@ fn read_u8(dir: &Path, name: &str) -> Vec<u8> {
 }
 
 fn read_f32(dir: &Path, name: &str) -> Vec<f32> {
-    std::fs::read(dir.join(name)).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    std::fs::read(dir.join(name))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 fn is_jpeg(path: &str) -> bool {
@@ -185,7 +189,13 @@ fn preprocessing_matches_pillow() {
                 max_dec > JPEG_MAX_DECODE_DIFF || differing as f64 > JPEG_MAX_DIFF_FRACTION * n as f64
             };
             if bad {
-                let (i, _) = ours.as_raw().iter().zip(pil.as_raw()).enumerate().max_by_key(|(_, (a, b))| a.abs_diff(**b)).unwrap();
+                let (i, _) = ours
+                    .as_raw()
+                    .iter()
+                    .zip(pil.as_raw())
+                    .enumerate()
+                    .max_by_key(|(_, (a, b))| a.abs_diff(**b))
+                    .unwrap();
                 let (px, c) = (i / 3, i % 3);
                 failures.push(format!(
                     "JPEG decoding {name}: |Δ| histogram {hist:?}; max at x={} y={} c={c}",
