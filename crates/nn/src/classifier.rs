@@ -19,7 +19,8 @@ use crate::vit_classifier::{ClassifierArch, VitClassifier};
 
 /// The classifier names [`Classifier::load`] accepts, with what they are.
 pub const CLASSIFIERS: &[(&str, &str)] = &[
-    ("resnet50", "torchvision ResNet-50 (v1.5), GradCAM target layer4"),
+    ("resnet50", "torchvision ResNet-50 (v1.5; also resnet50_v2 weights), GradCAM target layer4"),
+    ("resnet", "any torchvision-layout Bottleneck ResNet (shapes read from the file)"),
     ("deit_small_patch16_224", "DeiT-S/16 (timm layout), GradCAM target blocks[-1].norm1"),
     ("deit_base_patch16_224", "DeiT-B/16 (timm layout), GradCAM target blocks[-1].norm1"),
     ("vit_small_patch16_224", "timm ViT-S/16, GradCAM target blocks[-1].norm1"),
@@ -47,7 +48,7 @@ impl Classifier {
     /// Loads the classifier `name` (one of [`CLASSIFIERS`]; `-` and `_` are alike) from `path`.
     pub fn load(name: &str, path: &Path, device: &Device) -> Result<Self> {
         let key = name.replace('-', "_");
-        if key == "resnet50" {
+        if key == "resnet50" || key == "resnet50_v2" {
             let model = ResNet::load(path, device)?;
             let cfg = model.config();
             if cfg.blocks != [3, 4, 6, 3] || cfg.widths != [64, 128, 256, 512] || cfg.stem != 64 {

@@ -17,13 +17,12 @@
 //!   `r = (255 - k) - (c · (255 - k)) / 255` per channel, the division being
 //!   the integer rounding `((t >> 8) + t) >> 8` of `t = c·(255-k) + 128`.
 //!   The stored samples are read raw from the decoder and this rule is
-//!   applied here. Adobe YCCK JPEGs are converted by the decoder (not
+//!   applied here. Adobe YCCK JPEGs are converted to CMYK by libjpeg (not
 //!   verified against Pillow).
 //!
-//! JPEGs are decoded with `zune-jpeg` (Pillow uses libjpeg-turbo; the two
-//! IDCT and chroma-upsampling implementations can differ by a few units on
-//! some pixels — the parity tests measure and report that separately from
-//! the resampling).
+//! JPEGs are decoded by libjpeg-turbo's decoder (see [`crate::jpeg`]), the
+//! library Pillow uses, with the same settings, so decoded pixels are
+//! identical to Pillow's; truncated JPEGs are refused as Pillow refuses them.
 //!
 //! Memory is bounded: the dimensions are read from the header and images with
 //! more than [`DecodeOptions::max_pixels`] pixels are refused before any pixel
@@ -33,11 +32,9 @@ use std::path::Path;
 
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, RgbImage};
-use zune_jpeg::zune_core::bytestream::ZCursor;
-use zune_jpeg::zune_core::colorspace::ColorSpace;
-use zune_jpeg::zune_core::options::DecoderOptions;
 
 use crate::error::{Error, Result};
+use crate::jpeg::JpegPixels;
 
 /// Pillow's decompression-bomb error threshold: `2 × Image.MAX_IMAGE_PIXELS`
 /// (`2 × 89,478,485` pixels).
@@ -99,28 +96,19 @@ fn check_size(w: u64, h: u64, opts: &DecodeOptions) -> std::result::Result<(), S
 }
 
 fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> std::result::Result<(RgbImage, Orientation), String> {
-    let options = DecoderOptions::default().set_strict_mode(true).set_max_width(usize::MAX).set_max_height(usize::MAX);
-    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    dec.decode_headers().map_err(|e| format!("cannot decode JPEG header: {e:?}"))?;
-    let (w, h) = dec.dimensions().ok_or("cannot decode JPEG header: no frame")?;
-    check_size(w as u64, h as u64, opts)?;
-    let orientation =
-        dec.exif().and_then(|chunk| Orientation::from_exif_chunk(chunk)).unwrap_or(Orientation::NoTransforms);
-    let input = dec.input_colorspace().ok_or("cannot decode JPEG header: no colour space")?;
-    let out_cs = match input {
-        ColorSpace::Luma | ColorSpace::LumaA => ColorSpace::Luma,
-        ColorSpace::CMYK => ColorSpace::CMYK,
-        _ => ColorSpace::RGB,
+    let d = crate::jpeg::decode_jpeg_libjpeg(bytes, |w, h| check_size(w as u64, h as u64, opts))?;
+    let orientation = d
+        .exif
+        .as_deref()
+        .and_then(|chunk| chunk.get(6..))
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    let rgb = match d.pixels {
+        JpegPixels::Grey => expand_grey(&d.data),
+        JpegPixels::Cmyk => cmyk_to_rgb_pillow(&d.data),
+        JpegPixels::Rgb => d.data,
     };
-    dec.set_options(dec.options().jpeg_set_out_colorspace(out_cs));
-    let raw = dec.decode().map_err(|e| format!("cannot decode JPEG: {e:?}"))?;
-    let n = w * h;
-    let rgb = match out_cs {
-        ColorSpace::Luma => expand_grey(&raw[..n]),
-        ColorSpace::CMYK => cmyk_to_rgb_pillow(&raw[..n * 4]),
-        _ => raw,
-    };
-    let img = RgbImage::from_raw(w as u32, h as u32, rgb).ok_or("decoded JPEG has the wrong buffer size")?;
+    let img = RgbImage::from_raw(d.width as u32, d.height as u32, rgb).ok_or("decoded JPEG has the wrong buffer size")?;
     Ok((img, orientation))
 }
 

@@ -17,6 +17,7 @@ pub mod crf;
 pub mod decode;
 pub mod error;
 pub mod image;
+pub mod jpeg;
 pub mod loader;
 pub mod mask;
 pub mod overlay;
