@@ -8,8 +8,11 @@ does not need torch):
 The peer pipeline is the one PyTorch users run: Pillow decoding
 (`Image.open(f).convert("RGB")`), torchvision `Resize(72)` (bilinear, the
 shorter side), `CenterCrop(64)`, `ToTensor`, `Normalize(ImageNet mean/std)`,
-then the tiny torchvision-layout ResNet of `make_resnet_torch_fixture.py`
-(its committed weights, float64). Images are generated with Pillow (smooth
+then a tiny torchvision-layout ResNet (the module tree of
+`make_resnet_torch_fixture.py` with stem 4, bottleneck widths 4/8/16/32, one
+block per layer, 10 classes; seeded random weights and BatchNorm statistics),
+saved with `torch.save(state_dict)` as `model.pth` so that the test runs it
+through `labelscope weights convert` first; float64 reference. Images are generated with Pillow (smooth
 colour fields with shapes, five sizes and modes: RGB, grey, RGBA, palette
 PNGs and a JPEG) and written into `images/`. Expected outputs (.npy, float32):
 `logits` [N, 10] in file-name order, `cam` [N, 64, 64] (GradCAM of each
@@ -17,7 +20,6 @@ image's top-1 class at layer4, upsampled bilinearly with
 align_corners=False and min-max scaled per image).
 """
 import os
-import struct
 import json
 import sys
 
@@ -29,24 +31,10 @@ from torchvision import transforms
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from make_resnet_torch_fixture import TinyResNet  # noqa: E402
+import make_resnet_torch_fixture as tiny  # noqa: E402
 
-WEIGHTS = os.path.join(HERE, "../../crates/nn/tests/fixtures/resnet_torch/model.safetensors")
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        body = f.read()
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        dt = {"F32": "<f4", "I64": "<i8"}[v["dtype"]]
-        out[k] = torch.from_numpy(np.frombuffer(body[a:b], dtype=dt).reshape(v["shape"]).copy())
-    return out
+# A ResNet the registry's config can describe: stem = width, widths = width * (1, 2, 4, 8).
+tiny.STEM, tiny.WIDTHS, tiny.BLOCKS, tiny.CLASSES = 4, (4, 8, 16, 32), (1, 1, 1, 1), 10
 
 
 def make_images(d, rng):
@@ -84,10 +72,23 @@ def main():
     out = sys.argv[1]
     rng = np.random.default_rng(5)
     names = make_images(os.path.join(out, "images"), rng)
-    model = TinyResNet()
-    sd = load_safetensors(WEIGHTS)
-    model.load_state_dict(sd)
+    torch.manual_seed(3)
+    model = tiny.TinyResNet()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.weight.copy_(1 + 0.3 * torch.randn(c))
+                m.bias.copy_(0.1 * torch.randn(c))
+                m.running_mean.copy_(0.2 * torch.randn(c))
+                m.running_var.copy_(1.0 + 2.0 * torch.rand(c))
+        model.fc.weight.mul_(3.0)
     model.eval()
+    torch.save(model.state_dict(), os.path.join(out, "model.pth"))
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump({"labelscope_arch": "resnet50", "layers": [1, 1, 1, 1], "num_classes": 10, "width": 4}, f)
     model = model.double()
     tf = transforms.Compose([transforms.Resize(72), transforms.CenterCrop(64), transforms.ToTensor(),
                              transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])

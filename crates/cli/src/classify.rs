@@ -80,16 +80,7 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
     let mut feat_dim = 0;
     for batch in loader {
         bar.inc(batch.paths.len() as u64);
-        for (i, o) in batch.outcomes.iter().enumerate() {
-            match o {
-                Ok(()) => names.push(items[batch.start + i].name.clone()),
-                Err(e) if a.input.skip_bad => bad.push((items[batch.start + i].name.clone(), e.to_string())),
-                Err(e) => {
-                    bar.abandon();
-                    bail!("{e} (use --skip-bad to leave unreadable images out)");
-                }
-            }
-        }
+        names.extend(nnio::batch_names(&batch, &items, a.input.skip_bad, &mut bad, &bar)?);
         let n = batch.ok_count();
         if n == 0 {
             continue;
@@ -137,13 +128,7 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
         bad.len(),
         a.out.display()
     );
-    if !bad.is_empty() {
-        for (name, e) in bad.iter().take(20) {
-            eprintln!("skipped {name}: {e}");
-        }
-        bail!("{} images could not be read (listed in {})", bad.len(), a.out.join("skipped.tsv").display());
-    }
-    Ok(())
+    nnio::report_bad(&bad, Some(&a.out.join("skipped.tsv")))
 }
 
 #[cfg(test)]

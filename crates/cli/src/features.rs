@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use labelscope_nn::{Vit, VitConfig, VitVariant};
@@ -107,42 +107,14 @@ pub struct FeaturesArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Device: cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
-
+/// f32 → IEEE half bits, round to nearest even.
 pub(crate) fn to_half_bits(v: f32) -> u16 {
-    // Round to nearest even, with subnormals, infinities and NaN.
-    let x = v.to_bits();
-    let sign = ((x >> 16) & 0x8000) as u16;
-    let exp = ((x >> 23) & 0xff) as i32;
-    let mant = x & 0x7f_ffff;
-    if exp == 0xff {
-        return sign | 0x7c00 | if mant != 0 { 0x200 } else { 0 };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        if e < -10 {
-            return sign;
-        }
-        let m = mant | 0x80_0000;
-        let shift = (14 - e) as u32;
-        let half = 1u32 << (shift - 1);
-        let rest = m & ((1 << shift) - 1);
-        let mut r = m >> shift;
-        if rest > half || (rest == half && r & 1 == 1) {
-            r += 1;
-        }
-        return sign | r as u16;
-    }
-    let mut r = ((e as u32) << 10) | (mant >> 13);
-    let rest = mant & 0x1fff;
-    if rest > 0x1000 || (rest == 0x1000 && r & 1 == 1) {
-        r += 1;
-    }
-    sign | r as u16
+    labelscope_core::npy::f32_to_f16(v)
 }
 
 /// Runs the command.
@@ -171,7 +143,7 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
         bail!("--size {} must be a positive multiple of the patch size {}", a.size, cfg.patch);
     }
     let shard = Shard::parse(&a.shard)?;
-    let dev = Device::Cpu;
+    let dev = crate::nnio::device(&a.device)?;
     let vit = Vit::from_safetensors_with(cfg, variant, &a.weights, &dev)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&a.images)
         .with_context(|| format!("reading {}", a.images.display()))?

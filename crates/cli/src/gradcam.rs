@@ -121,17 +121,7 @@ pub fn run(a: GradcamArgs) -> Result<()> {
     let (mut done, mut bad) = (0usize, Vec::new());
     for batch in loader {
         bar.inc(batch.paths.len() as u64);
-        let mut ok_names = Vec::new();
-        for (i, o) in batch.outcomes.iter().enumerate() {
-            match o {
-                Ok(()) => ok_names.push(items[batch.start + i].name.clone()),
-                Err(e) if a.input.skip_bad => bad.push((items[batch.start + i].name.clone(), e.to_string())),
-                Err(e) => {
-                    bar.abandon();
-                    bail!("{e} (use --skip-bad to leave unreadable images out)");
-                }
-            }
-        }
+        let ok_names = nnio::batch_names(&batch, &items, a.input.skip_bad, &mut bad, &bar)?;
         let n = ok_names.len();
         if n == 0 {
             continue;
@@ -181,13 +171,7 @@ pub fn run(a: GradcamArgs) -> Result<()> {
     nnio::write_text(&a.out.join("cams.tsv"), &tsv)?;
     let secs = t0.elapsed().as_secs_f64();
     eprintln!("{done} maps in {secs:.1} s ({:.2} images/s), {} unreadable → {}", done as f64 / secs.max(1e-9), bad.len(), a.out.display());
-    if !bad.is_empty() {
-        for (name, e) in bad.iter().take(20) {
-            eprintln!("skipped {name}: {e}");
-        }
-        bail!("{} images could not be read", bad.len());
-    }
-    Ok(())
+    nnio::report_bad(&bad, None)
 }
 
 #[cfg(test)]

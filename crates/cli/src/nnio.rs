@@ -192,6 +192,44 @@ pub fn write_text(path: &Path, text: &str) -> Result<()> {
     labelscope_core::atomic::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
+/// The names of a batch's images that loaded, in order. An unreadable image
+/// ends the run, or with `skip_bad` is recorded in `bad` as (name, error).
+pub fn batch_names(
+    batch: &labelscope_vision::loader::Batch,
+    items: &[ImageItem],
+    skip_bad: bool,
+    bad: &mut Vec<(String, String)>,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<String>> {
+    let mut names = Vec::with_capacity(batch.outcomes.len());
+    for (i, o) in batch.outcomes.iter().enumerate() {
+        let name = &items[batch.start + i].name;
+        match o {
+            Ok(()) => names.push(name.clone()),
+            Err(e) if skip_bad => bad.push((name.clone(), e.to_string())),
+            Err(e) => {
+                bar.abandon();
+                bail!("{e} (use --skip-bad to leave unreadable images out)");
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Prints the skipped images and fails when there are any.
+pub fn report_bad(bad: &[(String, String)], listed_in: Option<&Path>) -> Result<()> {
+    if bad.is_empty() {
+        return Ok(());
+    }
+    for (name, e) in bad.iter().take(20) {
+        eprintln!("skipped {name}: {e}");
+    }
+    match listed_in {
+        Some(p) => bail!("{} images could not be read (listed in {})", bad.len(), p.display()),
+        None => bail!("{} images could not be read", bad.len()),
+    }
+}
+
 /// A progress bar over `n` images (hidden with `quiet`).
 pub fn progress(n: usize, what: &str, quiet: bool) -> Result<indicatif::ProgressBar> {
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n as u64) };

@@ -1,9 +1,9 @@
-//! `labelscope classify` and `labelscope gradcam` end to end against the
-//! PyTorch peer pipeline (Pillow decoding, torchvision Resize/CenterCrop/
-//! ToTensor/Normalize, the tiny torchvision-layout ResNet of the nn parity
-//! fixture, GradCAM at layer4 via autograd), from the committed fixture made
-//! by `tests/reference/make_classify_fixture.py`; then `labelscope eval` on
-//! what `classify` wrote; and bad input.
+//! `labelscope weights convert` → `labelscope classify` / `labelscope gradcam`
+//! end to end against the PyTorch peer pipeline (Pillow decoding, torchvision
+//! Resize/CenterCrop/ToTensor/Normalize, a tiny torchvision-layout ResNet
+//! saved with `torch.save`, GradCAM at layer4 via autograd), from the
+//! committed fixture made by `tests/reference/make_classify_fixture.py`; then
+//! `labelscope eval` on what `classify` wrote; and bad input.
 
 mod common;
 
@@ -15,8 +15,21 @@ fn fixture() -> PathBuf {
     repo_root().join("crates/cli/tests/fixtures/classify")
 }
 
+/// The fixture's `model.pth` converted by `labelscope weights convert` (once per test process).
 fn weights() -> PathBuf {
-    repo_root().join("crates/nn/tests/fixtures/resnet_torch/model.safetensors")
+    static ONCE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("tiny_resnet.safetensors");
+        let f = fixture();
+        labelscope_ok(&[
+            "weights", "convert", "--config", s(&f.join("config.json")), "--input", s(&f.join("model.pth")),
+            "--output", s(&out),
+        ]);
+        (dir, out)
+    })
+    .1
+    .clone()
 }
 
 fn npy_f32(p: &Path) -> (Vec<usize>, Vec<f32>) {
@@ -63,7 +76,7 @@ fn classify_matches_torchvision_pipeline_and_feeds_eval() {
         assert_eq!(got, idx[..5], "top-5 of {}", names[i]);
     }
     let (fshape, _) = npy_f32(&out.path().join("features.npy"));
-    assert_eq!(fshape, vec![names.len(), 64]);
+    assert_eq!(fshape, vec![names.len(), 128]);
     // eval reads the outputs back: labels = torch's top-1 for the first three images, class 0 for the rest.
     let mut labels = serde_json::Map::new();
     let mut expect_correct = 0;

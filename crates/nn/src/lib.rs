@@ -1,11 +1,14 @@
-//! The neural runtime of labelscope: self-supervised ViTs (DINO layout) for
-//! patch features and attention keys, on candle, from local `.safetensors`
-//! weights. CPU by default; the `cuda` feature adds NVIDIA GPUs.
+//! The neural runtime of labelscope, on candle, from local `.safetensors`
+//! weights (CPU by default; the `cuda` feature adds NVIDIA GPUs):
 //!
-//! Work in progress (issue "Neural runtime"): the DINO ViT forward pass with
-//! position-embedding interpolation and last-block keys/queries/values is
-//! here and checked against an independent numpy forward pass; image
-//! preprocessing, classifiers, gradients and the weight converter follow.
+//! * [`vit`]: DINO, DINOv2 (registers, LayerScale, SwiGLU) and timm-layout
+//!   ViTs — CLS, register and patch tokens, the last block's q/k/v;
+//! * [`vit_classifier`]: timm ViT/DeiT classifiers; [`resnet`]: torchvision
+//!   Bottleneck ResNets; [`classifier`]: either, chosen by name;
+//! * [`gradcam`]: GradCAM and input gradients for any [`CamTarget`].
+//!
+//! Every model is checked against PyTorch on committed fixtures (see the
+//! crate's tests and `tests/reference/`).
 
 pub mod classifier;
 pub mod error;
