@@ -5,6 +5,8 @@
 //! scaled, and d score / d input, for score = Σ_b logits[b, class_b].
 //! Max |diff| ≤ 1e-4 (f32).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -17,9 +19,7 @@ fn fixture() -> PathBuf {
 }
 
 fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
-    let path = fixture().join(format!("{name}.npy"));
-    let a = labelscope_core::npy::read_npy(&path).unwrap();
-    (a.shape.clone(), a.to_f32_vec(&path, "array").unwrap())
+    common::npy(&fixture().join(format!("{name}.npy")))
 }
 
 fn tensor(name: &str) -> Tensor {

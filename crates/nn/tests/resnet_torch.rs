@@ -6,6 +6,8 @@
 //! the hooked gradient (`forward_hooked`) paths: max |diff| ≤ 1e-4 (f32).
 //! Also: clear errors for broken weights, and ResNet-50's real shapes.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -17,9 +19,7 @@ fn fixture() -> PathBuf {
 }
 
 fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
-    let path = fixture().join(format!("{name}.npy"));
-    let a = labelscope_core::npy::read_npy(&path).unwrap();
-    (a.shape.clone(), a.to_f32_vec(&path, "array").unwrap())
+    common::npy(&fixture().join(format!("{name}.npy")))
 }
 
 fn tensor(name: &str) -> Tensor {

@@ -11,22 +11,16 @@
 //! PyTorch forward hook + autograd, and the input gradient. Max |diff| ≤ 1e-4
 //! (for the gradients, channel weights and raw maps: ≤ 1e-4 × their largest |value|).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{max_diff, npy};
+use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use labelscope_nn::{
     gradcam, input_gradient, upsample_normalize, CamLayout, ClassifierArch, VitClassifier, VitConfig, VitVariant,
 };
 
-fn npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let a = labelscope_core::npy::read_npy(path).unwrap();
-    (a.shape.clone(), a.to_f32_vec(path, "array").unwrap())
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 fn max_abs(a: &[f32]) -> f32 {
     a.iter().map(|x| x.abs()).fold(0.0, f32::max)

@@ -12,20 +12,14 @@
 //! q/k/v without prefix tokens, on the fast and on the differentiable path.
 //! Max |diff| ≤ 1e-4 (f32).
 
+mod common;
+
+use common::{max_diff, npy};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use labelscope_nn::{Ffn, PosInterp, Vit, VitConfig, VitOutput, VitVariant};
 
-fn npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let a = labelscope_core::npy::read_npy(path).unwrap();
-    (a.shape.clone(), a.to_f32_vec(path, "array").unwrap())
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()

@@ -5,7 +5,10 @@
 //! needs the bicubic position-embedding interpolation. Max abs difference
 //! ≤ 1e-4 (f32). Skips without Python/numpy/scipy unless `CI=true`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{max_diff, npy};
+use std::path::PathBuf;
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
@@ -19,15 +22,6 @@ fn python() -> String {
     std::env::var("LABELSCOPE_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-fn npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let a = labelscope_core::npy::read_npy(path).unwrap();
-    (a.shape.clone(), a.to_f32_vec(path, "array").unwrap())
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 #[test]
 fn forward_matches_numpy() {
