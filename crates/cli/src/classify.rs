@@ -10,21 +10,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use clap::Args;
-use labelscope_nn::Classifier;
 use labelscope_vision::loader::Loader;
 
-use crate::nnio::{self, FloatDtype, InputArgs};
+use crate::nnio::{self, FloatDtype, InputArgs, ModelArgs};
 
 /// `labelscope classify`.
 #[derive(Debug, Args)]
 pub struct ClassifyArgs {
-    /// Classifier: resnet50, deit_small_patch16_224, deit_base_patch16_224, vit_small_patch16_224,
-    /// vit_base_patch16_224 (`labelscope weights list` shows them).
-    #[arg(long)]
-    model: String,
-    /// Weights in the model's layout (.safetensors; `labelscope weights convert` makes them from .pth).
-    #[arg(long, value_name = "FILE")]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     #[command(flatten)]
     input: InputArgs,
     /// Output folder: top{k}.npy, images.txt, skipped.tsv, and logits.npy / features.npy when asked.
@@ -57,19 +51,12 @@ pub fn top_k(row: &[f32], k: usize) -> Vec<i32> {
 
 /// Runs the command.
 pub fn run(a: ClassifyArgs) -> Result<()> {
-    let dev = nnio::device(&a.input.device)?;
-    let model = Classifier::load(&a.model, &a.weights, &dev)?;
+    let (model, dev, config) = a.model.load(&a.input)?;
     let classes = model.classes();
     if a.topk == 0 || a.topk > classes {
         bail!("--topk {} must be between 1 and the number of classes ({classes})", a.topk);
     }
-    let config = a.input.loader_config()?;
     let (w, h) = config.preprocess.recipe.output_size();
-    if let Some(p) = model.patch() {
-        if w as usize % p != 0 || h as usize % p != 0 {
-            bail!("--recipe {} gives {w}x{h} images, which {} cannot take: sides must be multiples of {p}", a.input.recipe, a.model);
-        }
-    }
     let items = nnio::list_images(&a.input.images)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let bar = nnio::progress(items.len(), "classify", a.input.quiet)?;

@@ -10,11 +10,10 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
 use labelscope_core::classes::ClassTable;
-use labelscope_nn::Classifier;
 use labelscope_vision::loader::Loader;
 use labelscope_vision::RgbImage;
 
-use crate::nnio::{self, InputArgs};
+use crate::nnio::{self, InputArgs, ModelArgs};
 
 /// Which map to compute.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -29,12 +28,8 @@ enum Method {
 /// `labelscope gradcam`.
 #[derive(Debug, Args)]
 pub struct GradcamArgs {
-    /// Classifier (as for `labelscope classify`).
-    #[arg(long)]
-    model: String,
-    /// Weights in the model's layout (.safetensors).
-    #[arg(long, value_name = "FILE")]
-    weights: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
     #[command(flatten)]
     input: InputArgs,
     /// Output folder: <id>.npy maps, <id>.png overlays (with --overlay) and cams.tsv.
@@ -87,8 +82,7 @@ fn overlay(chw: &[f32], map: &[f32], w: usize, h: usize, mean: [f32; 3], std: [f
 
 /// Runs the command.
 pub fn run(a: GradcamArgs) -> Result<()> {
-    let dev = nnio::device(&a.input.device)?;
-    let model = Classifier::load(&a.model, &a.weights, &dev)?;
+    let (model, dev, config) = a.model.load(&a.input)?;
     let classes = model.classes();
     let fixed_class = match a.class.as_str() {
         "predicted" => None,
@@ -103,15 +97,9 @@ pub fn run(a: GradcamArgs) -> Result<()> {
             }
         }
     };
-    let config = a.input.loader_config()?;
     let pre = config.preprocess;
     let (w, h) = pre.recipe.output_size();
     let (w, h) = (w as usize, h as usize);
-    if let Some(p) = model.patch() {
-        if w % p != 0 || h % p != 0 {
-            bail!("--recipe {} gives {w}x{h} images, which {} cannot take: sides must be multiples of {p}", a.input.recipe, a.model);
-        }
-    }
     let items = nnio::list_images(&a.input.images)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let bar = nnio::progress(items.len(), "gradcam", a.input.quiet)?;
@@ -127,14 +115,23 @@ pub fn run(a: GradcamArgs) -> Result<()> {
             continue;
         }
         let x = Tensor::from_vec(batch.data.clone(), (n, 3, h, w), &dev)?;
-        let logits = model.forward(&x)?.logits.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-        let targets: Vec<usize> = match fixed_class {
-            Some(k) => vec![k; n],
-            None => logits.iter().map(|r| crate::classify::top_k(r, 1)[0] as usize).collect(),
+        // The targets need a forward pass first unless the class is fixed; GradCAM's own
+        // (hooked) forward pass then gives the logits, so no second pass is run for them.
+        let mut logits = match fixed_class {
+            Some(_) if a.method == Method::Gradcam => None,
+            _ => Some(model.forward(&x)?.logits.to_device(&Device::Cpu)?.to_vec2::<f32>()?),
+        };
+        let targets: Vec<usize> = match (fixed_class, &logits) {
+            (Some(k), _) => vec![k; n],
+            (None, Some(l)) => l.iter().map(|r| crate::classify::top_k(r, 1)[0] as usize).collect(),
+            (None, None) => bail!("internal: no logits to choose the predicted classes from"),
         };
         let maps = match a.method {
             Method::Gradcam => {
                 let g = labelscope_nn::gradcam(&model, &x, &targets)?;
+                if logits.is_none() {
+                    logits = Some(g.logits.to_device(&Device::Cpu)?.to_vec2::<f32>()?);
+                }
                 labelscope_nn::upsample_normalize(&g.cams, (h, w))?
             }
             Method::InputGradient => {
@@ -148,6 +145,7 @@ pub fn run(a: GradcamArgs) -> Result<()> {
             }
         };
         let maps: Vec<f32> = maps.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+        let logits = logits.unwrap_or_default();
         for (j, name) in ok_names.iter().enumerate() {
             let id = labelscope_core::ids::join_key(name.rsplit('/').next().unwrap_or(name)).to_string();
             let map = &maps[j * h * w..(j + 1) * h * w];

@@ -63,6 +63,39 @@ impl InputArgs {
     }
 }
 
+/// The classifier options shared by `classify` and `gradcam`.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Classifier: resnet50, deit_small_patch16_224, deit_base_patch16_224, vit_small_patch16_224,
+    /// vit_base_patch16_224 (`labelscope weights list` shows them).
+    #[arg(long)]
+    pub model: String,
+    /// Weights in the model's layout (.safetensors; `labelscope weights convert` makes them from .pth).
+    #[arg(long, value_name = "FILE")]
+    pub weights: PathBuf,
+}
+
+impl ModelArgs {
+    /// Loads the classifier on the device of `input`, and the loader configuration of `input`,
+    /// checking that the model takes the recipe's images (ViT sides: multiples of the patch).
+    pub fn load(&self, input: &InputArgs) -> Result<(labelscope_nn::Classifier, Device, LoaderConfig)> {
+        let dev = device(&input.device)?;
+        let model = labelscope_nn::Classifier::load(&self.model, &self.weights, &dev)?;
+        let config = input.loader_config()?;
+        let (w, h) = config.preprocess.recipe.output_size();
+        if let Some(p) = model.patch() {
+            if w as usize % p != 0 || h as usize % p != 0 {
+                bail!(
+                    "--recipe {} gives {w}x{h} images, which {} cannot take: sides must be multiples of {p}",
+                    input.recipe,
+                    self.model
+                );
+            }
+        }
+        Ok((model, dev, config))
+    }
+}
+
 /// The candle device named by `--device`.
 pub fn device(spec: &str) -> Result<Device> {
     let s = spec.trim().to_ascii_lowercase();

@@ -121,6 +121,28 @@ fn gradcam_matches_torch_autograd() {
     assert!(worst <= 1e-4, "GradCAM maps differ from torch by {worst}");
     let tsv = std::fs::read_to_string(out.path().join("cams.tsv")).unwrap();
     assert_eq!(tsv.lines().count(), names.len() + 1);
+    // A fixed class (torch's top-1 of every image but b_grey): same maps; the logits in
+    // cams.tsv come from GradCAM's own forward pass and equal torch's.
+    let fixed = tempfile::tempdir().unwrap();
+    labelscope_ok(&[
+        "gradcam", "--model", "resnet", "--weights", s(&weights()), "--images", s(&fixture().join("images")),
+        "--out", s(fixed.path()), "--recipe", "resize72-crop64", "--class", "1", "-q",
+    ]);
+    let (_, logits) = npy_f32(&fixture().join("logits.npy"));
+    let tsv_fixed = std::fs::read_to_string(fixed.path().join("cams.tsv")).unwrap();
+    for (i, (name, line)) in names.iter().zip(tsv_fixed.lines().skip(1)).enumerate() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!((cols[0], cols[1]), (name.as_str(), "1"), "{line}");
+        let logit: f32 = cols[2].parse().unwrap();
+        assert!((logit - logits[i * 10 + 1]).abs() <= 1e-4, "{name}: logit {logit} vs torch {}", logits[i * 10 + 1]);
+        let top1 = (0..10).max_by(|&a, &b| logits[i * 10 + a].total_cmp(&logits[i * 10 + b])).unwrap();
+        if top1 == 1 {
+            let id = labelscope_core::ids::join_key(name).to_string();
+            let (_, got) = npy_f32(&fixed.path().join(format!("{id}.npy")));
+            let d = max_diff(&got, &want[i * 4096..(i + 1) * 4096]);
+            assert!(d <= 1e-4, "{name}: fixed-class GradCAM differs from torch by {d}");
+        }
+    }
     // Input-gradient saliency: a map in [0, 1] with both ends reached.
     let sal = tempfile::tempdir().unwrap();
     labelscope_ok(&[
