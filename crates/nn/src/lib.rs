@@ -13,13 +13,22 @@
 pub mod classifier;
 pub mod error;
 pub mod gradcam;
+pub mod head;
+pub mod optim;
 pub mod resnet;
+pub mod train;
 pub mod vit;
 pub mod vit_classifier;
 
 pub use classifier::{Classifier, Logits, CLASSIFIERS};
 pub use error::{Error, Result};
 pub use gradcam::{gradcam, input_gradient, upsample_normalize, CamLayout, CamTarget, GradCamOutput};
+pub use head::{HeadConfig, HeadKind, RegionHead};
+pub use optim::{cross_entropy, LrSchedule, Optimizer, OptimizerConfig};
 pub use resnet::{ResNet, ResNetConfig, ResNetOutput};
+pub use train::{
+    evaluate, train, ClassCounts, EpochSummary, HeldOutReport, Progress, RunOptions, StepStats, TrainConfig, TrainData,
+    TrainOutcome, Trainer,
+};
 pub use vit::{preset, Ffn, PosInterp, Vit, VitConfig, VitOutput, VitVariant};
 pub use vit_classifier::{ClassifierArch, ClassifierOutput, VitClassifier};
