@@ -81,9 +81,9 @@ impl OptimizerConfig {
         let bad = |m: String| Err(Error::Invalid(format!("optimizer: {m}")));
         match *self {
             OptimizerConfig::Sgd { lr, momentum, dampening, nesterov, weight_decay } => {
-                if !(lr >= 0.0) || !(momentum >= 0.0) || !(weight_decay >= 0.0) || !dampening.is_finite() {
+                if !nonneg(lr) || !nonneg(momentum) || !nonneg(weight_decay) || !dampening.is_finite() {
                     return bad(format!(
-                        "lr {lr}, momentum {momentum}, weight_decay {weight_decay} must be ≥ 0 (dampening {dampening} finite)"
+                        "lr {lr}, momentum {momentum}, weight_decay {weight_decay} must be finite and ≥ 0 (dampening {dampening} finite)"
                     ));
                 }
                 if nesterov && (momentum <= 0.0 || dampening != 0.0) {
@@ -91,8 +91,8 @@ impl OptimizerConfig {
                 }
             }
             OptimizerConfig::Adamw { lr, beta1, beta2, eps, weight_decay } => {
-                if !(lr >= 0.0) || !(eps >= 0.0) || !(weight_decay >= 0.0) {
-                    return bad(format!("lr {lr}, eps {eps}, weight_decay {weight_decay} must be ≥ 0"));
+                if !nonneg(lr) || !nonneg(eps) || !nonneg(weight_decay) {
+                    return bad(format!("lr {lr}, eps {eps}, weight_decay {weight_decay} must be finite and ≥ 0"));
                 }
                 if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
                     return bad(format!("betas ({beta1}, {beta2}) must be in [0, 1)"));
@@ -101,6 +101,10 @@ impl OptimizerConfig {
         }
         Ok(())
     }
+}
+
+fn nonneg(x: f64) -> bool {
+    x.is_finite() && x >= 0.0
 }
 
 /// One optimised parameter.

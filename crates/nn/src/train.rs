@@ -375,15 +375,28 @@ impl Trainer {
     /// One optimiser step on a batch `x` `[B, D]` with labels `y`: dropout
     /// mask of this step, forward, cross-entropy, backward, update at the
     /// scheduled rate `lr · factor(step)`.
+    ///
+    /// Errors (before any update): an empty batch, a label outside the
+    /// classes, a non-finite loss (naming the step).
     pub fn step(&mut self, x: &Tensor, y: &[u32]) -> Result<StepStats> {
+        if y.is_empty() {
+            return Err(Error::Shape(format!("step {}: empty batch", self.step)));
+        }
         let lr = self.optimizer.config().lr() * self.schedule.factor(self.step);
-        let mask = self.head.dropout_mask(x.dims().first().copied().unwrap_or(0), self.seed, self.step)?;
+        let mask = self.head.dropout_mask(y.len(), self.seed, self.step)?;
         let logits = self.head.forward_train(x, mask.as_ref())?;
         let loss = cross_entropy(&logits, y, self.smoothing)?;
+        let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(Error::Invalid(format!(
+                "step {}: the loss is {value} (non-finite features, or a learning rate too large?)",
+                self.step
+            )));
+        }
         let grads = loss.backward()?;
         self.optimizer.step(&grads, lr)?;
         self.step += 1;
-        Ok(StepStats { loss: loss.to_dtype(DType::F32)?.to_scalar::<f32>()?, lr })
+        Ok(StepStats { loss: value, lr })
     }
 
     /// Steps done.
@@ -607,7 +620,10 @@ pub fn train(
                 ))
             })?;
             check_checkpoint_config(json_path, &found, &want)?;
-            load_state(&mut trainer, st_path, &mut epoch_loss, steps_per_epoch, total_steps, device)?;
+            // No state file yet: the run stopped before its first checkpoint; start at step 0.
+            if st_path.exists() {
+                load_state(&mut trainer, st_path, &mut epoch_loss, steps_per_epoch, total_steps, device)?;
+            }
         } else {
             if json_path.exists() || st_path.exists() {
                 return Err(Error::Invalid(format!(

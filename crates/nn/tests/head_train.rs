@@ -52,10 +52,12 @@ fn resume_case(cfg: TrainConfig, head: HeadConfig, stops: &[u64], every: Option<
     assert_eq!(full.total_steps, 6 * cfg.epochs);
     assert_eq!(full.steps, full.total_steps);
 
-    // Interrupted at each step in `stops` (the callback says stop), then resumed.
+    // Interrupted after each step in `stops` (the callback says stop), then resumed.
     let mut run = RunOptions { checkpoint_dir: Some(dir.path().join("cut")), checkpoint_every: every, resume: false };
     for &stop in stops {
         let out = train(&data, head, &cfg, &run, &dev, |p| match p {
+            // Stop 0: before the first step (only checkpoint.json is written).
+            Progress::Start { .. } if stop == 0 => ControlFlow::Break(()),
             Progress::Step { step, .. } if *step == stop => ControlFlow::Break(()),
             _ => ControlFlow::Continue(()),
         })
@@ -113,10 +115,11 @@ fn base_config(optimizer: OptimizerConfig) -> TrainConfig {
 
 #[test]
 fn resume_mid_epoch_is_bit_identical_sgd_with_dropout() {
-    // Step 7 is the first batch of epoch 1, step 10 the middle of it, both
-    // with dropout active (so the dropout and shuffle streams must line up).
+    // Stop 0 is before any step; step 7 is the first batch of epoch 1, step
+    // 10 the middle of it, with dropout active (so the dropout and shuffle
+    // streams must line up).
     let cfg = base_config(OptimizerConfig::sgd_nesterov(0.05, 1e-3));
-    resume_case(cfg, mlp(6, 32, 3, 0.3), &[7, 10], None);
+    resume_case(cfg, mlp(6, 32, 3, 0.3), &[0, 7, 10], None);
 }
 
 #[test]
@@ -223,6 +226,23 @@ fn label_outside_the_head_is_refused_with_its_row() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("dimension 2") && err.contains("in_dim is 4"), "{err}");
+}
+
+#[test]
+fn non_finite_loss_and_empty_batch_are_refused_before_the_update() {
+    use labelscope_nn::{LrSchedule, Trainer};
+    let dev = Device::Cpu;
+    let head = RegionHead::new(HeadConfig::linear(2, 3), 0, &dev).unwrap();
+    let before = bits(&head);
+    let schedule = LrSchedule { warmup_steps: 0, start_factor: 0.0, min_factor: 0.0, total_steps: 10 };
+    let mut tr = Trainer::new(head, OptimizerConfig::sgd_nesterov(0.1, 0.0), true, schedule, 0.0, 0).unwrap();
+    let x = Tensor::from_vec(vec![1.0f32, f32::NAN], (1, 2), &dev).unwrap();
+    let err = tr.step(&x, &[0]).unwrap_err().to_string();
+    assert!(err.contains("step 0") && err.contains("NaN"), "{err}");
+    let empty = Tensor::zeros((0, 2), DType::F32, &dev).unwrap();
+    assert!(tr.step(&empty, &[]).unwrap_err().to_string().contains("empty batch"));
+    assert_eq!(tr.steps_done(), 0);
+    assert_eq!(bits(tr.head()), before);
 }
 
 #[test]
