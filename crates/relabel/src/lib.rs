@@ -6,6 +6,11 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
+pub mod ambiguity;
 pub mod error;
+pub mod output;
+pub mod pool;
+pub mod select;
 
 pub use error::{Error, Result};
