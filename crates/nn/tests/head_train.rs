@@ -259,6 +259,13 @@ fn mismatching_checkpoints_are_refused_naming_the_field() {
     assert!(err.contains("checkpoint.json") && err.contains("resume"), "{err}");
     run.resume = false;
     train(&data, head, &cfg, &run, &dev, no_progress).unwrap();
+    // Exactly the two checkpoint files, no temporary left behind.
+    let mut files: Vec<String> = std::fs::read_dir(dir.path().join("ck"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, vec!["checkpoint.json", "checkpoint.safetensors"]);
     // A fresh run into a directory holding a checkpoint.
     let err = train(&data, head, &cfg, &run, &dev, no_progress).unwrap_err().to_string();
     assert!(err.contains("already holds a checkpoint"), "{err}");
@@ -397,4 +404,22 @@ fn predict_topk_by_hand_and_save_load() {
     assert!(err.contains("fc.weight") && err.contains("[3, 2]") && err.contains("head.safetensors"), "{err}");
     let err = RegionHead::load_weights(mlp(2, 4, 3, 0.0), &p, &dev).unwrap_err().to_string();
     assert!(err.contains("missing tensor fc1.weight"), "{err}");
+}
+
+#[test]
+fn without_heldout_rows_the_report_is_empty() {
+    let data = separable(5);
+    let cfg = TrainConfig {
+        epochs: 2,
+        batch_size: 4,
+        heldout_fraction: 0.0,
+        ..TrainConfig::new(OptimizerConfig::adamw(1e-2, 0.0))
+    };
+    let out = train(&data, HeadConfig::linear(3, 4), &cfg, &RunOptions::default(), &Device::Cpu, no_progress).unwrap();
+    assert_eq!(out.report.rows, 0);
+    assert_eq!(out.report.top1_accuracy(), None);
+    assert_eq!(out.epochs.len(), 2);
+    assert!(out.epochs.iter().all(|e| e.heldout_top1.is_none() && e.mean_loss.is_finite()));
+    // 20 training rows / 4 → 5 steps per epoch.
+    assert_eq!(out.total_steps, 10);
 }
