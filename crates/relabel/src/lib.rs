@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod ambiguity;
+pub mod cache;
 pub mod error;
 pub mod output;
 pub mod pool;
