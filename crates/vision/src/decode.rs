@@ -81,6 +81,91 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<R
     Ok(if opts.exif_orientation { apply_orientation(img, orientation) } else { img })
 }
 
+/// Decodes an image of which only some pixels will be used.
+///
+/// `need(width, height)` gets the size of the image as it will be returned
+/// (after EXIF orientation when [`DecodeOptions::exif_orientation`] is set)
+/// and may return the half-open rectangle `(x0, y0, x1, y1)` of pixels the
+/// caller will read. For JPEGs only that part is reconstructed (see
+/// [`crate::jpeg::decode_jpeg_region`]): the returned image has the full size,
+/// its pixels inside the rectangle are identical to [`decode_bytes`]'s and
+/// the others are unspecified (black). Other formats are decoded whole.
+/// Errors are those of [`decode_bytes`].
+pub fn decode_bytes_partial(
+    bytes: &[u8],
+    path: &Path,
+    opts: &DecodeOptions,
+    need: impl FnOnce(u32, u32) -> Option<(u32, u32, u32, u32)>,
+) -> Result<RgbImage> {
+    let err = |message: String| Error::Image { path: path.to_path_buf(), message };
+    if bytes.is_empty() || image::guess_format(bytes).ok() != Some(ImageFormat::Jpeg) {
+        return decode_bytes(bytes, path, opts);
+    }
+    let mut orientation = Orientation::NoTransforms;
+    let region = |w: usize, h: usize, exif: Option<&[u8]>| {
+        if opts.exif_orientation {
+            orientation = exif_orientation(exif);
+        }
+        let (ow, oh) = if swaps_axes(orientation) { (h, w) } else { (w, h) };
+        let r = need(ow as u32, oh as u32)?;
+        let r = (r.0 as usize, r.1 as usize, r.2 as usize, r.3 as usize);
+        Some(stored_rect(orientation, w, h, r))
+    };
+    let d = crate::jpeg::decode_jpeg_region(bytes, |w, h| check_size(w as u64, h as u64, opts), region).map_err(err)?;
+    let img = jpeg_to_rgb(d).map_err(err)?;
+    Ok(apply_orientation(img, orientation))
+}
+
+fn exif_orientation(exif: Option<&[u8]>) -> Orientation {
+    exif.and_then(|chunk| chunk.get(6..)).and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms)
+}
+
+fn swaps_axes(o: Orientation) -> bool {
+    matches!(
+        o,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    )
+}
+
+/// Maps a rectangle of the oriented image to the stored (`w × h`) image's
+/// frame, following the pixel maps of [`apply_orientation`].
+fn stored_rect(o: Orientation, w: usize, h: usize, r: (usize, usize, usize, usize)) -> (usize, usize, usize, usize) {
+    let (x0, y0, x1, y1) = r;
+    let flip = |n: usize, a: usize, b: usize| (n.saturating_sub(b), n.saturating_sub(a));
+    match o {
+        Orientation::NoTransforms => r,
+        Orientation::FlipHorizontal => {
+            let (a, b) = flip(w, x0, x1);
+            (a, y0, b, y1)
+        }
+        Orientation::Rotate180 => {
+            let ((a, b), (c, d)) = (flip(w, x0, x1), flip(h, y0, y1));
+            (a, c, b, d)
+        }
+        Orientation::FlipVertical => {
+            let (c, d) = flip(h, y0, y1);
+            (x0, c, x1, d)
+        }
+        // dst(x, y) = src(y, x)
+        Orientation::Rotate90FlipH => (y0, x0, y1, x1),
+        // dst(x, y) = src(y, h - 1 - x)
+        Orientation::Rotate90 => {
+            let (c, d) = flip(h, x0, x1);
+            (y0, c, y1, d)
+        }
+        // dst(x, y) = src(w - 1 - y, h - 1 - x)
+        Orientation::Rotate270FlipH => {
+            let ((a, b), (c, d)) = (flip(w, y0, y1), flip(h, x0, x1));
+            (a, c, b, d)
+        }
+        // dst(x, y) = src(w - 1 - y, x)
+        Orientation::Rotate270 => {
+            let (a, b) = flip(w, y0, y1);
+            (a, x0, b, x1)
+        }
+    }
+}
+
 fn check_size(w: u64, h: u64, opts: &DecodeOptions) -> std::result::Result<(), String> {
     if w == 0 || h == 0 {
         return Err(format!("empty image ({w}x{h}), expected a non-empty image"));
@@ -97,19 +182,18 @@ fn check_size(w: u64, h: u64, opts: &DecodeOptions) -> std::result::Result<(), S
 
 fn decode_jpeg(bytes: &[u8], opts: &DecodeOptions) -> std::result::Result<(RgbImage, Orientation), String> {
     let d = crate::jpeg::decode_jpeg_libjpeg(bytes, |w, h| check_size(w as u64, h as u64, opts))?;
-    let orientation = d
-        .exif
-        .as_deref()
-        .and_then(|chunk| chunk.get(6..))
-        .and_then(Orientation::from_exif_chunk)
-        .unwrap_or(Orientation::NoTransforms);
+    let orientation = exif_orientation(d.exif.as_deref());
+    Ok((jpeg_to_rgb(d)?, orientation))
+}
+
+fn jpeg_to_rgb(d: crate::jpeg::DecodedJpeg) -> std::result::Result<RgbImage, String> {
     let rgb = match d.pixels {
         JpegPixels::Grey => expand_grey(&d.data),
         JpegPixels::Cmyk => cmyk_to_rgb_pillow(&d.data),
         JpegPixels::Rgb => d.data,
     };
-    let img = RgbImage::from_raw(d.width as u32, d.height as u32, rgb).ok_or("decoded JPEG has the wrong buffer size")?;
-    Ok((img, orientation))
+    RgbImage::from_raw(d.width as u32, d.height as u32, rgb)
+        .ok_or_else(|| "decoded JPEG has the wrong buffer size".into())
 }
 
 fn expand_grey(g: &[u8]) -> Vec<u8> {

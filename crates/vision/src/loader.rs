@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-use crate::decode::{decode_file, DecodeOptions};
+use crate::decode::DecodeOptions;
 use crate::error::{Error, Result};
 use crate::preprocess::Preprocess;
 
@@ -116,13 +116,7 @@ pub fn load_batch(start: usize, paths: &[PathBuf], config: &LoaderConfig) -> Bat
     let outcomes: Vec<Result<()>> = data
         .par_chunks_mut(len)
         .zip(paths.par_iter())
-        .map(|(out, path)| {
-            let img = decode_file(path, &config.decode)?;
-            config.preprocess.run_into(&img, out).map_err(|e| match e {
-                Error::Image { .. } => e,
-                other => Error::Image { path: path.clone(), message: other.to_string() },
-            })
-        })
+        .map(|(out, path)| config.preprocess.run_file(path, &config.decode, out))
         .collect();
     // Compact: keep the successful images, in order.
     let mut n_ok = 0;

@@ -13,12 +13,14 @@
 //! * [`Recipe`] names the recipes used by labelscope's models.
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use image::RgbImage;
 
+use crate::decode::{decode_bytes_partial, DecodeOptions};
 use crate::error::{Error, Result};
-use crate::resample::{resize, resize_region, Filter};
+use crate::resample::{resize, resize_region, resize_region_source, Filter};
 
 /// ImageNet channel means of torchvision's `Normalize`.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -289,6 +291,47 @@ impl Preprocess {
     pub fn image_len(&self) -> usize {
         let (w, h) = self.recipe.output_size();
         3 * w as usize * h as usize
+    }
+
+    /// The pixels of a `width × height` image that [`Preprocess::run_into`]
+    /// reads, as a half-open rectangle `(x0, y0, x1, y1)`; `None` when it
+    /// reads them all (or the sizes are invalid, which `run_into` reports).
+    pub fn source_rect(&self, width: u32, height: u32) -> Option<(u32, u32, u32, u32)> {
+        let (w, h, crop) = match self.recipe {
+            Recipe::ResizeCrop { resize: s, crop } => {
+                let (w, h) = shorter_side_size(width, height, s);
+                (w, h, crop)
+            }
+            Recipe::SquareCrop { square, crop } => (square, square, crop),
+            Recipe::Fixed { .. } => return None,
+        };
+        if crop > w || crop > h {
+            return None;
+        }
+        let (left, top) = center_crop_offsets(w, h, crop, crop);
+        let r = resize_region_source(width, height, w, h, self.filter, (left as u32, top as u32, crop, crop)).ok()?;
+        (r != (0, 0, width, height)).then_some(r)
+    }
+
+    /// Reads, decodes and preprocesses an image file into `out` (see
+    /// [`Preprocess::run_bytes`]).
+    pub fn run_file(&self, path: &Path, opts: &DecodeOptions, out: &mut [f32]) -> Result<()> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Image { path: path.to_path_buf(), message: format!("cannot read: {e}") })?;
+        self.run_bytes(&bytes, path, opts, out)
+    }
+
+    /// Decodes and preprocesses the content of an image file into `out`;
+    /// the same values as [`crate::decode::decode_bytes`] followed by
+    /// [`Preprocess::run_into`], but a JPEG is only reconstructed where the
+    /// recipe reads it ([`Preprocess::source_rect`]: for `resize256-crop224`
+    /// of a 4:3 photograph about 70% of the pixels). Errors name `path`.
+    pub fn run_bytes(&self, bytes: &[u8], path: &Path, opts: &DecodeOptions, out: &mut [f32]) -> Result<()> {
+        let img = decode_bytes_partial(bytes, path, opts, |w, h| self.source_rect(w, h))?;
+        self.run_into(&img, out).map_err(|e| match e {
+            Error::Image { .. } => e,
+            other => Error::Image { path: path.to_path_buf(), message: other.to_string() },
+        })
     }
 
     /// Geometry then normalisation of one decoded image into `out`

@@ -391,6 +391,53 @@ fn nearest_indices(in_size: usize, out_size: usize) -> Vec<usize> {
     v
 }
 
+/// The source pixels that [`resize_region`] reads to produce `region` of a
+/// `width × height` resize of a `w_in × h_in` image, as a half-open
+/// rectangle `(x0, y0, x1, y1)`: the union of the filter supports of the
+/// region's destination columns and rows (the region itself when an axis is
+/// not resized). Pixels outside it do not influence the result, so a decoder
+/// may leave them out.
+pub fn resize_region_source(
+    w_in: u32,
+    h_in: u32,
+    width: u32,
+    height: u32,
+    filter: Filter,
+    region: (u32, u32, u32, u32),
+) -> Result<(u32, u32, u32, u32)> {
+    let (x0, y0, cw, ch) = region;
+    if w_in == 0 || h_in == 0 || width == 0 || height == 0 {
+        return Err(Error::Invalid(format!(
+            "cannot resize a {w_in}x{h_in} image to {width}x{height}: sizes must be non-zero"
+        )));
+    }
+    if cw == 0 || ch == 0 || x0 + cw > width || y0 + ch > height {
+        return Err(Error::Invalid(format!(
+            "region {cw}x{ch} at ({x0}, {y0}) does not fit in a {width}x{height} image"
+        )));
+    }
+    let axis = |n_in: u32, n_out: u32, start: u32, len: u32| -> Result<(u32, u32)> {
+        if (width, height) == (w_in, h_in) || n_in == n_out {
+            return Ok((start, start + len));
+        }
+        if filter == Filter::Nearest {
+            let idx = nearest_indices(n_in as usize, n_out as usize);
+            let part = &idx[start as usize..(start + len) as usize];
+            let lo = part.iter().copied().min().unwrap_or(0);
+            let hi = part.iter().copied().max().unwrap_or(0) + 1;
+            return Ok((lo as u32, hi as u32));
+        }
+        let c = precompute_coeffs(n_in as usize, 0.0, n_in as f32, n_out as usize, filter)?;
+        let b = &c.bounds[start as usize..(start + len) as usize];
+        let lo = b.iter().map(|b| b.0).min().unwrap_or(0);
+        let hi = b.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
+        Ok((lo as u32, hi as u32))
+    };
+    let (sx0, sx1) = axis(w_in, width, x0, cw)?;
+    let (sy0, sy1) = axis(h_in, height, y0, ch)?;
+    Ok((sx0, sy0, sx1, sy1))
+}
+
 /// Resizes an RGB image to `width × height` exactly as Pillow's
 /// `Image.resize((width, height), filter)` does for an `RGB` image.
 ///
@@ -556,6 +603,38 @@ mod tests {
             }
         }
         assert!(resize_region(&img, 10, 10, Filter::Bilinear, (5, 5, 6, 1)).is_err());
+    }
+
+    #[test]
+    fn region_source_is_enough() {
+        // Every resized region computed from an image whose pixels outside the
+        // reported source rectangle are scrambled equals the region of the intact image.
+        let img = RgbImage::from_fn(37, 23, |x, y| image::Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, (x ^ y) as u8]));
+        for filter in Filter::ALL {
+            for &(w, h, region) in &[
+                (16u32, 11u32, (3u32, 2u32, 8u32, 6u32)),
+                (80, 50, (10, 5, 40, 30)),
+                (37, 11, (5, 1, 20, 7)),
+                (16, 23, (2, 4, 9, 12)),
+                (37, 23, (4, 4, 10, 10)),
+            ] {
+                let (sx0, sy0, sx1, sy1) = resize_region_source(37, 23, w, h, filter, region).unwrap();
+                assert!(sx0 < sx1 && sx1 <= 37 && sy0 < sy1 && sy1 <= 23);
+                let mut scrambled = img.clone();
+                for (x, y, p) in scrambled.enumerate_pixels_mut() {
+                    if x < sx0 || x >= sx1 || y < sy0 || y >= sy1 {
+                        p.0 = [255, 0, 255];
+                    }
+                }
+                let want = resize_region(&img, w, h, filter, region).unwrap();
+                let got = resize_region(&scrambled, w, h, filter, region).unwrap();
+                assert_eq!(want, got, "{filter:?} {w}x{h} {region:?}");
+                // And the rectangle is tight enough to matter: a downscale's region reads less than everything.
+                if w < 37 && h < 23 && region.2 < w / 2 + 1 {
+                    assert!(sx1 - sx0 < 37, "{filter:?} {w}x{h} {region:?}");
+                }
+            }
+        }
     }
 
     #[test]
