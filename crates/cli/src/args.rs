@@ -72,6 +72,10 @@ pub enum Command {
     Classify(Box<crate::classify::ClassifyArgs>),
     /// GradCAM maps or input-gradient saliency of a classifier for a folder of images.
     Gradcam(Box<crate::gradcam::GradcamArgs>),
+    /// Automatic multi-label relabeling: feature cache, training regions, region labeler, aggregation, outputs.
+    Relabel(crate::relabel::RelabelArgs),
+    /// Measure region pooling + labeler inference and head training (see BENCHMARKS.md).
+    BenchRelabel(crate::bench_relabel::BenchRelabelArgs),
 }
 
 /// How the score columns are to be read for set metrics.

@@ -18,6 +18,9 @@ mod gradcam;
 mod nnio;
 mod output;
 mod proposals;
+mod relabel;
+mod relabel_quality;
+mod bench_relabel;
 mod weights;
 
 use std::process::ExitCode;
