@@ -11,6 +11,18 @@ pub enum Error {
     /// An error of the core library (file formats, label sets, RLE).
     #[error(transparent)]
     Core(#[from] labelscope_core::Error),
+    /// An error of the neural runtime (models, the region head, training).
+    #[error(transparent)]
+    Nn(#[from] labelscope_nn::Error),
+    /// An error of the image library (decoding, overlays).
+    #[error(transparent)]
+    Vision(#[from] labelscope_vision::Error),
+    /// An error of the proposals library (proposal files, COCO).
+    #[error(transparent)]
+    Proposals(#[from] labelscope_proposals::Error),
+    /// A tensor operation failed.
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
