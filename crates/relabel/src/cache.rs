@@ -60,6 +60,9 @@
 //! checks that the shard holds exactly its list of images and writes the
 //! completion marker. [`finalize`] checks that every shard is complete and
 //! that the ids of all shards together equal the manifest.
+//! One writer per shard at a time: shards are independent files, so
+//! different shards can be written concurrently (one process each), but two
+//! writers of the same shard are not detected and would interleave records.
 //!
 //! ## Reading
 //! [`FeatureCache::open`] reads `cache.json` and every shard's index, maps
@@ -99,7 +102,9 @@
 //!             out[r["id"]] = feats[s : s + r["h"] * r["w"]].reshape(r["h"], r["w"], dim)
 //!     return meta, out
 //! ```
-//! (`safetensors.numpy.load_file(path)["features"]` reads the same tensor.)
+//! (`safetensors.numpy.load_file(path)["features"]` reads the same tensor;
+//! checked by hand with safetensors 0.8, also on a shard that is still being
+//! written, whose header always describes the rows synced so far.)
 //! The committed script `tests/reference/read_feature_cache.py` does this and
 //! is run by the tests on a cache written here.
 
@@ -734,7 +739,8 @@ pub struct Recovery {
     pub dropped_records: usize,
     /// Bytes cut from the end of the index log.
     pub index_bytes_cut: u64,
-    /// Bytes cut from the end of the data file (negative growth is not counted).
+    /// Bytes cut from the end of the data file (a file shorter than its
+    /// header is re-grown to the header, which counts as 0 here).
     pub data_bytes_cut: u64,
     /// Whether a completion marker that no longer matched the files was removed.
     pub stale_marker_removed: bool,
