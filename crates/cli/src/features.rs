@@ -110,6 +110,10 @@ pub struct FeaturesArgs {
     /// Device: cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Precision of the weights and the computation (f16/bf16: faster on GPUs, features within
+    /// half-precision rounding of f32's).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: crate::nnio::Precision,
 }
 
 /// f32 → IEEE half bits, round to nearest even.
@@ -144,7 +148,10 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
     }
     let shard = Shard::parse(&a.shard)?;
     let dev = crate::nnio::device(&a.device)?;
-    let vit = Vit::from_safetensors_with(cfg, variant, &a.weights, &dev)?;
+    let mut vit = Vit::from_safetensors_with(cfg, variant, &a.weights, &dev)?;
+    if a.precision != crate::nnio::Precision::F32 {
+        vit = vit.to_dtype(a.precision.dtype())?;
+    }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&a.images)
         .with_context(|| format!("reading {}", a.images.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -172,8 +179,7 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
     let pre = labelscope_vision::preprocess::Preprocess::new(labelscope_vision::preprocess::Recipe::Fixed {
         size: a.size as u32,
     });
-    let decode_opts =
-        labelscope_vision::decode::DecodeOptions { exif_orientation: false, ..Default::default() };
+    let decode_opts = labelscope_vision::decode::DecodeOptions { exif_orientation: false, ..Default::default() };
     for path in mine {
         bar.inc(1);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -63,6 +63,28 @@ impl InputArgs {
     }
 }
 
+/// Precision of a model's weights and computation (`--precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// 32-bit floats (the default; the only choice for gradients and ResNets).
+    F32,
+    /// IEEE half precision (ViTs; meant for GPUs).
+    F16,
+    /// bfloat16 (ViTs; CUDA devices only).
+    Bf16,
+}
+
+impl Precision {
+    /// The candle dtype.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::F16 => candle_core::DType::F16,
+            Precision::Bf16 => candle_core::DType::BF16,
+        }
+    }
+}
+
 /// The classifier options shared by `classify` and `gradcam`.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
@@ -73,6 +95,10 @@ pub struct ModelArgs {
     /// Weights in the model's layout (.safetensors; `labelscope weights convert` makes them from .pth).
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
+    /// Precision of the weights and the computation: f16/bf16 for the ViT/DeiT models (faster
+    /// on GPUs, outputs within half-precision rounding of f32; gradients need f32).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
 }
 
 impl ModelArgs {
@@ -80,7 +106,8 @@ impl ModelArgs {
     /// checking that the model takes the recipe's images (ViT sides: multiples of the patch).
     pub fn load(&self, input: &InputArgs) -> Result<(labelscope_nn::Classifier, Device, LoaderConfig)> {
         let dev = device(&input.device)?;
-        let model = labelscope_nn::Classifier::load(&self.model, &self.weights, &dev)?;
+        let model =
+            labelscope_nn::Classifier::load(&self.model, &self.weights, &dev)?.to_dtype(self.precision.dtype())?;
         let config = input.loader_config()?;
         let (w, h) = config.preprocess.recipe.output_size();
         if let Some(p) = model.patch() {
@@ -126,9 +153,7 @@ pub struct ImageItem {
 }
 
 fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
 /// Lists the images of a folder (recursively, sorted by relative path) or of a list file.

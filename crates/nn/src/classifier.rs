@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::gradcam::{CamLayout, CamTarget};
@@ -72,6 +72,20 @@ impl Classifier {
             None => Err(Error::Invalid(format!(
                 "unknown classifier {name:?}; expected one of: {}",
                 CLASSIFIERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// The classifier computing in `dtype`: f32 for every model; f16 and
+    /// bf16 for the ViT/DeiT models only (see [`crate::Vit::to_dtype`]);
+    /// the ResNet's custom CPU kernels are f32 only, so it refuses half
+    /// precision.
+    pub fn to_dtype(self, dtype: DType) -> Result<Self> {
+        match (self, dtype) {
+            (m, DType::F32) => Ok(m),
+            (Classifier::Vit(m), _) => Ok(Classifier::Vit(m.to_dtype(dtype)?)),
+            (Classifier::ResNet(_), _) => Err(Error::Invalid(format!(
+                "the ResNet runs in f32 only; {dtype:?} is available for the ViT/DeiT classifiers"
             ))),
         }
     }

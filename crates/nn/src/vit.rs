@@ -227,6 +227,10 @@ impl Norm {
     fn numel(&self) -> usize {
         self.weight.elem_count() + self.bias.elem_count()
     }
+
+    fn to_dtype(&self, dtype: DType) -> candle_core::Result<Norm> {
+        Ok(Norm { weight: self.weight.to_dtype(dtype)?, bias: self.bias.to_dtype(dtype)? })
+    }
 }
 
 /// Softmax over the last dimension: fused, or composed of differentiable ops (the max is a
@@ -257,11 +261,36 @@ struct Block {
     ls2: Option<Tensor>,
 }
 
+/// A copy of a linear layer with its tensors in `dtype`.
+pub(crate) fn linear_to(l: &Linear, dtype: DType) -> candle_core::Result<Linear> {
+    Ok(Linear::new(l.weight().to_dtype(dtype)?, l.bias().map(|b| b.to_dtype(dtype)).transpose()?))
+}
+
 fn linear_numel(l: &Linear) -> usize {
     l.weight().elem_count() + l.bias().map_or(0, |b| b.elem_count())
 }
 
 impl Block {
+    fn to_dtype(&self, dtype: DType) -> candle_core::Result<Block> {
+        let opt = |t: &Option<Tensor>| t.as_ref().map(|t| t.to_dtype(dtype)).transpose();
+        Ok(Block {
+            norm1: self.norm1.to_dtype(dtype)?,
+            qkv: linear_to(&self.qkv, dtype)?,
+            proj: linear_to(&self.proj, dtype)?,
+            ls1: opt(&self.ls1)?,
+            norm2: self.norm2.to_dtype(dtype)?,
+            ffn: match &self.ffn {
+                FfnLayers::Mlp { fc1, fc2 } => {
+                    FfnLayers::Mlp { fc1: linear_to(fc1, dtype)?, fc2: linear_to(fc2, dtype)? }
+                }
+                FfnLayers::SwiGlu { w12, w3, hidden } => {
+                    FfnLayers::SwiGlu { w12: linear_to(w12, dtype)?, w3: linear_to(w3, dtype)?, hidden: *hidden }
+                }
+            },
+            ls2: opt(&self.ls2)?,
+        })
+    }
+
     fn numel(&self) -> usize {
         let ffn = match &self.ffn {
             FfnLayers::Mlp { fc1, fc2 } => linear_numel(fc1) + linear_numel(fc2),
@@ -434,6 +463,45 @@ impl Vit {
         self.cfg
     }
 
+    /// The model with its weights in `dtype` (f32, f16 or bf16). Inputs are
+    /// converted to it and every output is returned as f32. Half precision
+    /// is meant for GPUs (on the CPU f32 is faster); outputs differ from f32
+    /// by the half-precision rounding of every layer (about 1e-2 relative
+    /// for bf16; f16 is tested against PyTorch's f32 outputs). bf16 needs a
+    /// CUDA device (candle's CPU backend has no bf16 matrix product).
+    /// Gradients (GradCAM) are only supported in f32.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Vit> {
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+            return Err(Error::Invalid(format!("ViT weights in {dtype:?}: expected f32, f16 or bf16")));
+        }
+        if dtype == DType::BF16 && self.device.is_cpu() {
+            // candle's CPU backend has no bf16 matrix product.
+            return Err(Error::Invalid("bf16 needs a CUDA device; on the CPU use f16 or f32".into()));
+        }
+        let conv = &self.patch_embed;
+        let opt = |t: &Option<Tensor>| t.as_ref().map(|t| t.to_dtype(dtype)).transpose();
+        Ok(Vit {
+            cfg: self.cfg,
+            variant: self.variant,
+            patch_embed: Conv2d::new(
+                conv.weight().to_dtype(dtype)?,
+                conv.bias().map(|b| b.to_dtype(dtype)).transpose()?,
+                *conv.config(),
+            ),
+            cls_token: self.cls_token.to_dtype(dtype)?,
+            register_tokens: opt(&self.register_tokens)?,
+            pos_embed: self.pos_embed.to_dtype(dtype)?,
+            blocks: self.blocks.iter().map(|b| b.to_dtype(dtype)).collect::<candle_core::Result<_>>()?,
+            norm: self.norm.to_dtype(dtype)?,
+            device: self.device.clone(),
+        })
+    }
+
+    /// The dtype of the weights (and of the computation).
+    pub fn dtype(&self) -> DType {
+        self.cls_token.dtype()
+    }
+
     /// The family-specific part of the configuration.
     pub fn variant(&self) -> VitVariant {
         self.variant
@@ -492,14 +560,15 @@ impl Vit {
         let (_, n, _) = t.tokens.dims3()?;
         let np = n - p;
         let part = |k: usize| -> Result<Tensor> { Ok(t.last_qkv.narrow(2, k * d, d)?.narrow(1, p, np)?.contiguous()?) };
+        let f32 = |t: Tensor| -> Result<Tensor> { Ok(t.to_dtype(DType::F32)?) };
         Ok(VitOutput {
             grid: t.grid,
-            cls: t.tokens.narrow(1, 0, 1)?.squeeze(1)?,
-            registers: t.tokens.narrow(1, 1, p - 1)?,
-            patches: t.tokens.narrow(1, p, np)?,
-            queries: part(0)?,
-            keys: part(1)?,
-            values: part(2)?,
+            cls: f32(t.tokens.narrow(1, 0, 1)?.squeeze(1)?)?,
+            registers: f32(t.tokens.narrow(1, 1, p - 1)?)?,
+            patches: f32(t.tokens.narrow(1, p, np)?)?,
+            queries: f32(part(0)?)?,
+            keys: f32(part(1)?)?,
+            values: f32(part(2)?)?,
         })
     }
 
@@ -516,6 +585,7 @@ impl Vit {
         }
         let (gh, gw) = (hh / p, ww / p);
         let d = self.cfg.dim;
+        let x = &x.to_dtype(self.dtype())?;
         let tokens = self.patch_embed.forward(x)?.flatten_from(2)?.transpose(1, 2)?; // [B, N, D]
         let cls = self.cls_token.expand((b, 1, d))?;
         let mut h = Tensor::cat(&[&cls, &tokens], 1)?;

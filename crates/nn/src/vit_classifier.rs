@@ -9,12 +9,12 @@
 //! usual ViT GradCAM recipe: the last block's `norm1` output, as tokens
 //! ([`CamLayout::Tokens`], prefix = CLS + registers).
 
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
 use crate::error::{Error, Result};
 use crate::gradcam::{CamLayout, CamTarget};
-use crate::vit::{open_safetensors, weights_error, Vit, VitConfig, VitVariant};
+use crate::vit::{linear_to, open_safetensors, weights_error, Vit, VitConfig, VitVariant};
 
 /// A known classifier architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +105,12 @@ impl VitClassifier {
         VitClassifier::from_safetensors(cfg, VitVariant::timm(cfg.patch), path, device)
     }
 
+    /// The classifier with its weights in `dtype` (see [`Vit::to_dtype`]);
+    /// logits and features are returned as f32.
+    pub fn to_dtype(&self, dtype: DType) -> Result<VitClassifier> {
+        Ok(VitClassifier { vit: self.vit.to_dtype(dtype)?, head: linear_to(&self.head, dtype)?, classes: self.classes })
+    }
+
     /// The trunk.
     pub fn vit(&self) -> &Vit {
         &self.vit
@@ -123,8 +129,8 @@ impl VitClassifier {
     fn run(&self, x: &Tensor, diff: bool, hook: Option<crate::vit::Hook<'_>>) -> Result<ClassifierOutput> {
         let t = self.vit.trunk(x, diff, hook)?;
         let features = t.tokens.narrow(1, 0, 1)?.squeeze(1)?;
-        let logits = self.head.forward(&features)?;
-        Ok(ClassifierOutput { logits, features, grid: t.grid })
+        let logits = self.head.forward(&features)?.to_dtype(DType::F32)?;
+        Ok(ClassifierOutput { logits, features: features.to_dtype(DType::F32)?, grid: t.grid })
     }
 
     /// Logits and pre-logits features of `x` `[B, 3, H, W]` on the fast path.
@@ -144,6 +150,12 @@ impl CamTarget for VitClassifier {
         x: &Tensor,
         hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
     ) -> Result<(Tensor, CamLayout)> {
+        if self.vit.dtype() != DType::F32 {
+            return Err(Error::Invalid(format!(
+                "gradients (GradCAM, saliency) need the model in f32, not {:?}",
+                self.vit.dtype()
+            )));
+        }
         let o = self.run(x, true, Some(hook))?;
         Ok((o.logits, CamLayout::Tokens { prefix: self.vit.prefix_tokens(), grid: o.grid }))
     }

@@ -16,11 +16,10 @@ mod common;
 use common::{max_diff, npy};
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use labelscope_nn::{
     gradcam, input_gradient, upsample_normalize, CamLayout, ClassifierArch, VitClassifier, VitConfig, VitVariant,
 };
-
 
 fn max_abs(a: &[f32]) -> f32 {
     a.iter().map(|x| x.abs()).fold(0.0, f32::max)
@@ -68,6 +67,36 @@ fn logits_and_features_match_pytorch() {
         compare(case, "features", &flat(&diff.features));
         let fd = max_diff(&flat(&fast.logits), &flat(&diff.logits));
         assert!(fd <= 1e-5, "{case}: fast vs differentiable logits {fd}");
+    }
+}
+
+/// f16 weights and compute against PyTorch's f32 outputs: close within the
+/// half-precision rounding (relative to the largest |value|), not identical
+/// to f32 (so the half-precision path really ran), and gradients refused.
+/// bf16 is refused on the CPU (no bf16 matrix product in candle's CPU backend).
+#[test]
+fn half_precision_is_close_to_pytorch_f32() {
+    let m32 = model();
+    let e = m32.to_dtype(DType::BF16).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("bf16 needs a CUDA device"), "{e}");
+    for (dtype, rel) in [(DType::F16, 5e-3f32)] {
+        let m = m32.to_dtype(dtype).unwrap();
+        assert_eq!(m.vit().dtype(), dtype);
+        for case in ["square", "interp"] {
+            let (x, classes) = case_input(case);
+            let o = m.forward(&x).unwrap();
+            assert_eq!(o.logits.dtype(), DType::F32, "outputs come back as f32");
+            for (name, got) in [("logits", flat(&o.logits)), ("features", flat(&o.features))] {
+                let (_, want) = npy(&dir().join(format!("{case}_{name}.npy")));
+                let d = max_diff(&got, &want);
+                let tol = rel * max_abs(&want).max(1.0);
+                eprintln!("{dtype:?} {case} {name}: max |diff| vs torch f32 = {d:e} (tolerance {tol:e})");
+                assert!(d <= tol, "{dtype:?} {case} {name}: max |diff| {d} > {tol}");
+                assert!(d > 1e-6, "{dtype:?} {case} {name}: identical to f32, the half path did not run");
+            }
+            let e = gradcam(&m, &x, &classes).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("f32"), "{e}");
+        }
     }
 }
 
