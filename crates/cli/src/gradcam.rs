@@ -93,7 +93,9 @@ pub fn run(a: GradcamArgs) -> Result<()> {
             };
             match k {
                 Some(k) if k < classes => Some(k),
-                _ => bail!("--class {s:?}: expected \"predicted\", a class index below {classes} or an ImageNet WordNet id"),
+                _ => bail!(
+                    "--class {s:?}: expected \"predicted\", a class index below {classes} or an ImageNet WordNet id"
+                ),
             }
         }
     };
@@ -115,26 +117,29 @@ pub fn run(a: GradcamArgs) -> Result<()> {
             continue;
         }
         let x = Tensor::from_vec(batch.data.clone(), (n, 3, h, w), &dev)?;
-        // The targets need a forward pass first unless the class is fixed; GradCAM's own
-        // (hooked) forward pass then gives the logits, so no second pass is run for them.
-        let mut logits = match fixed_class {
-            Some(_) if a.method == Method::Gradcam => None,
-            _ => Some(model.forward(&x)?.logits.to_device(&Device::Cpu)?.to_vec2::<f32>()?),
-        };
-        let targets: Vec<usize> = match (fixed_class, &logits) {
-            (Some(k), _) => vec![k; n],
-            (None, Some(l)) => l.iter().map(|r| crate::classify::top_k(r, 1)[0] as usize).collect(),
-            (None, None) => bail!("internal: no logits to choose the predicted classes from"),
+        // GradCAM reads the predicted classes off its own hooked forward pass, so it runs
+        // one pass; the input gradient needs the targets first (one extra forward pass).
+        let logits: Vec<Vec<f32>>;
+        let mut targets: Vec<usize> = match fixed_class {
+            Some(k) => vec![k; n],
+            None => Vec::new(),
         };
         let maps = match a.method {
             Method::Gradcam => {
-                let g = labelscope_nn::gradcam(&model, &x, &targets)?;
-                if logits.is_none() {
-                    logits = Some(g.logits.to_device(&Device::Cpu)?.to_vec2::<f32>()?);
-                }
+                let g = match fixed_class {
+                    Some(_) => labelscope_nn::gradcam(&model, &x, &targets)?,
+                    None => labelscope_nn::gradcam_predicted(&model, &x)?,
+                };
+                targets = g.classes.clone();
+                logits = g.logits.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
                 labelscope_nn::upsample_normalize(&g.cams, (h, w))?
             }
             Method::InputGradient => {
+                let l = model.forward(&x)?.logits.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+                if fixed_class.is_none() {
+                    targets = l.iter().map(|r| crate::classify::top_k(r, 1)[0] as usize).collect();
+                }
+                logits = l;
                 let g = labelscope_nn::input_gradient(&model, &x, &targets)?;
                 let s = g.abs()?.max(1)?; // [B, H, W]
                 let flat = s.reshape((n, h * w))?;
@@ -145,7 +150,6 @@ pub fn run(a: GradcamArgs) -> Result<()> {
             }
         };
         let maps: Vec<f32> = maps.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
-        let logits = logits.unwrap_or_default();
         for (j, name) in ok_names.iter().enumerate() {
             let id = labelscope_core::ids::join_key(name.rsplit('/').next().unwrap_or(name)).to_string();
             let map = &maps[j * h * w..(j + 1) * h * w];
@@ -168,7 +172,12 @@ pub fn run(a: GradcamArgs) -> Result<()> {
     bar.finish_and_clear();
     nnio::write_text(&a.out.join("cams.tsv"), &tsv)?;
     let secs = t0.elapsed().as_secs_f64();
-    eprintln!("{done} maps in {secs:.1} s ({:.2} images/s), {} unreadable → {}", done as f64 / secs.max(1e-9), bad.len(), a.out.display());
+    eprintln!(
+        "{done} maps in {secs:.1} s ({:.2} images/s), {} unreadable → {}",
+        done as f64 / secs.max(1e-9),
+        bad.len(),
+        a.out.display()
+    );
     nnio::report_bad(&bad, None)
 }
 

@@ -62,6 +62,8 @@ pub struct GradCamOutput {
     pub activation: Tensor,
     /// The layout the model reported.
     pub layout: CamLayout,
+    /// The target class of each image.
+    pub classes: Vec<usize>,
 }
 
 /// Checks `classes` against the batch and the logits, and returns `Σ_b logits[b, classes[b]]`.
@@ -110,6 +112,40 @@ pub fn to_channels_first(t: &Tensor, layout: CamLayout) -> Result<Tensor> {
 
 /// GradCAM maps of `model` on `x` `[B, 3, H, W]` for one target class per image.
 pub fn gradcam(model: &dyn CamTarget, x: &Tensor, classes: &[usize]) -> Result<GradCamOutput> {
+    gradcam_by(model, x, |_| Ok(classes.to_vec()))
+}
+
+/// GradCAM maps for each image's predicted (top-1) class, ties to the lower
+/// index, from one forward pass (the classes are read off the hooked pass's
+/// own logits before the backward pass).
+pub fn gradcam_predicted(model: &dyn CamTarget, x: &Tensor) -> Result<GradCamOutput> {
+    gradcam_by(model, x, argmax_rows)
+}
+
+/// The index of each row's largest value (ties to the lower index).
+pub fn argmax_rows(logits: &Tensor) -> Result<Vec<usize>> {
+    let rows = logits.detach().to_dtype(DType::F32)?.to_device(&candle_core::Device::Cpu)?.to_vec2::<f32>()?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let mut best = 0;
+            for (i, &v) in r.iter().enumerate() {
+                if v > r[best] {
+                    best = i;
+                }
+            }
+            best
+        })
+        .collect())
+}
+
+/// GradCAM maps where `choose(logits)` gives the target classes from the
+/// logits of the same (hooked) forward pass.
+pub fn gradcam_by(
+    model: &dyn CamTarget,
+    x: &Tensor,
+    choose: impl FnOnce(&Tensor) -> Result<Vec<usize>>,
+) -> Result<GradCamOutput> {
     let mut saved: Option<(Tensor, Var)> = None;
     let mut hook = |a: &Tensor| -> Result<Tensor> {
         let a = a.detach();
@@ -120,7 +156,8 @@ pub fn gradcam(model: &dyn CamTarget, x: &Tensor, classes: &[usize]) -> Result<G
     };
     let (logits, layout) = model.forward_hooked(&x.detach(), &mut hook)?;
     let (act, var) = saved.ok_or_else(|| Error::Invalid("the model did not call the GradCAM hook".into()))?;
-    let score = class_score(&logits, classes)?;
+    let classes = choose(&logits)?;
+    let score = class_score(&logits, &classes)?;
     let grads = score.backward()?;
     let grad = match grads.get(var.as_tensor()) {
         Some(g) => g.clone(),
@@ -131,7 +168,7 @@ pub fn gradcam(model: &dyn CamTarget, x: &Tensor, classes: &[usize]) -> Result<G
     let g = to_channels_first(&grad, layout)?;
     let weights = g.mean(D::Minus1)?.mean(D::Minus1)?; // [B, C]
     let cams = a.broadcast_mul(&weights.unsqueeze(2)?.unsqueeze(3)?)?.sum(1)?.relu()?;
-    Ok(GradCamOutput { logits: logits.detach(), cams, weights, activation: a, layout })
+    Ok(GradCamOutput { logits: logits.detach(), cams, weights, activation: a, layout, classes })
 }
 
 /// Resizes maps `[B, h, w]` to `size = (H, W)` (bilinear, `align_corners = false`) and scales each

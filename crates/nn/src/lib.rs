@@ -22,7 +22,10 @@ pub mod vit_classifier;
 
 pub use classifier::{Classifier, Logits, CLASSIFIERS};
 pub use error::{Error, Result};
-pub use gradcam::{gradcam, input_gradient, upsample_normalize, CamLayout, CamTarget, GradCamOutput};
+pub use gradcam::{
+    argmax_rows, gradcam, gradcam_by, gradcam_predicted, input_gradient, upsample_normalize, CamLayout, CamTarget,
+    GradCamOutput,
+};
 pub use head::{HeadConfig, HeadKind, RegionHead};
 pub use optim::{cross_entropy, LrSchedule, Optimizer, OptimizerConfig};
 pub use resnet::{ResNet, ResNetConfig, ResNetOutput};

@@ -100,6 +100,23 @@ fn half_precision_is_close_to_pytorch_f32() {
     }
 }
 
+/// GradCAM for the predicted classes (one pass) equals GradCAM for the
+/// classes taken from a separate forward pass.
+#[test]
+fn gradcam_predicted_is_gradcam_of_the_argmax() {
+    let m = model();
+    for case in ["square", "interp"] {
+        let (x, _) = case_input(case);
+        let logits = m.forward(&x).unwrap().logits.to_vec2::<f32>().unwrap();
+        let want: Vec<usize> =
+            logits.iter().map(|r| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b })).collect();
+        let p = labelscope_nn::gradcam_predicted(&m, &x).unwrap();
+        assert_eq!(p.classes, want, "{case}");
+        let g = gradcam(&m, &x, &want).unwrap();
+        assert_eq!(flat(&p.cams), flat(&g.cams), "{case}");
+    }
+}
+
 #[test]
 fn gradcam_and_input_gradient_match_pytorch() {
     let m = model();
