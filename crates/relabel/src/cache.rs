@@ -113,7 +113,7 @@ use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use labelscope_core::npy::{f16_to_f32, f32_to_f16};
+use labelscope_core::npy::f32_to_f16;
 use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -1197,6 +1197,22 @@ struct ShardMap {
     map: Mmap,
 }
 
+/// f16 bits to `f32`, exact, with one branch that is almost never taken (so
+/// loops over it vectorise): the exponent and mantissa bits shifted into an
+/// `f32` are the value times 2^-112 (for subnormal halves too, as an `f32`
+/// subnormal), so one multiplication by 2^112 rescales them exactly;
+/// infinities and NaNs get the all-ones exponent instead.
+#[inline]
+fn half_to_f32(h: u16) -> f32 {
+    let em = u32::from(h & 0x7fff) << 13;
+    let sign = u32::from(h & 0x8000) << 16;
+    let mut f = f32::from_bits(em) * f32::from_bits(0x7780_0000); // 2^112
+    if em >= 0x7c00 << 13 {
+        f = f32::from_bits(em | 0x7f80_0000);
+    }
+    f32::from_bits(f.to_bits() | sign)
+}
+
 /// A borrowed run of little-endian f16 values inside a shard's memory map.
 #[derive(Debug, Clone, Copy)]
 pub struct F16View<'a> {
@@ -1234,12 +1250,12 @@ impl<'a> F16View<'a> {
 
     /// Value `i` as `f32` (exact).
     pub fn get(&self, i: usize) -> Option<f32> {
-        self.bits(i).map(f16_to_f32)
+        self.bits(i).map(half_to_f32)
     }
 
     /// All values as `f32`.
     pub fn iter(&self) -> impl Iterator<Item = f32> + 'a {
-        self.bytes.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+        self.bytes.chunks_exact(2).map(|b| half_to_f32(u16::from_le_bytes([b[0], b[1]])))
     }
 
     /// All values converted to `f32`.
@@ -1252,8 +1268,8 @@ impl<'a> F16View<'a> {
         if out.len() != self.len() {
             return Err(Error::Mismatch(format!("output of {} values for {} f16 values", out.len(), self.len())));
         }
-        for (o, v) in out.iter_mut().zip(self.iter()) {
-            *o = v;
+        for (o, b) in out.iter_mut().zip(self.bytes.chunks_exact(2)) {
+            *o = half_to_f32(u16::from_le_bytes([b[0], b[1]]));
         }
         Ok(())
     }
@@ -1545,6 +1561,21 @@ impl FeatureCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_to_f32_is_exact_for_every_half() {
+        for h in 0..=u16::MAX {
+            let (got, want) = (half_to_f32(h), labelscope_core::npy::f16_to_f32(h));
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{h:#06x}: {got} vs {want}");
+        }
+        // By hand: 1.0, -2.5, 65504, smallest subnormal 2^-24, -0.0, +inf.
+        assert_eq!(half_to_f32(0x3C00), 1.0);
+        assert_eq!(half_to_f32(0xC100), -2.5);
+        assert_eq!(half_to_f32(0x7BFF), 65504.0);
+        assert_eq!(half_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(half_to_f32(0x8000).to_bits(), 0x8000_0000);
+        assert_eq!(half_to_f32(0x7C00), f32::INFINITY);
+    }
 
     #[test]
     fn crc32_check_value() {
