@@ -12,6 +12,8 @@ pub mod cache;
 pub mod error;
 pub mod output;
 pub mod pool;
+pub mod quality;
+pub mod query;
 pub mod select;
 
 pub use error::{Error, Result};
