@@ -11,6 +11,7 @@ pub mod ambiguity;
 pub mod cache;
 pub mod error;
 pub mod output;
+pub mod pipeline;
 pub mod pool;
 pub mod quality;
 pub mod query;
