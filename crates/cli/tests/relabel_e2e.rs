@@ -433,6 +433,78 @@ fn relabel_pipeline_recovers_planted_labels() {
     let m = Rle::from_coco(&prop.mask).unwrap().decode();
     assert_eq!(m, mask_of(&planted(1)[1]), "the label's proposal is the planted object");
 
+    // Ambiguity: a calibration set in which red (0) and yellow (3) co-occur in 10
+    // images, red is alone in 2 and green alone in 10: the only candidate pair is
+    // (0, 3) with N_03 = 10 >= 5 and overlap 10 / min(12, 10) = 1, P(0|3) = 10/10 = 1,
+    // P(3|0) = 10/12. Prior propagation p'_0 = min(1, p_0 + p_3), p'_3 = min(1, p_3 +
+    // (10/12) p_0) adds yellow to every image with red (p_0 > 0.99 -> p'_3 > 0.82) and
+    // red to every image with yellow; elsewhere p_0 and p_3 come from the background
+    // proposal (about 0.25 and 0.18), so they stay below 0.5.
+    let table = f.root.join("classes.txt");
+    std::fs::write(&table, "red\ngreen\nblue\nyellow\n").unwrap();
+    let mut cal = serde_json::Map::new();
+    for k in 0..22 {
+        let set = if k < 10 {
+            vec![0, 3]
+        } else if k < 12 {
+            vec![0]
+        } else {
+            vec![1]
+        };
+        cal.insert(format!("cal_{k:02}.png"), serde_json::json!(set));
+    }
+    let calp = f.root.join("calibration.json");
+    std::fs::write(&calp, serde_json::Value::Object(cal).to_string()).unwrap();
+    let prior_tsv = f.root.join("prior.tsv");
+    let out = labelscope_ok(&[
+        "relabel",
+        "aggregate",
+        "--predictions",
+        s(&preds),
+        "--labels",
+        s(&f.labels),
+        "--calibration",
+        s(&calp),
+        "--class-table",
+        s(&table),
+        "--prior",
+        "--tsv",
+        s(&prior_tsv),
+    ]);
+    assert!(out.contains("ambiguous candidate pairs: 1"), "{out}");
+    let want: BTreeMap<String, BTreeSet<u32>> = f
+        .truth
+        .iter()
+        .map(|(id, set)| {
+            let mut s = set.clone();
+            if set.contains(&0) || set.contains(&3) {
+                s.extend([0, 3]);
+            }
+            (id.clone(), s)
+        })
+        .collect();
+    assert_eq!(tsv_sets(&prior_tsv), want);
+    // Threshold pairing only ever adds labels.
+    let pair_tsv = f.root.join("pairing.tsv");
+    labelscope_ok(&[
+        "relabel",
+        "aggregate",
+        "--predictions",
+        s(&preds),
+        "--labels",
+        s(&f.labels),
+        "--calibration",
+        s(&calp),
+        "--class-table",
+        s(&table),
+        "--pairing",
+        "--tsv",
+        s(&pair_tsv),
+    ]);
+    for (id, set) in tsv_sets(&pair_tsv) {
+        assert!(set.is_superset(&f.truth[&id]), "{id}: {set:?}");
+    }
+
     // `relabel run` in one folder gives the same labels, and a second run skips every stage.
     let run_dir = f.root.join("run");
     let mut ra = vec![
