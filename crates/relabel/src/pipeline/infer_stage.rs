@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::{check_proposal_size, read_geometry, read_proposals, write_jsonl};
 use crate::cache::FeatureCache;
 use crate::error::{Error, Result};
-use crate::pool::{masked_average, pool_mask, project_mask, Grid, Mask, PoolOptions, Projection};
+use crate::pool::{masked_average, project_mask, Grid, Mask, Projection};
+use rayon::prelude::*;
 
 /// One proposal's prediction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,16 @@ pub struct ImagePredictions {
     pub outside_grid: Vec<u64>,
     /// Whole-image prediction.
     pub global: Vec<(u32, f32)>,
+}
+
+/// Images pooled per head forward pass.
+const INFER_CHUNK: usize = 256;
+
+struct Pooled {
+    /// The proposals' pooled features, then the whole image's.
+    rows: Vec<Vec<f32>>,
+    pids: Vec<u64>,
+    outside: Vec<u64>,
 }
 
 fn topk(head: &RegionHead, rows: &[Vec<f32>], dim: usize, k: usize) -> Result<Vec<Vec<(u32, f32)>>> {
@@ -93,46 +104,59 @@ pub fn infer(
     }
     let mut ids: Vec<&str> = cache.ids().collect();
     ids.sort_unstable();
+    let classes = head.config().classes;
     let mut out_lines = Vec::with_capacity(ids.len());
-    for (n, id) in ids.iter().enumerate() {
-        let g = geo
-            .get(*id)
-            .ok_or_else(|| Error::Invalid(format!("{}: no geometry for image {id:?}", cache_dir.display())))?;
-        let f = cache.get(id)?;
-        let feats = f.patches_f32();
-        let grid = Grid::new(f.h, f.w, dim, &feats)?;
-        let geom = g.grid_geometry();
-        let mut pooled = Vec::new();
-        let mut pids = Vec::new();
-        let mut outside = Vec::new();
-        if let Some(p) = props.get(*id) {
-            check_proposal_size(proposals, id, p, g)?;
-            for (ann, _, rle) in &p.masks {
-                let m = Mask::Rle(rle);
-                if project_mask(&m, &geom, f.h, f.w, Projection::Fraction, "proposal").is_err() {
-                    outside.push(*ann);
-                    continue;
+    // Images are pooled in parallel, a chunk at a time, and the head runs once per chunk.
+    for chunk in ids.chunks(INFER_CHUNK) {
+        let pooled: Vec<Result<Pooled>> = chunk
+            .par_iter()
+            .map(|id| {
+                let g = geo
+                    .get(*id)
+                    .ok_or_else(|| Error::Invalid(format!("{}: no geometry for image {id:?}", cache_dir.display())))?;
+                let f = cache.get(id)?;
+                let feats = f.patches_f32();
+                let grid = Grid::new(f.h, f.w, dim, &feats)?;
+                let geom = g.grid_geometry();
+                let mut rows = Vec::new();
+                let mut pids = Vec::new();
+                let mut outside = Vec::new();
+                if let Some(p) = props.get(*id) {
+                    check_proposal_size(proposals, id, p, g)?;
+                    for (ann, _, rle) in &p.masks {
+                        match project_mask(&Mask::Rle(rle), &geom, f.h, f.w, Projection::Fraction, "proposal") {
+                            Ok(w) => {
+                                rows.push(masked_average(&grid, &w)?);
+                                pids.push(*ann);
+                            }
+                            Err(_) => outside.push(*ann),
+                        }
+                    }
                 }
-                pooled.push(pool_mask(&grid, &geom, &m, &PoolOptions::default())?);
-                pids.push(*ann);
-            }
+                rows.push(masked_average(&grid, &vec![1.0; f.h * f.w])?);
+                Ok(Pooled { rows, pids, outside })
+            })
+            .collect();
+        let pooled: Vec<Pooled> = pooled.into_iter().collect::<Result<_>>()?;
+        let all: Vec<Vec<f32>> = pooled.iter().flat_map(|p| p.rows.iter().cloned()).collect();
+        let mut preds = topk(&head, &all, dim, k)?.into_iter();
+        for (id, p) in chunk.iter().zip(pooled) {
+            let g = &geo[*id];
+            let proposals: Vec<ProposalPrediction> =
+                p.pids.into_iter().map(|id| ProposalPrediction { id, top: preds.next().unwrap_or_default() }).collect();
+            let global = preds.next().unwrap_or_default();
+            out_lines.push(ImagePredictions {
+                id: id.to_string(),
+                file: g.file.clone(),
+                width: g.width,
+                height: g.height,
+                classes,
+                proposals,
+                outside_grid: p.outside,
+                global,
+            });
         }
-        let whole = masked_average(&grid, &vec![1.0; f.h * f.w])?;
-        let mut preds = topk(&head, &pooled, dim, k)?;
-        let global = topk(&head, &[whole], dim, k)?.pop().unwrap_or_default();
-        let proposals: Vec<ProposalPrediction> =
-            pids.into_iter().zip(preds.drain(..)).map(|(id, top)| ProposalPrediction { id, top }).collect();
-        out_lines.push(ImagePredictions {
-            id: id.to_string(),
-            file: g.file.clone(),
-            width: g.width,
-            height: g.height,
-            classes: head.config().classes,
-            proposals,
-            outside_grid: outside,
-            global,
-        });
-        progress(n + 1, ids.len());
+        progress(out_lines.len(), ids.len());
     }
     write_jsonl(out, &out_lines)?;
     Ok(out_lines)

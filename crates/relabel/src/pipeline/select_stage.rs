@@ -14,6 +14,12 @@
 //! another size than the cached image, empty masks. A kept proposal whose
 //! mask covers no cell of the grid rectangle (possible with crop recipes:
 //! it lies outside the crop) is left out and counted.
+//!
+//! With patch dropout, region `k` of image `id` (`k` = the proposal's
+//! position among the image's annotations, `u64::MAX` for the whole image)
+//! uses the seed `mix64(seed ^ mix64(fnv1a(id) ^ mix64(k)))` (FNV-1a 64 of
+//! the id's bytes), so the result does not depend on threading. Images are
+//! processed in parallel, 256 at a time; the output is in id order.
 
 use std::path::Path;
 
@@ -22,8 +28,10 @@ use labelscope_core::npy::read_npy;
 use super::{check_proposal_size, read_geometry, read_original_labels, read_proposals, write_jsonl, Regions};
 use crate::cache::FeatureCache;
 use crate::error::{Error, Result};
-use crate::pool::{pool_mask, project_mask, Dropout, Grid, Mask, PoolOptions, Projection};
+use crate::pool::{masked_average, patch_dropout, project_mask, Dropout, Grid, Mask, Projection};
 use crate::select::{select, LabelMap, SelectOptions};
+use labelscope_core::rng::mix64;
+use rayon::prelude::*;
 
 /// Options of [`select_regions`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -123,6 +131,80 @@ fn load_map(path: &Path, classes: Option<usize>) -> Result<LabelMap> {
     }
 }
 
+/// Images processed in parallel per step.
+const SELECT_CHUNK: usize = 256;
+
+/// The kept regions of one image.
+struct ImageRegions {
+    file: String,
+    proposals: usize,
+    outside: usize,
+    /// `(pooled features, class, annotation id, map probability)`.
+    kept: Vec<(Vec<f32>, u32, Option<u64>, f64)>,
+}
+
+/// FNV-1a (64 bit) of a string: the per-image part of the dropout seed.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn image_regions(
+    cache: &FeatureCache,
+    id: &str,
+    g: &super::ImageGeometry,
+    props: Option<&super::ImageProposals>,
+    proposals: &Path,
+    maps_dir: &Path,
+    originals: &super::OriginalLabels,
+    classes: usize,
+    dim: usize,
+    opts: &SelectStageOptions,
+) -> Result<ImageRegions> {
+    if let Some(p) = props {
+        check_proposal_size(proposals, id, p, g)?;
+    }
+    let masks: &[(u64, usize, labelscope_core::rle::Rle)] = props.map_or(&[], |p| &p.masks);
+    let map = load_map(&maps_dir.join(format!("{id}.npy")), Some(classes))?;
+    let label = originals.get(id)?;
+    let mm: Vec<Mask> = masks.iter().map(|(_, _, r)| Mask::Rle(r)).collect();
+    let sel = select(&map, &mm, g.width, g.height, label, &opts.select).map_err(|e| match e {
+        Error::Invalid(m) | Error::Mismatch(m) => {
+            Error::Format { path: proposals.to_path_buf(), location: format!("image {id:?}"), message: m }
+        }
+        other => other,
+    })?;
+    let mut out = ImageRegions { file: g.file.clone(), proposals: mm.len(), outside: 0, kept: Vec::new() };
+    if sel.is_empty() {
+        return Ok(out);
+    }
+    let f = cache.get(id)?;
+    let feats = f.patches_f32();
+    let grid = Grid::new(f.h, f.w, dim, &feats)?;
+    let geom = g.grid_geometry();
+    let full = vec![true; g.width * g.height];
+    for s in &sel {
+        let (mask, ann, k) = match s.proposal {
+            Some(k) => (mm[k], Some(masks[k].0), k as u64),
+            None => (Mask::Bool(&full), None, u64::MAX),
+        };
+        let mut w = match project_mask(&mask, &geom, f.h, f.w, opts.projection, "proposal") {
+            Ok(w) => w,
+            Err(_) if ann.is_some() => {
+                out.outside += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(d) = opts.dropout {
+            let seed = mix64(d.seed ^ mix64(fnv1a(id) ^ mix64(k)));
+            patch_dropout(&mut w, d.p, seed)?;
+        }
+        out.kept.push((masked_average(&grid, &w)?, s.class, ann, s.prob));
+    }
+    Ok(out)
+}
+
 /// Runs the selection stage into `out_dir` (see the module docs).
 pub fn select_regions(
     cache_dir: &Path,
@@ -149,10 +231,18 @@ pub fn select_regions(
     let mut ids: Vec<&str> = cache.ids().collect();
     ids.sort_unstable();
     let dim = cache.meta().dim;
-    let mut classes = opts.classes;
+    // The class count: given, or that of the first map (every map is checked against it).
+    let classes = match (opts.classes, ids.first()) {
+        (Some(c), _) => c,
+        (None, Some(first)) => load_map(&maps_dir.join(format!("{first}.npy")), None)?.classes(),
+        (None, None) => 0,
+    };
+    if !ids.is_empty() {
+        originals.check_classes(classes, "the label maps")?;
+    }
     let mut regions = Regions {
         dim,
-        classes: 0,
+        classes,
         features: Vec::new(),
         labels: Vec::new(),
         image: Vec::new(),
@@ -160,89 +250,45 @@ pub fn select_regions(
         images: Vec::new(),
     };
     let mut lines = Vec::new();
-    let mut rep = SelectReport { images: ids.len(), ..Default::default() };
-    let empty = Vec::new();
-    for (n, id) in ids.iter().enumerate() {
-        let g = geo.get(*id).ok_or_else(|| {
-            Error::Invalid(format!("{}: no geometry for image {id:?}", cache_dir.join(super::IMAGES_JSONL).display()))
-        })?;
-        let p = props.get(*id);
-        if let Some(p) = p {
-            check_proposal_size(proposals, id, p, g)?;
-        }
-        let masks = p.map_or(&empty, |p| &p.masks);
-        let map = load_map(&maps_dir.join(format!("{id}.npy")), classes)?;
-        let c = *classes.get_or_insert(map.classes());
-        if map.classes() != c {
-            return Err(Error::Format {
-                path: maps_dir.join(format!("{id}.npy")),
-                location: "shape".into(),
-                message: format!("{} classes; the other maps have {c}", map.classes()),
-            });
-        }
-        let label = originals.get(id)?;
-        if label as usize >= c {
-            originals.check_classes(c, "the label maps")?;
-        }
-        let mm: Vec<Mask> = masks.iter().map(|(_, _, r)| Mask::Rle(r)).collect();
-        rep.proposals += mm.len();
-        let sel = select(&map, &mm, g.width, g.height, label, &opts.select).map_err(|e| match e {
-            Error::Invalid(m) | Error::Mismatch(m) => {
-                Error::Format { path: proposals.to_path_buf(), location: format!("image {id:?}"), message: m }
+    let mut rep = SelectReport { images: ids.len(), classes, ..Default::default() };
+    let mut done = 0usize;
+    for chunk in ids.chunks(SELECT_CHUNK) {
+        let per: Vec<Result<ImageRegions>> = chunk
+            .par_iter()
+            .map(|id| {
+                let g = geo.get(*id).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{}: no geometry for image {id:?}",
+                        cache_dir.join(super::IMAGES_JSONL).display()
+                    ))
+                })?;
+                image_regions(&cache, id, g, props.get(*id), proposals, maps_dir, &originals, classes, dim, opts)
+            })
+            .collect();
+        for (id, r) in chunk.iter().zip(per) {
+            let r = r?;
+            let img_index = regions.images.len();
+            regions.images.push(id.to_string());
+            rep.proposals += r.proposals;
+            rep.outside_grid += r.outside;
+            if r.kept.is_empty() {
+                rep.images_without_region += 1;
             }
-            other => other,
-        })?;
-        let f = cache.get(id)?;
-        let feats = f.patches_f32();
-        let grid = Grid::new(f.h, f.w, dim, &feats)?;
-        let geom = g.grid_geometry();
-        let img_index = regions.images.len();
-        let mut any = false;
-        let full = vec![true; g.width * g.height];
-        for s in &sel {
-            let (mask, ann) = match s.proposal {
-                Some(k) => (mm[k], Some(masks[k].0)),
-                None => (Mask::Bool(&full), None),
-            };
-            if project_mask(&mask, &geom, f.h, f.w, opts.projection, "proposal").is_err() && ann.is_some() {
-                rep.outside_grid += 1;
-                continue;
+            for (v, class, ann, prob) in r.kept {
+                let row = regions.labels.len();
+                regions.features.extend_from_slice(&v);
+                regions.labels.push(class);
+                regions.image.push(img_index);
+                regions.proposal.push(ann);
+                if ann.is_none() {
+                    rep.whole_image += 1;
+                }
+                lines.push(RegionLine { row, image: id.to_string(), file: r.file.clone(), proposal: ann, class, prob });
             }
-            let row = regions.labels.len();
-            let po = PoolOptions {
-                projection: opts.projection,
-                dropout: opts.dropout.map(|d| Dropout {
-                    p: d.p,
-                    seed: labelscope_core::rng::mix64(d.seed ^ labelscope_core::rng::mix64(row as u64)),
-                }),
-            };
-            let v = pool_mask(&grid, &geom, &mask, &po)?;
-            regions.features.extend_from_slice(&v);
-            regions.labels.push(s.class);
-            regions.image.push(img_index);
-            regions.proposal.push(ann);
-            if ann.is_none() {
-                rep.whole_image += 1;
-            }
-            lines.push(RegionLine {
-                row,
-                image: id.to_string(),
-                file: g.file.clone(),
-                proposal: ann,
-                class: s.class,
-                prob: s.prob,
-            });
-            any = true;
         }
-        regions.images.push(id.to_string());
-        if !any {
-            rep.images_without_region += 1;
-        }
-        progress(n + 1, ids.len());
+        done += chunk.len();
+        progress(done, ids.len());
     }
-    let c = classes.unwrap_or(0);
-    regions.classes = c;
-    rep.classes = c;
     rep.regions = regions.len();
     std::fs::create_dir_all(out_dir).map_err(|e| Error::Io { path: out_dir.to_path_buf(), source: e })?;
     write_jsonl(&out_dir.join("regions.jsonl"), &lines)?;
