@@ -67,13 +67,15 @@ pub struct QueryArgs {
     /// Image id in the cache.
     #[arg(long, value_name = "ID")]
     pub image: String,
-    /// The box `x0,y0,x1,y1` in pixels: of the original image when --image-size is given,
-    /// else of the network input (the recipe's output, e.g. 224x224 for resize256-crop224;
-    /// grid cells when the cache's recipe is not a known one).
+    /// The box `x0,y0,x1,y1` in pixels of the original image when its geometry is known
+    /// (--image-size, or the pipeline's images.jsonl in the cache folder), else of the network
+    /// input (the recipe's output, e.g. 224x224 for resize256-crop224; grid cells when the
+    /// cache's recipe is not a known one).
     #[arg(long = "box", value_name = "X0,Y0,X1,Y1")]
     pub bbox: String,
     /// Original image size `W,H`: the grid is then placed on the original image by the
-    /// cache's recipe (the centre-crop window for resize/square-crop recipes).
+    /// cache's recipe (the centre-crop window for resize/square-crop recipes). Overrides the
+    /// cache's images.jsonl.
     #[arg(long, value_name = "W,H")]
     pub image_size: Option<String>,
     /// Number of classes listed.
@@ -198,15 +200,22 @@ pub fn run_query(a: QueryArgs) -> Result<()> {
     let head = RegionHead::load(&a.head, &dev).with_context(|| format!("loading the head {}", a.head.display()))?;
     query::check_head(&cache, &head).with_context(|| format!("head {}", a.head.display()))?;
     let f = cache.get(&a.image)?;
-    let geom = query::geometry_for(&cache.meta().recipe, size, (f.h, f.w))?;
+    let cached = if size.is_none() { query::cached_geometry(&cache)? } else { None };
+    let (geom, source) = match cached.as_ref().and_then(|m| m.get(&a.image)) {
+        Some(g) => (*g, "images.jsonl"),
+        None => (
+            query::geometry_for(&cache.meta().recipe, size, (f.h, f.w))?,
+            if size.is_some() { "--image-size" } else { "network input" },
+        ),
+    };
     let top = query::region_classes(&cache, &a.image, &geom, bbox, &head, a.top)?;
-    print_query(&a, &cache.meta().recipe, &geom, bbox, &top, &classes)
+    print_query(&a, &cache.meta().recipe, (&geom, source), bbox, &top, &classes)
 }
 
 fn print_query(
     a: &QueryArgs,
     recipe: &str,
-    g: &labelscope_relabel::pool::GridGeometry,
+    (g, source): (&labelscope_relabel::pool::GridGeometry, &str),
     bbox: [f64; 4],
     top: &[(u32, f32)],
     classes: &ClassTable,
@@ -217,14 +226,14 @@ fn print_query(
             "image": a.image,
             "box": bbox,
             "geometry": {"image_w": g.image_w, "image_h": g.image_h, "x0": g.x0, "y0": g.y0, "x1": g.x1, "y1": g.y1,
-                         "recipe": recipe, "image_size_given": a.image_size.is_some()},
+                         "recipe": recipe, "source": source},
             "classes": rows,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     println!(
-        "image {:?}, box {},{},{},{} on a {}x{} image (grid covers x {:.2}..{:.2}, y {:.2}..{:.2}; recipe {recipe})",
+        "image {:?}, box {},{},{},{} on a {}x{} image (grid covers x {:.2}..{:.2}, y {:.2}..{:.2}; recipe {recipe}, geometry from {source})",
         a.image, bbox[0], bbox[1], bbox[2], bbox[3], g.image_w, g.image_h, g.x0, g.x1, g.y0, g.y1
     );
     println!("{:>4} {:>8} {:>6}  name", "rank", "p", "class");

@@ -226,6 +226,24 @@ fn query_closed_form_and_errors() {
     assert!(o.status.success(), "{err}");
     assert!(out.contains(&format!("{:>8.4} {:>6}  cat", want[0].2, 0)), "{out}");
 
+    // The pipeline's images.jsonl gives the same geometry without --image-size.
+    std::fs::write(
+        cache.join("images.jsonl"),
+        "{\"id\":\"a\",\"file\":\"a.jpg\",\"width\":448,\"height\":448,\"x0\":28,\"y0\":28,\"x1\":420,\"y1\":420}\n",
+    )
+    .unwrap();
+    let o = with(&["--image", "a", "--box", "28,28,73,73", "--top", "1", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["geometry"]["source"], "images.jsonl");
+    assert_eq!(v["geometry"]["image_w"], 448);
+    assert_eq!(v["classes"][0]["class"], 0);
+    assert!((v["classes"][0]["p"].as_f64().unwrap() - want[0].2).abs() < 1e-6);
+    let o = with(&["--image", "a", "--box", "0,0,500,10"]);
+    assert!(text(&o).1.contains("not inside the 448x448 image"), "{}", text(&o).1);
+    std::fs::remove_file(cache.join("images.jsonl")).unwrap();
+
     let fail = |extra: &[&str], needle: &[&str]| {
         let o = with(extra);
         let (_, e) = text(&o);

@@ -20,10 +20,13 @@
 //! bilinear samples of the box and one small matrix product.
 //!
 //! # Geometry
-//! The cache stores the patch grid but not the size of the original image,
-//! so the caller says where the grid lies ([`GridGeometry`], box
-//! coordinates in the same pixels). [`geometry_for`] builds it from the
-//! cache's recipe name:
+//! The feature cache itself stores the patch grid but not the size of the
+//! original image, so the caller says where the grid lies ([`GridGeometry`],
+//! box coordinates in the same pixels). A cache built by the relabel
+//! pipeline has the per-image geometry next to it (`images.jsonl`,
+//! [`crate::pipeline`]); [`cached_geometry`] reads it once (to keep with the
+//! open cache). Otherwise [`geometry_for`] builds it from the cache's recipe
+//! name (the rectangle rule of [`crate::pipeline::recipe_rect`]):
 //! - with the original image size `W × H` and a recipe that parses
 //!   (`resize{S}-crop{C}`, `square{S}-crop{C}`, `fixed{N}`): the rectangle of
 //!   the original image that the recipe's output covers. For
@@ -47,13 +50,28 @@
 //! box and the image size), a head whose input dimension differs from the
 //! cache's feature dimension ([`Error::Mismatch`] naming both), and `k = 0`.
 
+use std::collections::BTreeMap;
+
 use candle_core::Tensor;
 use labelscope_nn::head::RegionHead;
-use labelscope_vision::preprocess::{center_crop_offsets, shorter_side_size, Recipe};
+use labelscope_vision::preprocess::Recipe;
 
 use crate::cache::FeatureCache;
 use crate::error::{Error, Result};
+use crate::pipeline::{read_geometry_log, recipe_rect, IMAGES_JSONL};
 use crate::pool::{roi_align, Grid, GridGeometry};
+
+/// The per-image geometry written next to the cache by the pipeline
+/// (`images.jsonl`; complete lines only), by image id; `None` when the
+/// cache folder has no such file.
+pub fn cached_geometry(cache: &FeatureCache) -> Result<Option<BTreeMap<String, GridGeometry>>> {
+    let path = cache.dir().join(IMAGES_JSONL);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let logs = read_geometry_log(&path)?;
+    Ok(Some(logs.into_iter().map(|(id, g)| (id, g.grid_geometry())).collect()))
+}
 
 /// The grid geometry of an image of the cache (see the module docs):
 /// `recipe` is the cache's recipe name, `image_size` the original `(W, H)`
@@ -62,33 +80,11 @@ pub fn geometry_for(recipe: &str, image_size: Option<(usize, usize)>, grid: (usi
     let parsed: Option<Recipe> = recipe.parse().ok();
     let geom = match (image_size, parsed) {
         (Some((iw, ih)), Some(r)) => {
-            if iw == 0 || ih == 0 {
+            if iw == 0 || ih == 0 || iw > u32::MAX as usize || ih > u32::MAX as usize {
                 return Err(Error::Invalid(format!("image size {iw}x{ih}: must be non-empty")));
             }
-            let (rw, rh, crop) = match r {
-                Recipe::ResizeCrop { resize, crop } => {
-                    let (w, h) = shorter_side_size(iw as u32, ih as u32, resize);
-                    (w, h, Some(crop))
-                }
-                Recipe::SquareCrop { square, crop } => (square, square, Some(crop)),
-                Recipe::Fixed { .. } => (iw as u32, ih as u32, None),
-            };
-            match crop {
-                None => GridGeometry::whole(iw, ih),
-                Some(c) => {
-                    let (left, top) = center_crop_offsets(rw, rh, c, c);
-                    let sx = iw as f64 / f64::from(rw);
-                    let sy = ih as f64 / f64::from(rh);
-                    GridGeometry {
-                        image_w: iw,
-                        image_h: ih,
-                        x0: left as f64 * sx,
-                        y0: top as f64 * sy,
-                        x1: (left as f64 + f64::from(c)) * sx,
-                        y1: (top as f64 + f64::from(c)) * sy,
-                    }
-                }
-            }
+            let (x0, y0, x1, y1) = recipe_rect(r, iw as u32, ih as u32);
+            GridGeometry { image_w: iw, image_h: ih, x0, y0, x1, y1 }
         }
         (Some((iw, ih)), None) => GridGeometry::whole(iw, ih),
         (None, Some(r)) => {

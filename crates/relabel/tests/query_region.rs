@@ -24,7 +24,7 @@ use candle_core::{Device, Tensor};
 use labelscope_nn::head::{HeadConfig, RegionHead};
 use labelscope_relabel::cache::{CacheSpec, CacheWriter, FeatureCache, ImageFeatures, Shard, TokenKind};
 use labelscope_relabel::pool::GridGeometry;
-use labelscope_relabel::query::{geometry_for, region_classes, region_classes_many};
+use labelscope_relabel::query::{cached_geometry, geometry_for, region_classes, region_classes_many};
 
 fn cache(dir: &Path) -> FeatureCache {
     let spec = CacheSpec {
@@ -143,4 +143,28 @@ fn errors_name_what_is_wrong() {
     assert!(e.contains("4-dimensional") && e.contains("3-dimensional"), "{e}");
     let e = region_classes(&c, "a", &g, [0.0, 0.0, 10.0, 20.0], &h, 0).unwrap_err().to_string();
     assert!(e.contains("k = 0"), "{e}");
+}
+
+#[test]
+fn geometry_written_by_the_pipeline_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cache(dir.path());
+    assert_eq!(cached_geometry(&c).unwrap(), None);
+    // images.jsonl (the pipeline's side file): image a is 448x448, the grid on 28..420 (one
+    // complete line; the unfinished last line is ignored).
+    std::fs::write(
+        dir.path().join("images.jsonl"),
+        "{\"id\":\"a\",\"file\":\"a.jpg\",\"width\":448,\"height\":448,\"x0\":28,\"y0\":28,\"x1\":420,\"y1\":420}\n{\"id\":\"b\"",
+    )
+    .unwrap();
+    let g = cached_geometry(&c).unwrap().unwrap();
+    assert_eq!(g.len(), 1);
+    let ga = g["a"];
+    assert_eq!(ga, GridGeometry { image_w: 448, image_h: 448, x0: 28.0, y0: 28.0, x1: 420.0, y1: 420.0 });
+    // Cells are 196 px; the box 28..73 is under a quarter cell: one sample, clamped to cell (0,0).
+    let p = softmax([2.0, 0.0, 0.5]);
+    check(&region_classes(&c, "a", &ga, [28.0, 28.0, 73.0, 73.0], &head(3), 1).unwrap(), &[(0, p[0])]);
+    // Cell (1,1) (= 2·e2) of the grid: box 224..420 is exactly one cell, one sample at its centre.
+    let p = softmax([0.0, 0.0, 2.5]);
+    check(&region_classes(&c, "a", &ga, [224.0, 224.0, 420.0, 420.0], &head(3), 1).unwrap(), &[(2, p[2])]);
 }
