@@ -58,7 +58,7 @@ fn planted(i: usize) -> Vec<Obj> {
         let class = (first + k * step) % CLASSES;
         let q = (i + k) % 4;
         let (qx, qy) = (q % 2, q / 2);
-        let tall = (i + k) % 2 == 0;
+        let tall = (i + k).is_multiple_of(2);
         let (x0, y0) = (qx * 32 + 8, qy * 32 + 8);
         out.push(Obj { class, x0, y0, x1: x0 + 16, y1: y0 + if tall { 24 } else { 16 } });
     }
@@ -95,7 +95,7 @@ fn write_f32_safetensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) 
         off += data.len() * 4;
     }
     let mut h = serde_json::Value::Object(header).to_string().into_bytes();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut bytes = (h.len() as u64).to_le_bytes().to_vec();

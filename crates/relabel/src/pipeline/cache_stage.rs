@@ -119,6 +119,9 @@ pub struct CacheStageReport {
     pub finalized: Option<CacheSummary>,
 }
 
+/// A decoded and preprocessed image with its size, or why it failed.
+type Loaded = std::result::Result<(Vec<f32>, u32, u32), String>;
+
 fn geometry_path(dir: &Path, shard: Shard) -> PathBuf {
     dir.join(format!("{}.images.jsonl", shard.stem()))
 }
@@ -176,7 +179,7 @@ pub fn build_cache(
     }
     let (ow, oh) = opts.preprocess.recipe.output_size();
     let p = vit.config().patch;
-    if ow as usize % p != 0 || oh as usize % p != 0 {
+    if !(ow as usize).is_multiple_of(p) || !(oh as usize).is_multiple_of(p) {
         return Err(Error::Invalid(format!(
             "recipe {} gives {ow}x{oh} images; the ViT's patch {p} must divide both sides",
             opts.preprocess.recipe
@@ -214,7 +217,7 @@ pub fn build_cache(
         progress(&CacheEvent::Start { shard_images: mine.len(), todo: todo.len() });
         let len = opts.preprocess.image_len();
         for chunk in todo.chunks(opts.batch_size) {
-            let loaded: Vec<std::result::Result<(Vec<f32>, u32, u32), String>> = chunk
+            let loaded: Vec<Loaded> = chunk
                 .par_iter()
                 .map(|id| {
                     let im = by_id[id];

@@ -340,7 +340,7 @@ pub(crate) fn write_safetensors(path: &Path, tensors: &[RawTensor], metadata: &B
         off = end;
     }
     let mut h = serde_json::Value::Object(header).to_string().into_bytes();
-    while (8 + h.len()) % 8 != 0 {
+    while !(8 + h.len()).is_multiple_of(8) {
         h.push(b' ');
     }
     labelscope_core::atomic::write_atomic_with(path, |w: &mut dyn Write| {

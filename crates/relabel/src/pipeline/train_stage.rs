@@ -47,6 +47,7 @@ pub fn head_path(out_dir: &Path) -> PathBuf {
 /// region file when 0) on `regions` into `out_dir` (see the module docs).
 /// Returns `None` when the progress callback stopped the run (a checkpoint
 /// is left for `resume`).
+#[allow(clippy::too_many_arguments)]
 pub fn train_head(
     regions: &Path,
     out_dir: &Path,
