@@ -522,6 +522,14 @@ fn run_select_stage(
         rep.classes,
         out.join("regions.safetensors").display()
     );
+    if rep.unused_map_count > 0 {
+        eprintln!(
+            "warning: {} label maps in {} are for ids that are not cached images (e.g. {})",
+            rep.unused_map_count,
+            maps.display(),
+            rep.unused_maps.join(", ")
+        );
+    }
     Ok(())
 }
 

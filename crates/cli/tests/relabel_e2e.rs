@@ -339,6 +339,21 @@ fn relabel_pipeline_recovers_planted_labels() {
         serde_json::from_str(&std::fs::read_to_string(head.join("heldout.json")).unwrap()).unwrap();
     assert_eq!(report["heldout_top1"].as_f64(), Some(1.0), "{report}");
     assert!(head.join("head.safetensors").exists() && head.join("head.json").exists());
+    // Training again into the same folder: refused without --resume; with --resume
+    // it continues from the final checkpoint (nothing left to do) to the same head;
+    // with another learning rate the checkpoint is refused naming the field.
+    let head_bytes = std::fs::read(head.join("head.safetensors")).unwrap();
+    let e = labelscope_err(&t);
+    assert!(e.contains("checkpoints") && e.contains("already holds a checkpoint"), "{e}");
+    let mut tr = t.clone();
+    tr.push("--resume");
+    labelscope_ok(&tr);
+    assert_eq!(std::fs::read(head.join("head.safetensors")).unwrap(), head_bytes);
+    let mut tl = tr.clone();
+    let lr = tl.iter().position(|a| *a == "--lr").unwrap();
+    tl[lr + 1] = "0.25";
+    let e = labelscope_err(&tl);
+    assert!(e.contains("the checkpoint does not match") && e.contains("lr"), "{e}");
     let preds = f.root.join("predictions.jsonl");
     let hp = head.join("head.safetensors");
     labelscope_ok(&[
@@ -608,6 +623,28 @@ fn bad_inputs_name_the_file() {
     let e = select(&f.maps, &f.labels);
     assert!(e.contains("img_03.npy") && e.contains("label map missing"), "{e}");
     assert!(!out.join("regions.safetensors").exists());
+    // A map whose id is no cached image is reported.
+    std::fs::write(f.maps.join("img_99.npy"), &map3).unwrap();
+    std::fs::write(f.maps.join("img_03.npy"), &map3).unwrap();
+    let o = labelscope(&[
+        "relabel",
+        "select",
+        "--cache",
+        s(&cache),
+        "--proposals",
+        s(&f.proposals),
+        "--maps",
+        s(&f.maps),
+        "--labels",
+        s(&f.labels),
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("1 label maps") && err.contains("img_99"), "{err}");
+    std::fs::remove_file(f.maps.join("img_99.npy")).unwrap();
+    std::fs::remove_file(out.join("regions.safetensors")).unwrap();
     // A label map of another class count.
     let mut bytes = labelscope_core::npy::header_bytes("<f4", &[5, 8, 8]);
     bytes.extend(vec![0u8; 5 * 64 * 4]);

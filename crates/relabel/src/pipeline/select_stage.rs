@@ -82,6 +82,10 @@ pub struct SelectReport {
     pub outside_grid: usize,
     /// Number of classes.
     pub classes: usize,
+    /// Label maps in the folder whose id is not a cached image (a few names).
+    pub unused_maps: Vec<String>,
+    /// How many such maps there are.
+    pub unused_map_count: usize,
 }
 
 fn load_map(path: &Path, classes: Option<usize>) -> Result<LabelMap> {
@@ -290,6 +294,20 @@ pub fn select_regions(
         progress(done, ids.len());
     }
     rep.regions = regions.len();
+    // Maps of ids that are not cached images: reported (a sign of mismatched ids).
+    let rd = std::fs::read_dir(maps_dir).map_err(|e| Error::Io { path: maps_dir.to_path_buf(), source: e })?;
+    let mut unused: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".npy").map(str::to_string)
+        })
+        .filter(|id| !cache.contains(id))
+        .collect();
+    unused.sort_unstable();
+    rep.unused_map_count = unused.len();
+    unused.truncate(5);
+    rep.unused_maps = unused;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::Io { path: out_dir.to_path_buf(), source: e })?;
     write_jsonl(&out_dir.join("regions.jsonl"), &lines)?;
     regions.write(&out_dir.join("regions.safetensors"), opts.f16)?;
