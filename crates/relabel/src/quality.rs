@@ -594,7 +594,9 @@ pub fn render_gallery(
                 .map(|pi| {
                     let mut v: Vec<(u32, f32)> = pi.labels.iter().copied().filter(|l| l.1 >= r.tau).collect();
                     v.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-                    v.dedup_by_key(|l| l.0);
+                    // A class listed twice keeps its largest value (the first after the sort).
+                    let mut seen = std::collections::HashSet::new();
+                    v.retain(|l| seen.insert(l.0));
                     v
                 })
                 .unwrap_or_default()
