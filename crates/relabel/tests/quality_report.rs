@@ -289,3 +289,23 @@ fn bad_produced_files_name_the_position() {
     let e = load_produced(&d, None).unwrap().sets(0.5).unwrap_err().to_string();
     assert!(e.contains("appears twice"), "{e}");
 }
+
+#[test]
+fn unreadable_image_is_a_note_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::write(images.join("img6.png"), b"not a png").unwrap();
+    let cl = classes();
+    let produced = load_produced(&fixtures().join("produced.tsv"), Some(cl.len())).unwrap();
+    let r = report(0.5);
+    let src = GallerySources { images_dir: Some(&images), masks: None };
+    let out = dir.path().join("out");
+    let files = write_report(&out, &r, &produced, &cl, &src, 2, 64, &[]).unwrap();
+    assert_eq!(files.gallery, 2);
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    // img4 (first) has no file, img6 (second) cannot be decoded.
+    assert!(html.contains("image &quot;img4&quot; not found in"), "img4 note");
+    assert!(html.contains("cannot read the image"), "img6 note");
+    assert_eq!(html.matches("data:image/png;base64,").count(), 0);
+}
