@@ -650,6 +650,9 @@ pub struct InferArgs {
     /// Classes kept per prediction.
     #[arg(long, default_value_t = 5)]
     pub top_k: usize,
+    /// Images per head forward pass (and per resumable chunk of the output).
+    #[arg(long, default_value_t = labelscope_relabel::pipeline::infer_stage::DEFAULT_CHUNK)]
+    pub chunk: usize,
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -658,12 +661,14 @@ pub struct InferArgs {
     pub quiet: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_infer_stage(
     cache: &Path,
     proposals: &Path,
     head: &Path,
     out: &Path,
     k: usize,
+    chunk: usize,
     device: &str,
     quiet: bool,
 ) -> Result<()> {
@@ -672,18 +677,24 @@ fn run_infer_stage(
     }
     let dev = crate::nnio::device(device)?;
     let b = bar(0, "infer", quiet)?;
-    let p = infer(cache, proposals, head, out, k, &dev, |i, n| {
+    let p = infer(cache, proposals, head, out, k, chunk, &dev, |i, n| {
         b.set_length(n as u64);
         b.set_position(i as u64);
     })?;
     b.finish_and_clear();
-    let n: usize = p.iter().map(|x| x.proposals.len()).sum();
-    eprintln!("infer: {} images, {n} proposals -> {}", p.len(), out.display());
+    eprintln!(
+        "infer: {} images ({} from an interrupted run), {} proposals, {} outside the grid -> {}",
+        p.images,
+        p.resumed,
+        p.proposals,
+        p.outside_grid,
+        out.display()
+    );
     Ok(())
 }
 
 fn cmd_infer(a: InferArgs) -> Result<()> {
-    run_infer_stage(&a.cache, &a.proposals, &a.head, &a.out, a.top_k, &a.device, a.quiet)
+    run_infer_stage(&a.cache, &a.proposals, &a.head, &a.out, a.top_k, a.chunk, &a.device, a.quiet)
 }
 
 // ---------------------------------------------------------------------------
@@ -858,7 +869,8 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     if preds.exists() {
         eprintln!("infer: {} exists, skipped", preds.display());
     } else {
-        run_infer_stage(&cache, &a.proposals, &head, &preds, a.top_k, &a.device, a.quiet)?;
+        let chunk = labelscope_relabel::pipeline::infer_stage::DEFAULT_CHUNK;
+        run_infer_stage(&cache, &a.proposals, &head, &preds, a.top_k, chunk, &a.device, a.quiet)?;
     }
     let outputs = AggregateOutputs {
         tsv: Some(out.join("labels.tsv")),

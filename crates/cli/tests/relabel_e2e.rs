@@ -375,6 +375,8 @@ fn relabel_pipeline_recovers_planted_labels() {
         s(&hp),
         "--out",
         s(&preds),
+        "--chunk",
+        "4",
         "-q",
     ]);
     let lines: Vec<serde_json::Value> =
@@ -385,6 +387,54 @@ fn relabel_pipeline_recovers_planted_labels() {
         assert_eq!(l["proposals"].as_array().unwrap().len(), planted(i).len() + 1);
         assert_eq!(l["global"].as_array().unwrap().len(), CLASSES.min(5));
     }
+    // Resume of an interrupted inference (chunks of 4 images): the partial output holds
+    // 10 complete lines and half of the 11th, next to the description of its inputs;
+    // the resumed run keeps the 2 whole chunks (8 images) and redoes the rest.
+    let full = std::fs::read_to_string(&preds).unwrap();
+    let fnv = |p: &Path| {
+        std::fs::read(p)
+            .unwrap()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    };
+    let run_json = |k: usize| {
+        serde_json::json!({"cache": s(&cache), "proposals": s(&f.proposals), "proposals_fnv1a": fnv(&f.proposals),
+                           "head": s(&hp), "head_fnv1a": fnv(&hp), "top_k": k, "chunk": 4})
+        .to_string()
+    };
+    let part = PathBuf::from(format!("{}.partial", s(&preds)));
+    let part_json = PathBuf::from(format!("{}.partial.json", s(&preds)));
+    let first: String = full.lines().take(10).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&part, format!("{first}{}", &full.lines().nth(10).unwrap()[..20])).unwrap();
+    std::fs::write(&part_json, run_json(5)).unwrap();
+    std::fs::remove_file(&preds).unwrap();
+    let infer_args = [
+        "relabel",
+        "infer",
+        "--cache",
+        s(&cache),
+        "--proposals",
+        s(&f.proposals),
+        "--head",
+        s(&hp),
+        "--out",
+        s(&preds),
+        "--chunk",
+        "4",
+        "-q",
+    ];
+    let o = labelscope(&infer_args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("(8 from an interrupted run)"), "{err}");
+    assert_eq!(std::fs::read_to_string(&preds).unwrap(), full);
+    assert!(!part.exists() && !part_json.exists());
+    // A partial output of other inputs (here top-k 3) is refused.
+    std::fs::write(&part, first).unwrap();
+    std::fs::write(&part_json, run_json(3)).unwrap();
+    let e = labelscope_err(&infer_args);
+    assert!(e.contains(".partial") && e.contains("other inputs"), "{e}");
+    std::fs::remove_file(&part).unwrap();
+    std::fs::remove_file(&part_json).unwrap();
 
     // Without any global signal the labeler alone must find every planted class
     // (p > 0.5) and nothing else; the background proposal (all-zero features)
