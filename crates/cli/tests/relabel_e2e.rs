@@ -442,6 +442,41 @@ fn relabel_pipeline_recovers_planted_labels() {
     let tsv_none = f.root.join("labels_none.tsv");
     labelscope_ok(&["relabel", "aggregate", "--predictions", s(&preds), "--global", "none", "--tsv", s(&tsv_none)]);
     assert_eq!(tsv_sets(&tsv_none), f.truth);
+    // Local-Hard at 0.5 without a global signal: the same sets, every value 1.
+    let tsv_hard = f.root.join("labels_hard.tsv");
+    labelscope_ok(&[
+        "relabel",
+        "aggregate",
+        "--predictions",
+        s(&preds),
+        "--local",
+        "hard",
+        "--tau",
+        "0.5",
+        "--global",
+        "none",
+        "--tsv",
+        s(&tsv_hard),
+    ]);
+    assert_eq!(tsv_sets(&tsv_hard), f.truth);
+    for r in labelscope_relabel::output::read_tsv(&tsv_hard, Some(CLASSES)).unwrap() {
+        assert!(r.labels.iter().all(|l| l.1 == 1.0), "{r:?}");
+    }
+    // With the global prediction merged, labels can only be added (element-wise max).
+    let tsv_glob = f.root.join("labels_global.tsv");
+    labelscope_ok(&[
+        "relabel",
+        "aggregate",
+        "--predictions",
+        s(&preds),
+        "--global",
+        "prediction",
+        "--tsv",
+        s(&tsv_glob),
+    ]);
+    for (id, set) in tsv_sets(&tsv_glob) {
+        assert!(set.is_superset(&f.truth[&id]), "{id}: {set:?}");
+    }
 
     // Default (Local-Soft + original), every output.
     let (tsv, json, dense) = (f.root.join("out_labels.tsv"), f.root.join("out_labels.json"), f.root.join("soft.npy"));
