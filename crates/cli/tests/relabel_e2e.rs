@@ -810,3 +810,50 @@ fn bad_inputs_name_the_file() {
     ]);
     assert!(e.contains("bad_props.json") && e.contains("annotations[3]") && e.contains("empty"), "{e}");
 }
+
+#[test]
+fn cache_shards_and_unreadable_images() {
+    let f = fixture();
+    // Two shards written by two calls: complete only after the second.
+    let cache = f.root.join("sharded");
+    let mut a = cache_args(&f, &cache);
+    a.extend(["--shard", "0/2"]);
+    let o = labelscope(&a);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("holds 12 images") && err.contains("other shards pending"), "{err}");
+    assert!(!cache.join("complete.json").exists() && !cache.join("images.jsonl").exists());
+    let mut b = cache_args(&f, &cache);
+    b.extend(["--shard", "1/2"]);
+    let o = labelscope(&b);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("cache complete"), "{err}");
+    let fc = labelscope_relabel::cache::FeatureCache::open(&cache).unwrap();
+    assert_eq!(fc.len(), IMAGES);
+    assert_eq!(std::fs::read_to_string(cache.join("images.jsonl")).unwrap().lines().count(), IMAGES);
+    // Shard 0 holds the ids at even sorted positions.
+    let idx = std::fs::read_to_string(cache.join("shard-00000-of-00002.index.jsonl")).unwrap();
+    let ids: Vec<String> = idx
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (0..IMAGES).step_by(2).map(|i| format!("img_{i:02}")).collect();
+    assert_eq!(ids, want);
+
+    // An unreadable image stops the stage naming the file, or with --skip-bad is left
+    // out (exit status 1), recorded, and the cache is finalized without it.
+    std::fs::write(f.images.join("img_99.png"), b"not a png").unwrap();
+    let cache = f.root.join("with_bad");
+    let e = labelscope_err(&cache_args(&f, &cache));
+    assert!(e.contains("img_99.png") && e.contains("--skip-bad"), "{e}");
+    let mut c = cache_args(&f, &cache);
+    c.push("--skip-bad");
+    let e = labelscope_err(&c);
+    assert!(e.contains("1 images could not be read") && e.contains("img_99.png"), "{e}");
+    let skipped = std::fs::read_to_string(cache.join("shard-00000-of-00001.skipped.jsonl")).unwrap();
+    assert_eq!(skipped.lines().count(), 1);
+    assert!(skipped.contains("\"id\":\"img_99\""), "{skipped}");
+    let fc = labelscope_relabel::cache::FeatureCache::open(&cache).unwrap();
+    assert_eq!(fc.len(), IMAGES);
+    assert!(!fc.contains("img_99"));
+    assert!(cache.join("complete.json").exists());
+}
