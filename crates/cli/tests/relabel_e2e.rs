@@ -839,6 +839,22 @@ fn cache_shards_and_unreadable_images() {
     let want: Vec<String> = (0..IMAGES).step_by(2).map(|i| format!("img_{i:02}")).collect();
     assert_eq!(ids, want);
 
+    // A centre-crop recipe: Resize(64) keeps 64x64, CenterCrop(48) starts at
+    // round((64 - 48) / 2) = 8, so the 6x6 grid covers [8, 56) x [8, 56).
+    let crop = f.root.join("crop");
+    let mut c = cache_args(&f, &crop);
+    let r = c.iter().position(|x| *x == "fixed64").unwrap();
+    c[r] = "resize64-crop48";
+    labelscope_ok(&c);
+    let g: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(crop.join("images.jsonl")).unwrap().lines().next().unwrap())
+            .unwrap();
+    let rect: Vec<f64> = ["x0", "y0", "x1", "y1"].iter().map(|k| g[k].as_f64().unwrap()).collect();
+    assert_eq!(rect, [8.0, 8.0, 56.0, 56.0]);
+    let fc = labelscope_relabel::cache::FeatureCache::open(&crop).unwrap();
+    let im = fc.get("img_00").unwrap();
+    assert_eq!((im.h, im.w), (6, 6));
+
     // An unreadable image stops the stage naming the file, or with --skip-bad is left
     // out (exit status 1), recorded, and the cache is finalized without it.
     std::fs::write(f.images.join("img_99.png"), b"not a png").unwrap();
