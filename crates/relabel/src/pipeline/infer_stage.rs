@@ -85,6 +85,7 @@ fn topk(head: &RegionHead, rows: &[Vec<f32>], dim: usize, k: usize) -> Result<Ve
 }
 
 /// Runs inference into `out` (a `.jsonl` path; see the module docs).
+#[allow(clippy::too_many_arguments)]
 pub fn infer(
     cache_dir: &Path,
     proposals: &Path,
