@@ -717,6 +717,55 @@ fn bad_inputs_name_the_file() {
             "-q",
         ])
     };
+    // ReLabel maps [2, 2, 8, 8] holding the top-2 of each location of the dense maps:
+    // every class they leave out has logit 0 in the dense map too, so the scores,
+    // the selection and the regions are the same (byte-identical files).
+    let relabel_maps = f.root.join("relabel_maps");
+    std::fs::create_dir_all(&relabel_maps).unwrap();
+    for i in 0..IMAGES {
+        let p = f.maps.join(format!("img_{i:02}.npy"));
+        let d = labelscope_core::npy::read_npy(&p).unwrap().to_f32_vec(&p, "map").unwrap();
+        let mut m = vec![0f32; 2 * 2 * 64];
+        for loc in 0..64 {
+            let mut order: Vec<usize> = (0..CLASSES).collect();
+            order.sort_by(|&a, &b| d[b * 64 + loc].total_cmp(&d[a * 64 + loc]).then(a.cmp(&b)));
+            for r in 0..2 {
+                m[r * 64 + loc] = d[order[r] * 64 + loc];
+                m[(2 + r) * 64 + loc] = order[r] as f32;
+            }
+        }
+        let mut bytes = labelscope_core::npy::header_bytes("<f4", &[2, 2, 8, 8]);
+        bytes.extend(m.iter().flat_map(|v| v.to_le_bytes()));
+        std::fs::write(relabel_maps.join(format!("img_{i:02}.npy")), bytes).unwrap();
+    }
+    let (dense_out, relabel_out) = (f.root.join("r_dense"), f.root.join("r_relabel"));
+    for (maps, o, extra) in [(&f.maps, &dense_out, None), (&relabel_maps, &relabel_out, Some("4"))] {
+        let mut a = vec![
+            "relabel",
+            "select",
+            "--cache",
+            s(&cache),
+            "--proposals",
+            s(&f.proposals),
+            "--maps",
+            s(maps),
+            "--labels",
+            s(&f.labels),
+            "--out",
+            s(o),
+            "-q",
+        ];
+        if let Some(c) = extra {
+            a.extend(["--classes", c]);
+        }
+        labelscope_ok(&a);
+    }
+    for file in ["regions.safetensors", "regions.jsonl"] {
+        assert_eq!(std::fs::read(dense_out.join(file)).unwrap(), std::fs::read(relabel_out.join(file)).unwrap());
+    }
+    let e = select(&relabel_maps, &f.labels);
+    assert!(e.contains("img_00.npy") && e.contains("--classes"), "{e}");
+
     // A missing label map.
     let map3 = std::fs::read(f.maps.join("img_03.npy")).unwrap();
     std::fs::remove_file(f.maps.join("img_03.npy")).unwrap();
