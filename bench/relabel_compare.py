@@ -12,9 +12,9 @@ those files:
 
 * pool: per image, reads the f16 patch features, converts them to float32,
   decodes each RLE mask (numpy), computes the covered fraction of every grid
-  cell (block means when the image side is a multiple of the grid side,
-  exact overlap matrices otherwise: the same fraction rule as labelscope),
-  and pools  W @ F / W.sum(1)  (float32 BLAS). Once in this process
+  cell (exact overlap matrices: Ay @ mask @ Ax.T, the same fraction rule as
+  labelscope), and pools  W @ F / W.sum(1)  (float32, numpy's BLAS on one
+  thread: faster for these small products). Once in this process
   ("1 process") and once with 2 worker processes (multiprocessing, spawn;
   what a PyTorch DataLoader with 2 workers does), images in batches;
 * pool + infer: the same (1 process), plus the PyTorch MLP head
@@ -40,16 +40,24 @@ Usage (repository root, after `cargo build --release --locked -p labelscope`):
         on files a previous `labelscope bench-relabel --dir` run left
 """
 
-import argparse
-import json
-import multiprocessing as mp
 import os
-import platform
-import subprocess
-import sys
-import time
 
-import numpy as np
+# The per-image matrix products are tiny ([P, cells] @ [cells, dim]); threaded
+# BLAS only adds synchronisation to them (6x slower per image measured on the
+# 2-core machine), so numpy's BLAS runs on one thread. PyTorch's threads are
+# set separately (--threads).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 IMAGENET_TRAIN = 1_281_167
 
@@ -115,25 +123,21 @@ def overlap_matrix(cells, pixels):
 
 
 class Pooler:
+    """Masked average pooling: covered fraction of every grid cell as
+    Ay @ mask @ Ax.T / cell area (exact overlap lengths, any geometry), then
+    W @ F / W.sum(1)."""
+
     def __init__(self, size, grid, dtype=np.float32):
         self.size, self.grid, self.dtype = size, grid, dtype
-        self.exact_blocks = size % grid == 0
-        if not self.exact_blocks:
-            self.a = overlap_matrix(grid, size).astype(dtype)
-        self.cell_area = (size / grid) ** 2
+        self.a = overlap_matrix(grid, size).astype(dtype)
+        self.cell_area = dtype((size / grid) ** 2)
 
     def fractions(self, counts):
         """[grid*grid] covered fraction of each cell (row-major), from COCO RLE counts."""
-        vals = np.zeros(len(counts), np.uint8)
+        vals = np.zeros(len(counts), self.dtype)
         vals[1::2] = 1
         mt = np.repeat(vals, counts).reshape(self.size, self.size)  # column-major: mt[x, y]
-        g = self.grid
-        if self.exact_blocks:
-            c = self.size // g
-            f = mt.reshape(g, c, g, c).sum(axis=(1, 3), dtype=np.int64).T  # [j, i] -> [i, j]
-            return (f.astype(self.dtype) / self.dtype(self.cell_area)).ravel()
-        f = (self.a @ mt.astype(self.dtype) @ self.a.T).T
-        return (f / self.dtype(self.cell_area)).ravel()
+        return ((self.a @ mt @ self.a.T).T / self.cell_area).ravel()  # [i, j] = Ay m Ax^T
 
     def pool(self, feats, masks):
         f = np.asarray(feats, dtype=self.dtype)
@@ -235,13 +239,13 @@ def run_python(args, gen, rust):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     d = args.dir
-    size, proposals, classes = gen["image_size"], gen["proposals"], gen["classes"]
+    size, proposals, classes = gen["image_size"], gen["proposals"], args.classes
     n_images = gen["images"]
     masks = read_masks(d)
     batch_images = rust.get("batch_images", 64) if rust else args.batch_images
     out = []
     checks = []
-    for name in gen["configs"]:
+    for name in args.configs.split(","):
         dim, grid = (int(v) for v in name.split("x"))
         cache_dir = os.path.join(d, f"cache-{name}")
         _, feats = read_cache(cache_dir)
@@ -403,7 +407,9 @@ def main():
         rust = json.load(open(os.path.join(args.dir, "labelscope.json")))
     gen = json.load(open(os.path.join(args.dir, "generated.json")))
 
+    load_start = os.getloadavg()[0]
     py, checks, versions = run_python(args, gen, rust)
+    load_end = os.getloadavg()[0]
     info = machine_info()
     info.update(versions)
 
@@ -412,7 +418,10 @@ def main():
         print("labelscope command: " + " ".join(rust_cmd))
     print("python command: " + " ".join([sys.executable] + sys.argv))
     print(f"inputs: {gen['images']} images, {gen['proposals']} proposals/image (RLE, {gen['image_size']}x"
-          f"{gen['image_size']} px), {gen['classes']} classes, f16 caches {', '.join(gen['configs'])} (DIMxGRID)")
+          f"{gen['image_size']} px), {args.classes} classes, f16 caches {args.configs} (DIMxGRID)")
+    if rust:
+        print(f"1-minute load average: labelscope run {rust.get('loadavg_start')} -> {rust.get('loadavg_end')}, "
+              f"python run {load_start:.2f} -> {load_end:.2f} (2 = both cores busy)")
     if rust:
         print(f"labelscope: {rust['threads']} threads, best of {rust['repeats']}; mean mask area "
               f"{rust['mask_mean_area']:.3f} of the image; python: torch threads {args.threads}, "
@@ -470,7 +479,7 @@ def main():
                 print(s)
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"machine": info, "labelscope_command": rust_cmd, "labelscope": rust, "python": py,
+            json.dump({"machine": info, "loadavg": [load_start, load_end], "labelscope_command": rust_cmd, "labelscope": rust, "python": py,
                        "checks": checks, "table": rows}, f, indent=1)
     bad = [c for c in checks if c["pooled_max_abs_diff_vs_f64"] > 1e-5 or c["top5_prob_max_abs_diff"] > 1e-5]
     if bad:

@@ -23,8 +23,11 @@
 //!   (`<f4` `[K·P, 5]`) and `check-DIMxGRID-top5-c.npy` (`<i8`): pooled
 //!   vectors and top-5 of the first `K = --check-images` images, for the
 //!   Python side to compare with its own.
-//! * `generated.json`: the generation parameters; a later run with the same
-//!   parameters and `--dir` reuses the files.
+//! * `generated.json` (images, image size, proposals, seed) and
+//!   `cache-DIMxGRID/bench-generated.json`: what generated the masks and each
+//!   cache; a later run with `--dir` reuses the files whose parameters match
+//!   (every value depends only on the seed, the sizes and DIMxGRID, not on
+//!   the order of `--configs`).
 //!
 //! # What is timed
 //! Per feature configuration, each the best of `--repeats` passes after one
@@ -182,14 +185,12 @@ pub fn run(a: BenchRelabelArgs) -> Result<()> {
 }
 
 fn run_in(a: &BenchRelabelArgs, configs: &[FeatCfg], dir: &Path) -> Result<Value> {
+    let load_start = loadavg();
     let gen_key = json!({
-        "format": 1, "images": a.images, "image_size": a.image_size, "proposals": a.proposals,
-        "classes": a.classes, "seed": a.seed, "check_images": a.check_images,
-        "configs": configs.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        "format": 1, "images": a.images, "image_size": a.image_size, "proposals": a.proposals, "seed": a.seed,
     });
     let key_path = dir.join("generated.json");
-    let reuse = fs::read_to_string(&key_path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        == Some(gen_key.clone());
+    let reuse = read_json(&key_path) == Some(gen_key.clone());
     if !reuse {
         let _ = fs::remove_file(&key_path);
     }
@@ -200,6 +201,8 @@ fn run_in(a: &BenchRelabelArgs, configs: &[FeatCfg], dir: &Path) -> Result<Value
     } else {
         let m = generate_masks(a.images * a.proposals, a.image_size, a.seed);
         write_masks(dir, &m)?;
+        fs::write(&key_path, serde_json::to_string_pretty(&gen_key)?)
+            .with_context(|| format!("cannot write {}", key_path.display()))?;
         m
     };
     let mask_s = t.elapsed().as_secs_f64();
@@ -208,14 +211,20 @@ fn run_in(a: &BenchRelabelArgs, configs: &[FeatCfg], dir: &Path) -> Result<Value
     let geom = GridGeometry::whole(a.image_size, a.image_size);
     let dev = Device::Cpu;
     let mut results = Vec::new();
-    for (ci, cfg) in configs.iter().enumerate() {
+    for cfg in configs {
+        let cfg_seed = mix64(a.seed ^ mix64(((cfg.dim as u64) << 20) | cfg.grid as u64));
         let cdir = dir.join(format!("cache-{}", cfg.name()));
+        let marker = cdir.join("bench-generated.json");
+        let cache_key = json!({"generation": gen_key, "config": cfg.name()});
         let t = Instant::now();
-        if !reuse {
+        let cache_reused = reuse && read_json(&marker) == Some(cache_key.clone());
+        if !cache_reused {
             if cdir.exists() {
                 fs::remove_dir_all(&cdir).with_context(|| format!("cannot remove {}", cdir.display()))?;
             }
-            generate_cache(&cdir, &ids, *cfg, mix64(a.seed ^ mix64(100 + ci as u64)))?;
+            generate_cache(&cdir, &ids, *cfg, cfg_seed)?;
+            fs::write(&marker, serde_json::to_string(&cache_key)?)
+                .with_context(|| format!("cannot write {}", marker.display()))?;
         }
         let gen_s = t.elapsed().as_secs_f64();
         let cache = FeatureCache::open(&cdir)?;
@@ -238,7 +247,7 @@ fn run_in(a: &BenchRelabelArgs, configs: &[FeatCfg], dir: &Path) -> Result<Value
 
         let mut r = json!({
             "config": cfg.name(), "dim": cfg.dim, "grid": cfg.grid, "cache_bytes": cache_bytes,
-            "generate_s": gen_s, "reused": reuse,
+            "generate_s": gen_s, "reused": cache_reused,
         });
         let n = a.images as f64;
         if a.parts.iter().any(|p| p == "pool") {
@@ -262,15 +271,11 @@ fn run_in(a: &BenchRelabelArgs, configs: &[FeatCfg], dir: &Path) -> Result<Value
             for (kind, hc) in
                 [("mlp", HeadConfig::mlp(cfg.dim, a.classes)), ("linear", HeadConfig::linear(cfg.dim, a.classes))]
             {
-                tr.insert(kind.into(), bench_train(a, hc, mix64(a.seed ^ (200 + ci as u64)))?);
+                tr.insert(kind.into(), bench_train(a, hc, mix64(cfg_seed ^ 200))?);
             }
             r["train"] = Value::Object(tr);
         }
         results.push(r);
-    }
-    if !reuse {
-        fs::write(&key_path, serde_json::to_string_pretty(&gen_key)?)
-            .with_context(|| format!("cannot write {}", key_path.display()))?;
     }
     Ok(json!({
         "benchmark": "bench-relabel",
@@ -279,7 +284,7 @@ fn run_in(a: &BenchRelabelArgs, configs: &[FeatCfg], dir: &Path) -> Result<Value
         "images": a.images, "image_size": a.image_size, "proposals": a.proposals, "classes": a.classes,
         "batch_images": a.batch_images, "train_batch": a.train_batch, "train_steps": a.train_steps,
         "repeats": a.repeats, "seed": a.seed, "mask_mean_area": mean_area, "masks_s": mask_s,
-        "dir": dir.display().to_string(),
+        "dir": dir.display().to_string(), "loadavg_start": load_start, "loadavg_end": loadavg(),
         "results": results,
     }))
 }
@@ -485,6 +490,15 @@ fn generate_cache(cdir: &Path, ids: &[String], cfg: FeatCfg, seed: u64) -> Resul
     w.finish(ids)?;
     finalize(cdir, ids)?;
     Ok(())
+}
+
+/// The 1-minute load average (Linux `/proc/loadavg`), recorded because the machine may be shared.
+fn loadavg() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&fs::read_to_string(path).ok()?).ok()
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
