@@ -405,6 +405,8 @@ def main():
             json.dump(rust, f, indent=1)
     elif os.path.exists(os.path.join(args.dir, "labelscope.json")):
         rust = json.load(open(os.path.join(args.dir, "labelscope.json")))
+        print(f"note: the labelscope numbers come from an earlier run ({args.dir}/labelscope.json), "
+              "not from this one: not a side-by-side comparison")
     gen = json.load(open(os.path.join(args.dir, "generated.json")))
 
     load_start = os.getloadavg()[0]
