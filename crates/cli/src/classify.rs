@@ -63,7 +63,8 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
     let t0 = Instant::now();
     let paths: Vec<PathBuf> = items.iter().map(|i| i.path.clone()).collect();
     let loader = Loader::new(paths, config)?;
-    let (mut names, mut top, mut logits_all, mut feats_all, mut bad) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut names, mut top, mut logits_all, mut feats_all, mut bad) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut feat_dim = 0;
     for batch in loader {
         bar.inc(batch.paths.len() as u64);
