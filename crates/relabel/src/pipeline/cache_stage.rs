@@ -28,7 +28,7 @@ use labelscope_vision::preprocess::Preprocess;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{read_geometry_log, recipe_rect, write_jsonl, ImageGeometry, IMAGES_JSONL};
+use super::{jsonl_text, parse_jsonl, read_geometry_log, recipe_rect, write_jsonl, ImageGeometry, IMAGES_JSONL};
 use crate::cache::{finalize, CacheSpec, CacheSummary, CacheWriter, ImageFeatures, Recovery, Shard, TokenKind};
 use crate::error::{Error, Result};
 
@@ -131,34 +131,17 @@ fn skipped_path(dir: &Path, shard: Shard) -> PathBuf {
 }
 
 fn read_skipped(path: &Path) -> Result<Vec<Skipped>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Io { path: path.to_path_buf(), source: e }),
-    };
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str(line).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            location: format!("line {}", i + 1),
-            message: format!("not a skipped-image record: {e}"),
-        })?);
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_jsonl(path, &text, "a skipped-image record"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::Io { path: path.to_path_buf(), source: e }),
     }
-    Ok(out)
 }
 
 fn append_lines<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
     let io = |e| Error::Io { path: path.to_path_buf(), source: e };
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-    let mut text = String::new();
-    for it in items {
-        text.push_str(&serde_json::to_string(it).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?);
-        text.push('\n');
-    }
-    f.write_all(text.as_bytes()).map_err(io)?;
+    f.write_all(jsonl_text(path, items)?.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)
 }
 

@@ -27,7 +27,7 @@ use candle_core::{Device, Tensor};
 use labelscope_nn::head::RegionHead;
 use serde::{Deserialize, Serialize};
 
-use super::{check_proposal_size, read_geometry, read_proposals};
+use super::{check_proposal_size, check_proposals_cached, parse_jsonl, read_geometry, read_proposals};
 use crate::cache::FeatureCache;
 use crate::error::{Error, Result};
 use crate::pool::{masked_average, project_mask, Grid, Mask, Projection};
@@ -112,15 +112,7 @@ pub fn infer(
             cache_dir.display()
         )));
     }
-    for id in props.keys() {
-        if !cache.contains(id) {
-            return Err(Error::Format {
-                path: proposals.to_path_buf(),
-                location: format!("image {id:?}"),
-                message: format!("not in the feature cache {}", cache_dir.display()),
-            });
-        }
-    }
+    check_proposals_cached(&props, &cache, proposals, cache_dir)?;
     let mut ids: Vec<&str> = cache.ids().collect();
     ids.sort_unstable();
     let classes = head.config().classes;
@@ -323,16 +315,5 @@ fn open_partial(part: &Path, run: &PartialRun, ids: &[&str]) -> Result<(usize, I
 /// Reads `predictions.jsonl` (errors name the file and the line).
 pub fn read_predictions(path: &Path) -> Result<Vec<ImagePredictions>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str(line).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            location: format!("line {}", i + 1),
-            message: format!("not an image prediction record: {e}"),
-        })?);
-    }
-    Ok(out)
+    parse_jsonl(path, &text, "an image prediction record")
 }

@@ -127,16 +127,8 @@ pub fn read_geometry_log(path: &Path) -> Result<BTreeMap<String, ImageGeometry>>
         Some(i) => &text[..=i],
         None => "",
     };
-    let mut out = BTreeMap::new();
-    for (i, line) in complete.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let g: ImageGeometry = serde_json::from_str(line)
-            .map_err(|e| format_err(path, format!("line {}", i + 1), format!("not an image geometry record: {e}")))?;
-        out.insert(g.id.clone(), g);
-    }
-    Ok(out)
+    let lines: Vec<ImageGeometry> = parse_jsonl(path, complete, "an image geometry record")?;
+    Ok(lines.into_iter().map(|g| (g.id.clone(), g)).collect())
 }
 
 /// Reads `images.jsonl` of a finished cache folder.
@@ -151,8 +143,24 @@ pub fn read_geometry(cache_dir: &Path) -> Result<BTreeMap<String, ImageGeometry>
     read_geometry_log(&path)
 }
 
-/// Writes lines of JSON values atomically.
-pub fn write_jsonl<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+/// Parses the JSON lines of `text`, read from `path`; empty lines are
+/// skipped, errors name the file, the line and `what` was expected.
+pub(crate) fn parse_jsonl<T: serde::de::DeserializeOwned>(path: &Path, text: &str, what: &str) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(line)
+                .map_err(|e| format_err(path, format!("line {}", i + 1), format!("not {what}: {e}")))?,
+        );
+    }
+    Ok(out)
+}
+
+/// `items` as lines of JSON (each ending in a newline); `path` names errors.
+pub(crate) fn jsonl_text<T: Serialize>(path: &Path, items: &[T]) -> Result<String> {
     let mut text = String::new();
     for it in items {
         let line = serde_json::to_string(it)
@@ -160,8 +168,30 @@ pub fn write_jsonl<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
         text.push_str(&line);
         text.push('\n');
     }
-    labelscope_core::atomic::write_atomic(path, text.as_bytes())?;
+    Ok(text)
+}
+
+/// Writes lines of JSON values atomically.
+pub fn write_jsonl<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+    labelscope_core::atomic::write_atomic(path, jsonl_text(path, items)?.as_bytes())?;
     Ok(())
+}
+
+/// Checks that every image of the proposals file is in the feature cache.
+pub(crate) fn check_proposals_cached<V>(
+    props: &BTreeMap<String, V>,
+    cache: &crate::cache::FeatureCache,
+    proposals: &Path,
+    cache_dir: &Path,
+) -> Result<()> {
+    match props.keys().find(|id| !cache.contains(id)) {
+        Some(id) => Err(format_err(
+            proposals,
+            format!("image {id:?}"),
+            format!("not in the feature cache {}", cache_dir.display()),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The original label of every image: id → (label, the name as written).

@@ -25,7 +25,10 @@ use std::path::Path;
 
 use labelscope_core::npy::read_npy;
 
-use super::{check_proposal_size, read_geometry, read_original_labels, read_proposals, write_jsonl, Regions};
+use super::{
+    check_proposal_size, check_proposals_cached, read_geometry, read_original_labels, read_proposals, write_jsonl,
+    Regions,
+};
 use crate::cache::FeatureCache;
 use crate::error::{Error, Result};
 use crate::pool::{masked_average, patch_dropout, project_mask, Dropout, Grid, Mask, Projection};
@@ -223,15 +226,7 @@ pub fn select_regions(
     let geo = read_geometry(cache_dir)?;
     let props = read_proposals(proposals)?;
     let originals = read_original_labels(labels)?;
-    for id in props.keys() {
-        if !cache.contains(id) {
-            return Err(Error::Format {
-                path: proposals.to_path_buf(),
-                location: format!("image {id:?}"),
-                message: format!("not in the feature cache {}", cache_dir.display()),
-            });
-        }
-    }
+    check_proposals_cached(&props, &cache, proposals, cache_dir)?;
     let mut ids: Vec<&str> = cache.ids().collect();
     ids.sort_unstable();
     let dim = cache.meta().dim;
