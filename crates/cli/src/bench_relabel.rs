@@ -49,6 +49,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+
+use crate::bench_vit::best_time;
 use candle_core::{Device, Tensor};
 use clap::Args;
 use labelscope_core::npy::header_bytes;
@@ -287,24 +289,6 @@ fn run_in(a: &BenchRelabelArgs, configs: &[FeatCfg], dir: &Path) -> Result<Value
         "dir": dir.display().to_string(), "loadavg_start": load_start, "loadavg_end": loadavg(),
         "results": results,
     }))
-}
-
-/// Best and median of `repeats` timed calls after one warm-up call.
-struct Timing {
-    best: f64,
-    median: f64,
-}
-
-fn best_time(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
-    f()?;
-    let mut times = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
-        let t = Instant::now();
-        f()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(Timing { best: times[0], median: times[times.len() / 2] })
 }
 
 /// Pooled vectors (`[count · P, dim]`, row-major) of the images in `range`, in parallel.

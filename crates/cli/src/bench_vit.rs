@@ -71,7 +71,18 @@ pub fn run(a: BenchVitArgs) -> Result<()> {
 }
 
 /// Median seconds of `repeats` calls of `f` after one warm-up call.
-fn median_time(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+fn median_time(repeats: usize, f: impl FnMut() -> Result<()>) -> Result<f64> {
+    Ok(best_time(repeats, f)?.median)
+}
+
+/// Best and median of `repeats` timed calls after one warm-up call.
+pub(crate) struct Timing {
+    pub(crate) best: f64,
+    pub(crate) median: f64,
+}
+
+/// Times `repeats` calls of `f` after one warm-up call.
+pub(crate) fn best_time(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
     f()?;
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats {
@@ -80,7 +91,7 @@ fn median_time(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64>
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok(Timing { best: times[0], median: times[times.len() / 2] })
 }
 
 /// `--model resnet50`: logits of a ResNet-50 (random weights, BN running variance 1, unless

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use labelscope_nn::{Vit, VitConfig, VitVariant};
+use labelscope_nn::Vit;
 use labelscope_proposals::manifest::Shard;
 
 /// Which tokens to write.
@@ -128,19 +128,7 @@ pub fn run(a: FeaturesArgs) -> Result<()> {
             let name = m.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
             labelscope_nn::preset(&name).ok_or_else(|| anyhow::anyhow!("no built-in architecture {name:?}"))?
         }
-        (None, Some(s)) => {
-            let v: Vec<usize> =
-                s.split(':').map(|x| x.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| {
-                    anyhow::anyhow!("--arch {s:?}: expected four positive integers DIM:DEPTH:HEADS:PATCH")
-                })?;
-            match v.as_slice() {
-                &[dim, depth, heads, patch] if dim > 0 && depth > 0 && heads > 0 && patch > 0 => {
-                    let cfg = VitConfig { patch, dim, depth, heads, mlp_ratio: 4 };
-                    (cfg, VitVariant::dino(patch))
-                }
-                _ => bail!("--arch {s:?}: expected four positive integers DIM:DEPTH:HEADS:PATCH"),
-            }
-        }
+        (None, Some(s)) => crate::nnio::parse_arch(s)?,
         (None, None) => bail!("give --model or --arch"),
     };
     if a.size == 0 || !a.size.is_multiple_of(cfg.patch) {

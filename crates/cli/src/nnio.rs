@@ -123,6 +123,22 @@ impl ModelArgs {
     }
 }
 
+/// A DINO-layout ViT given as `--arch DIM:DEPTH:HEADS:PATCH` (MLP ratio 4).
+pub fn parse_arch(s: &str) -> Result<(labelscope_nn::VitConfig, labelscope_nn::VitVariant)> {
+    let v: Vec<usize> = s
+        .split(':')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--arch {s:?}: expected four positive integers DIM:DEPTH:HEADS:PATCH"))?;
+    match v.as_slice() {
+        &[dim, depth, heads, patch] if dim > 0 && depth > 0 && heads > 0 && patch > 0 => Ok((
+            labelscope_nn::VitConfig { patch, dim, depth, heads, mlp_ratio: 4 },
+            labelscope_nn::VitVariant::dino(patch),
+        )),
+        _ => bail!("--arch {s:?}: expected four positive integers DIM:DEPTH:HEADS:PATCH"),
+    }
+}
+
 /// The candle device named by `--device`.
 pub fn device(spec: &str) -> Result<Device> {
     let s = spec.trim().to_ascii_lowercase();

@@ -116,18 +116,7 @@ impl BackboneArgs {
         let (cfg, variant) = match (&self.model, &self.arch, &self.config) {
             (Some(m), _, _) => labelscope_nn::preset(m)
                 .ok_or_else(|| anyhow::anyhow!("--model {m:?}: not a built-in ViT architecture"))?,
-            (None, Some(s), _) => {
-                let v: Vec<usize> =
-                    s.split(':').map(|x| x.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| {
-                        anyhow::anyhow!("--arch {s:?}: expected four positive integers DIM:DEPTH:HEADS:PATCH")
-                    })?;
-                match v.as_slice() {
-                    &[dim, depth, heads, patch] if dim > 0 && depth > 0 && heads > 0 && patch > 0 => {
-                        (VitConfig { patch, dim, depth, heads, mlp_ratio: 4 }, VitVariant::dino(patch))
-                    }
-                    _ => bail!("--arch {s:?}: expected four positive integers DIM:DEPTH:HEADS:PATCH"),
-                }
-            }
+            (None, Some(s), _) => crate::nnio::parse_arch(s)?,
             (None, None, Some(p)) => {
                 let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
                 let j: ArchJson = serde_json::from_str(&text).map_err(|e| {

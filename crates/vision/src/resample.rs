@@ -391,6 +391,26 @@ fn nearest_indices(in_size: usize, out_size: usize) -> Vec<usize> {
     v
 }
 
+/// Refuses zero sizes and a region that does not fit in the `width × height` output.
+fn check_region(w_in: usize, h_in: usize, width: u32, height: u32, region: (u32, u32, u32, u32)) -> Result<()> {
+    let (x0, y0, cw, ch) = region;
+    if width == 0 || height == 0 || w_in == 0 || h_in == 0 {
+        return Err(Error::Invalid(format!(
+            "cannot resize a {w_in}x{h_in} image to {width}x{height}: sizes must be non-zero"
+        )));
+    }
+    if cw == 0
+        || ch == 0
+        || u64::from(x0) + u64::from(cw) > u64::from(width)
+        || u64::from(y0) + u64::from(ch) > u64::from(height)
+    {
+        return Err(Error::Invalid(format!(
+            "region {cw}x{ch} at ({x0}, {y0}) does not fit in a {width}x{height} image"
+        )));
+    }
+    Ok(())
+}
+
 /// The source pixels that [`resize_region`] reads to produce `region` of a
 /// `width × height` resize of a `w_in × h_in` image, as a half-open
 /// rectangle `(x0, y0, x1, y1)`: the union of the filter supports of the
@@ -406,16 +426,7 @@ pub fn resize_region_source(
     region: (u32, u32, u32, u32),
 ) -> Result<(u32, u32, u32, u32)> {
     let (x0, y0, cw, ch) = region;
-    if w_in == 0 || h_in == 0 || width == 0 || height == 0 {
-        return Err(Error::Invalid(format!(
-            "cannot resize a {w_in}x{h_in} image to {width}x{height}: sizes must be non-zero"
-        )));
-    }
-    if cw == 0 || ch == 0 || x0 + cw > width || y0 + ch > height {
-        return Err(Error::Invalid(format!(
-            "region {cw}x{ch} at ({x0}, {y0}) does not fit in a {width}x{height} image"
-        )));
-    }
+    check_region(w_in as usize, h_in as usize, width, height, region)?;
     let axis = |n_in: u32, n_out: u32, start: u32, len: u32| -> Result<(u32, u32)> {
         if (width, height) == (w_in, h_in) || n_in == n_out {
             return Ok((start, start + len));
@@ -460,16 +471,7 @@ pub fn resize_region(
     let (w_in, h_in) = (img.width() as usize, img.height() as usize);
     let (w, h) = (width as usize, height as usize);
     let (x0, y0, cw, ch) = (region.0 as usize, region.1 as usize, region.2 as usize, region.3 as usize);
-    if w == 0 || h == 0 || w_in == 0 || h_in == 0 {
-        return Err(Error::Invalid(format!(
-            "cannot resize a {w_in}x{h_in} image to {width}x{height}: sizes must be non-zero"
-        )));
-    }
-    if cw == 0 || ch == 0 || x0 + cw > w || y0 + ch > h {
-        return Err(Error::Invalid(format!(
-            "region {cw}x{ch} at ({x0}, {y0}) does not fit in a {width}x{height} image"
-        )));
-    }
+    check_region(w_in, h_in, width, height, region)?;
     let src = img.as_raw();
     let data = if (w, h) == (w_in, h_in) {
         crop_raw(src, w_in, x0, y0, cw, ch)
