@@ -1,0 +1,86 @@
+//! Click localisation accuracy against ground-truth boxes and its baselines.
+
+use std::collections::BTreeMap;
+
+use labelscope_core::rng::Xoshiro256;
+
+use crate::{Error, Point, Result};
+
+/// A box in image-normalised coordinates `[x0, y0, x1, y1]`.
+pub type NormBox = [f64; 4];
+
+fn inside(p: Point, b: &NormBox) -> bool {
+    p.x >= b[0] && p.x <= b[2] && p.y >= b[1] && p.y <= b[3]
+}
+
+/// Click localisation summary over the images that have both a click and boxes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClickAccuracy {
+    /// Images scored (click and at least one box of the image's class).
+    pub images: usize,
+    /// Fraction of clicks inside some box of the image's class.
+    pub click: f64,
+    /// Fraction of images whose centre `(0.5, 0.5)` is inside such a box.
+    pub centre: f64,
+    /// Images where the centre click fails.
+    pub centre_fails: usize,
+    /// Click accuracy on the images where the centre click fails (`NaN` if none).
+    pub click_where_centre_fails: f64,
+}
+
+/// Scores `clicks` (image key → click) against `boxes` (image key →
+/// normalised boxes of the image's class). Images missing from either side
+/// are left out; no image in common is an error.
+pub fn click_accuracy(clicks: &BTreeMap<String, Point>, boxes: &BTreeMap<String, Vec<NormBox>>) -> Result<ClickAccuracy> {
+    let (mut n, mut hit, mut centre, mut fails, mut hit_fails) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    let c = Point { x: 0.5, y: 0.5 };
+    for (key, p) in clicks {
+        let Some(bs) = boxes.get(key).filter(|b| !b.is_empty()) else { continue };
+        n += 1;
+        let h = bs.iter().any(|b| inside(*p, b));
+        hit += h as usize;
+        if bs.iter().any(|b| inside(c, b)) {
+            centre += 1;
+        } else {
+            fails += 1;
+            hit_fails += h as usize;
+        }
+    }
+    if n == 0 {
+        return Err(Error::Invalid("no image has both a click and a ground-truth box".into()));
+    }
+    Ok(ClickAccuracy {
+        images: n,
+        click: hit as f64 / n as f64,
+        centre: centre as f64 / n as f64,
+        centre_fails: fails,
+        click_where_centre_fails: if fails > 0 { hit_fails as f64 / fails as f64 } else { f64::NAN },
+    })
+}
+
+/// Accuracy of a random click drawn from an isotropic Gaussian around the
+/// image centre with standard deviation `sigma` (image-normalised units),
+/// clamped into the image, `draws` times per image, seeded. `sigma = 0` is
+/// the centre click; `sigma = ∞` is a uniform click in the image.
+pub fn gaussian_centre_accuracy(boxes: &BTreeMap<String, Vec<NormBox>>, sigma: f64, draws: usize, seed: u64) -> Result<f64> {
+    if !(sigma >= 0.0) || draws == 0 {
+        return Err(Error::Invalid(format!("sigma must be >= 0 and draws > 0 (got {sigma}, {draws})")));
+    }
+    let mut rng = Xoshiro256::from_seed(seed);
+    let (mut n, mut hit) = (0u64, 0u64);
+    for bs in boxes.values().filter(|b| !b.is_empty()) {
+        for _ in 0..draws {
+            let p = if sigma.is_infinite() {
+                Point { x: rng.unit(), y: rng.unit() }
+            } else {
+                Point { x: (0.5 + sigma * rng.gauss()).clamp(0.0, 1.0), y: (0.5 + sigma * rng.gauss()).clamp(0.0, 1.0) }
+            };
+            n += 1;
+            hit += bs.iter().any(|b| inside(p, b)) as u64;
+        }
+    }
+    if n == 0 {
+        return Err(Error::Invalid("no boxes".into()));
+    }
+    Ok(hit as f64 / n as f64)
+}
