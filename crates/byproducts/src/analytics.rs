@@ -31,7 +31,10 @@ pub struct ClickAccuracy {
 /// Scores `clicks` (image key → click) against `boxes` (image key →
 /// normalised boxes of the image's class). Images missing from either side
 /// are left out; no image in common is an error.
-pub fn click_accuracy(clicks: &BTreeMap<String, Point>, boxes: &BTreeMap<String, Vec<NormBox>>) -> Result<ClickAccuracy> {
+pub fn click_accuracy(
+    clicks: &BTreeMap<String, Point>,
+    boxes: &BTreeMap<String, Vec<NormBox>>,
+) -> Result<ClickAccuracy> {
     let (mut n, mut hit, mut centre, mut fails, mut hit_fails) = (0usize, 0usize, 0usize, 0usize, 0usize);
     let c = Point { x: 0.5, y: 0.5 };
     for (key, p) in clicks {
@@ -62,7 +65,12 @@ pub fn click_accuracy(clicks: &BTreeMap<String, Point>, boxes: &BTreeMap<String,
 /// image centre with standard deviation `sigma` (image-normalised units),
 /// clamped into the image, `draws` times per image, seeded. `sigma = 0` is
 /// the centre click; `sigma = ∞` is a uniform click in the image.
-pub fn gaussian_centre_accuracy(boxes: &BTreeMap<String, Vec<NormBox>>, sigma: f64, draws: usize, seed: u64) -> Result<f64> {
+pub fn gaussian_centre_accuracy(
+    boxes: &BTreeMap<String, Vec<NormBox>>,
+    sigma: f64,
+    draws: usize,
+    seed: u64,
+) -> Result<f64> {
     if !(sigma >= 0.0) || draws == 0 {
         return Err(Error::Invalid(format!("sigma must be >= 0 and draws > 0 (got {sigma}, {draws})")));
     }

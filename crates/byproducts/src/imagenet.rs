@@ -83,12 +83,9 @@ pub fn parse_record(xml: &str, origin: &str) -> std::result::Result<ImageRecord,
     let num = |n: roxmltree::Node, name: &str| -> std::result::Result<Option<f64>, String> {
         match text(n, name) {
             None => Ok(None),
-            Some(t) => t
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .map(Some)
-                .ok_or_else(|| format!("{}: <{name}> is {t:?}; expected a finite number", at(child(n, name).unwrap_or(n)))),
+            Some(t) => t.parse::<f64>().ok().filter(|v| v.is_finite()).map(Some).ok_or_else(|| {
+                format!("{}: <{name}> is {t:?}; expected a finite number", at(child(n, name).unwrap_or(n)))
+            }),
         }
     };
     let stem = origin.rsplit('/').next().unwrap_or(origin);
@@ -160,10 +157,15 @@ pub fn read_archive(path: &Path, skip_bad: bool, mut each: impl FnMut(ImageRecor
     let entries = archive.entries().map_err(|e| Error::format(path, "archive header", e.to_string()))?;
     let mut buf = String::new();
     for entry in entries {
-        let mut entry = entry.map_err(|e| Error::format(path, format!("after member {last}"), format!("corrupt or truncated archive: {e}")))?;
+        let mut entry = entry.map_err(|e| {
+            Error::format(path, format!("after member {last}"), format!("corrupt or truncated archive: {e}"))
+        })?;
         let name = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
         let offset = entry.raw_file_position();
-        if !entry.header().entry_type().is_file() || !name.ends_with(".xml") || name.rsplit('/').next().is_some_and(|b| b.starts_with("._")) {
+        if !entry.header().entry_type().is_file()
+            || !name.ends_with(".xml")
+            || name.rsplit('/').next().is_some_and(|b| b.starts_with("._"))
+        {
             continue;
         }
         buf.clear();
@@ -174,7 +176,11 @@ pub fn read_archive(path: &Path, skip_bad: bool, mut each: impl FnMut(ImageRecor
                 summary.skip(format!("{name}: not UTF-8 text"));
                 continue;
             }
-            return Err(Error::format(path, format!("member {name} at byte {offset}"), format!("cannot read member: {e}")));
+            return Err(Error::format(
+                path,
+                format!("member {name} at byte {offset}"),
+                format!("cannot read member: {e}"),
+            ));
         }
         match parse_record(&buf, &name) {
             Ok(r) => {

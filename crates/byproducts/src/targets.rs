@@ -41,7 +41,10 @@ pub fn imagenet_target(record: &ImageRecord, mode: PointMode) -> Option<Point> {
             }
             let tail = &upto[upto.len().saturating_sub(n)..];
             let k = tail.len() as f64;
-            Some(Point { x: tail.iter().map(|p| p.point.x).sum::<f64>() / k, y: tail.iter().map(|p| p.point.y).sum::<f64>() / k })
+            Some(Point {
+                x: tail.iter().map(|p| p.point.x).sum::<f64>() / k,
+                y: tail.iter().map(|p| p.point.y).sum::<f64>() / k,
+            })
         }
     }
 }

@@ -50,7 +50,9 @@ fn record_fields_and_targets_are_hand_computed() {
     close(imagenet_target(&r, PointMode::LastTrace(2)).unwrap(), 0.4, 0.6);
     close(imagenet_target(&r, PointMode::LastTrace(10)).unwrap(), 0.3, 13.0 / 30.0);
     // No selected showing: no target.
-    let none = parse_record("<annotation><metadata><selected>False</selected></metadata></annotation>", "x/n01440764_1.xml").unwrap();
+    let none =
+        parse_record("<annotation><metadata><selected>False</selected></metadata></annotation>", "x/n01440764_1.xml")
+            .unwrap();
     assert_eq!(none.image, "n01440764_1");
     assert!(imagenet_target(&none, PointMode::FinalClick).is_none());
     assert!(imagenet_target(&none, PointMode::MeanOfClicks).is_none());
@@ -58,7 +60,8 @@ fn record_fields_and_targets_are_hand_computed() {
 
 #[test]
 fn bad_records_name_the_position() {
-    let e = parse_record("<annotation><metadata><selected>maybe</selected></metadata></annotation>", "a.xml").unwrap_err();
+    let e =
+        parse_record("<annotation><metadata><selected>maybe</selected></metadata></annotation>", "a.xml").unwrap_err();
     assert!(e.contains("a.xml: byte 12") && e.contains("expected True or False"), "{e}");
     let e = parse_record("<annotation><metadata><selected>True</selected><selectedRecord><x>nan</x><y>1</y></selectedRecord></metadata></annotation>", "b.xml").unwrap_err();
     assert!(e.contains("<x>") && e.contains("finite number"), "{e}");
