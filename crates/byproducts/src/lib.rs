@@ -6,6 +6,7 @@
 //!
 //! * [`imagenet`] — ImageNet-AB records (ILSVRC-style XML with `metadata`
 //!   sections) from a `.tar.gz` release or a folder, streamed member by member.
+//! * [`coco`] — COCO-AB records from one large JSON array, streamed element by element.
 //! * [`targets`] — LUAB targets (final click, mean of clicks, last trace
 //!   points), the seeded random-point baseline,
 //!   and mapping a point through a random-resized crop and flip.
@@ -13,6 +14,7 @@
 //!   click and Gaussian-around-the-centre baselines.
 
 pub mod analytics;
+pub mod coco;
 pub mod error;
 pub mod imagenet;
 pub mod targets;
