@@ -76,6 +76,8 @@ pub enum Command {
     Relabel(crate::relabel::RelabelArgs),
     /// Measure region pooling + labeler inference and head training (see BENCHMARKS.md).
     BenchRelabel(crate::bench_relabel::BenchRelabelArgs),
+    /// Annotation byproducts (ImageNet-AB, COCO-AB): LUAB point targets.
+    Byproducts(crate::byproducts::ByproductsArgs),
 }
 
 /// How the score columns are to be read for set metrics.

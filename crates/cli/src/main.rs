@@ -8,6 +8,7 @@
 
 mod args;
 mod bench;
+mod byproducts;
 mod bench_ncut;
 mod bench_preprocess;
 mod bench_relabel;
