@@ -13,12 +13,11 @@
 //! Fields this reader does not use (`categoryHistories`, `mouseTracking`, …)
 //! are skipped without being built.
 
-use std::fmt;
 use std::path::Path;
 
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::stream::{open_counting, ordered_map, split_json_array, RawElement, ReadOptions};
 use crate::{Error, Point, ReadSummary, Result};
 
 /// One icon action.
@@ -73,60 +72,52 @@ impl CocoRecord {
     }
 }
 
-struct Each<'a, F> {
-    each: &'a mut F,
-    skip_bad: bool,
-    summary: &'a mut ReadSummary,
-    bad: &'a mut Option<String>,
-}
-
-impl<'de, F: FnMut(CocoRecord)> Visitor<'de> for Each<'_, F> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON array of per-image records")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        let mut index = 0u64;
-        while let Some(raw) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
-            match serde_json::from_str::<CocoRecord>(raw.get()) {
-                Ok(r) => {
-                    self.summary.records += 1;
-                    (self.each)(r)
-                }
-                Err(e) if self.skip_bad => self.summary.skip(format!("record {index}: {e}")),
-                Err(e) => {
-                    *self.bad = Some(format!("record {index} (0-based): {e}"));
-                    return Err(serde::de::Error::custom("bad record"));
-                }
-            }
-            index += 1;
-        }
-        Ok(())
+/// The message of a `serde_json` error without its (element-relative) position.
+fn bare_message(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    match m.rfind(" at line ") {
+        Some(i) => m[..i].to_string(),
+        None => m,
     }
 }
 
-impl<'de, F: FnMut(CocoRecord)> DeserializeSeed<'de> for Each<'_, F> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-/// Streams the records of a COCO-AB JSON array, calling `each` per record.
-/// A record of the wrong shape is an error naming its index, unless
-/// `skip_bad`; broken JSON (truncation, syntax) is always an error with its
-/// line and column.
-pub fn read_array(path: &Path, skip_bad: bool, mut each: impl FnMut(CocoRecord)) -> Result<ReadSummary> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+/// Streams the records of a COCO-AB JSON array, calling `each` per record in
+/// file order. The array is cut into records by one thread and the records
+/// are parsed by [`ReadOptions::threads`] others, so memory stays at a few
+/// records per thread whatever the file size. A record of the wrong shape is
+/// an error naming its index, line and column, unless `skip_bad`; broken
+/// JSON (truncation, syntax) is always an error with its line and column.
+pub fn read_array(path: &Path, opts: &ReadOptions, mut each: impl FnMut(CocoRecord)) -> Result<ReadSummary> {
+    let (reader, count) = open_counting(path)?;
     let mut summary = ReadSummary::default();
-    let mut bad = None;
-    let seed = Each { each: &mut each, skip_bad, summary: &mut summary, bad: &mut bad };
-    if let Err(e) = seed.deserialize(&mut de).and_then(|()| de.end()) {
-        if let Some(msg) = bad {
-            return Err(Error::format(path, msg, "expected an object with image_id and actionHistories"));
-        }
-        return Err(Error::format(path, format!("line {}, column {}", e.line(), e.column()), e.to_string()));
-    }
+    let skip_bad = opts.skip_bad;
+    ordered_map(
+        opts.worker_threads(),
+        opts.progress.map(|f| (&*count, f)),
+        |push: &mut dyn FnMut(RawElement) -> bool| split_json_array(reader, path, push),
+        |el: RawElement| match serde_json::from_slice::<CocoRecord>(&el.bytes) {
+            Ok(r) => Ok(r),
+            Err(e) => Err((
+                e.classify() == serde_json::error::Category::Data,
+                format!("record {} (0-based), {}", el.index, el.position(&e)),
+                bare_message(&e),
+            )),
+        },
+        |o| match o {
+            Ok(r) => {
+                summary.records += 1;
+                each(r);
+                Ok(())
+            }
+            Err((true, at, msg)) if skip_bad => {
+                summary.skip(format!("{at}: {msg}"));
+                Ok(())
+            }
+            Err((true, at, msg)) => {
+                Err(Error::format(path, at, format!("{msg} (expected an object with image_id and actionHistories)")))
+            }
+            Err((false, at, msg)) => Err(Error::format(path, at, format!("not valid JSON: {msg}"))),
+        },
+    )?;
     Ok(summary)
 }

@@ -23,6 +23,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::stream::{open_counting, ordered_map, ReadOptions};
 use crate::{Error, Point, ReadSummary, Result};
 
 /// One mouse-trace sample.
@@ -140,56 +141,105 @@ pub fn parse_record(xml: &str, origin: &str) -> std::result::Result<ImageRecord,
 }
 
 /// Streams the records of a `.tar.gz` (or plain `.tar`) release, calling
-/// `each` for every `.xml` member in archive order. A malformed member is an
-/// error naming the member and its byte offset in the (uncompressed) archive,
-/// unless `skip_bad`, when it is counted in the summary and skipped. A
-/// truncated or corrupt archive is always an error.
-pub fn read_archive(path: &Path, skip_bad: bool, mut each: impl FnMut(ImageRecord)) -> Result<ReadSummary> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz" || e == "tgz") {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, file)))
+/// `each` for every `.xml` member in archive order. One thread decompresses
+/// and cuts the archive into members, [`ReadOptions::threads`] others parse
+/// them. A malformed member is an error naming the member and its byte
+/// offset in the (uncompressed) archive, unless `skip_bad`, when it is
+/// counted in the summary and skipped. A truncated or corrupt archive is
+/// always an error.
+pub fn read_archive(path: &Path, opts: &ReadOptions, mut each: impl FnMut(ImageRecord)) -> Result<ReadSummary> {
+    let (file, count) = open_counting(path)?;
+    let buffered = std::io::BufReader::with_capacity(1 << 20, file);
+    let reader: Box<dyn Read + Send> = if path.extension().is_some_and(|e| e == "gz" || e == "tgz") {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
     } else {
-        Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+        Box::new(buffered)
     };
-    let mut archive = tar::Archive::new(reader);
     let mut summary = ReadSummary::default();
-    let mut last = String::from("the start of the archive");
-    let entries = archive.entries().map_err(|e| Error::format(path, "archive header", e.to_string()))?;
-    let mut buf = String::new();
-    for entry in entries {
-        let mut entry = entry.map_err(|e| {
-            Error::format(path, format!("after member {last}"), format!("corrupt or truncated archive: {e}"))
-        })?;
-        let name = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let offset = entry.raw_file_position();
-        if !entry.header().entry_type().is_file()
-            || !name.ends_with(".xml")
-            || name.rsplit('/').next().is_some_and(|b| b.starts_with("._"))
-        {
-            continue;
-        }
-        buf.clear();
-        let read = entry.read_to_string(&mut buf);
-        last = format!("{name} (byte {offset})");
-        if let Err(e) = read {
-            if e.kind() == std::io::ErrorKind::InvalidData && skip_bad {
-                summary.skip(format!("{name}: not UTF-8 text"));
-                continue;
+    let skip_bad = opts.skip_bad;
+    type Member = (String, u64, Vec<u8>);
+    ordered_map(
+        opts.worker_threads(),
+        opts.progress.map(|f| (&*count, f)),
+        move |push: &mut dyn FnMut(Member) -> bool| {
+            let mut archive = tar::Archive::new(reader);
+            let mut last = String::from("the start of the archive");
+            let entries = archive.entries().map_err(|e| Error::format(path, "archive header", e.to_string()))?;
+            for entry in entries {
+                let mut entry = entry.map_err(|e| {
+                    Error::format(path, format!("after member {last}"), format!("corrupt or truncated archive: {e}"))
+                })?;
+                let name = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                let offset = entry.raw_file_position();
+                if !entry.header().entry_type().is_file()
+                    || !name.ends_with(".xml")
+                    || name.rsplit('/').next().is_some_and(|b| b.starts_with("._"))
+                {
+                    continue;
+                }
+                let mut bytes = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut bytes).map_err(|e| {
+                    Error::format(
+                        path,
+                        format!("member {name} at byte {offset}"),
+                        format!("cannot read member (corrupt or truncated archive): {e}"),
+                    )
+                })?;
+                last = format!("{name} (byte {offset})");
+                if !push((name, offset, bytes)) {
+                    break;
+                }
             }
-            return Err(Error::format(
-                path,
-                format!("member {name} at byte {offset}"),
-                format!("cannot read member: {e}"),
-            ));
-        }
-        match parse_record(&buf, &name) {
+            Ok(())
+        },
+        |(name, offset, bytes): Member| {
+            let parsed = match std::str::from_utf8(&bytes) {
+                Ok(xml) => parse_record(xml, &name),
+                Err(e) => Err(format!("{name}: not UTF-8 text ({e})")),
+            };
+            (name, offset, parsed)
+        },
+        |(name, offset, parsed)| match parsed {
             Ok(r) => {
                 summary.records += 1;
-                each(r)
+                each(r);
+                Ok(())
             }
-            Err(msg) if skip_bad => summary.skip(msg),
-            Err(msg) => return Err(Error::format(path, format!("member {name} at byte {offset}"), msg)),
-        }
-    }
+            Err(msg) if skip_bad => {
+                summary.skip(msg);
+                Ok(())
+            }
+            Err(msg) => Err(Error::format(path, format!("member {name} at byte {offset}"), msg)),
+        },
+    )?;
     Ok(summary)
+}
+
+/// Writes a release archive (`.tar.gz`, gzip level 6) of the given
+/// `(member name, XML)` pairs atomically: the layout [`read_archive`] reads,
+/// for the studio's exports and synthetic releases. Returns the number of
+/// members written.
+pub fn write_archive<N, B>(path: &Path, members: impl IntoIterator<Item = (N, B)>) -> Result<u64>
+where
+    N: AsRef<str>,
+    B: AsRef<[u8]>,
+{
+    let mut n = 0u64;
+    labelscope_core::atomic::write_atomic_with(path, |w| {
+        let gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
+        let mut tar = tar::Builder::new(gz);
+        for (name, body) in members {
+            let body = body.as_ref();
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(1_600_000_000);
+            header.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut header, name.as_ref(), body)?;
+            n += 1;
+        }
+        tar.into_inner()?.finish()?.flush()
+    })
+    .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    Ok(n)
 }

@@ -13,13 +13,20 @@
 //! * [`analytics`] — click localisation accuracy against boxes, the centre
 //!   click and Gaussian-around-the-centre baselines.
 
+pub mod analysis;
 pub mod analytics;
 pub mod coco;
+pub mod coco_analysis;
 pub mod error;
 pub mod imagenet;
+pub mod report;
+pub mod stream;
+pub mod synth;
 pub mod targets;
+pub mod truth;
 
 pub use error::{Error, Result};
+pub use stream::ReadOptions;
 
 /// A point in image-normalised coordinates: `x` from the left edge, `y` from
 /// the top edge, both in `[0, 1]` for points inside the image.

@@ -19,13 +19,12 @@ pub enum PointMode {
 /// The target point of `record` under `mode`; `None` when no showing was
 /// selected with a recorded click (such images get no target).
 pub fn imagenet_target(record: &ImageRecord, mode: PointMode) -> Option<Point> {
-    let selected = record.showings.iter().filter(|s| s.selected && s.click.is_some());
+    let mut selected = record.showings.iter().filter(|s| s.selected && s.click.is_some());
     match mode {
-        PointMode::FinalClick => selected.last().and_then(|s| s.click),
+        PointMode::FinalClick => selected.next_back().and_then(|s| s.click),
         PointMode::MeanOfClicks => {
             let (mut sx, mut sy, mut n) = (0.0, 0.0, 0usize);
-            for s in selected {
-                let c = s.click?;
+            for c in selected.filter_map(|s| s.click) {
                 sx += c.x;
                 sy += c.y;
                 n += 1;
@@ -33,7 +32,7 @@ pub fn imagenet_target(record: &ImageRecord, mode: PointMode) -> Option<Point> {
             (n > 0).then(|| Point { x: sx / n as f64, y: sy / n as f64 })
         }
         PointMode::LastTrace(n) => {
-            let s = selected.last()?;
+            let s = selected.next_back()?;
             let cut = s.estimate_time_ms.and_then(|t| s.trace.first().map(|f| f.time_ms + t));
             let upto: Vec<_> = s.trace.iter().filter(|p| cut.is_none_or(|c| p.time_ms <= c)).collect();
             if n == 0 || upto.is_empty() {

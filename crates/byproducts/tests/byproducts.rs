@@ -1,12 +1,14 @@
 //! Hand-computed fixtures for the ImageNet-AB reader, LUAB targets and click accuracy.
 
+use labelscope_byproducts::ReadOptions;
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use labelscope_byproducts::analytics::{click_accuracy, gaussian_centre_accuracy};
-use labelscope_byproducts::imagenet::{parse_record, read_archive};
+use labelscope_byproducts::imagenet::{parse_record, read_archive, write_archive};
 use labelscope_byproducts::targets::{imagenet_target, map_through_crop, random_baseline, Crop, PointMode};
 use labelscope_byproducts::{Error, Point};
+
+const SKIP: ReadOptions = ReadOptions { skip_bad: true, threads: 0, progress: None };
 
 const REC: &str = r#"<annotation>
   <filename>n01440764_10026.JPEG</filename>
@@ -69,41 +71,29 @@ fn bad_records_name_the_position() {
     assert!(e.contains("c.xml: not well-formed XML"), "{e}");
 }
 
-fn archive(members: &[(&str, &str)]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    {
-        let mut b = tar::Builder::new(&mut gz);
-        for (name, body) in members {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(body.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, name, body.as_bytes()).unwrap();
-        }
-        b.finish().unwrap();
-    }
-    gz.finish().unwrap()
-}
-
 #[test]
 fn archive_streams_members_and_skips_bad_ones_on_request() {
     let bad = "<annotation><metadata><selected>yes</selected></metadata></annotation>";
-    let bytes = archive(&[
-        ("ab/n01440764/n01440764_10026.xml", REC),
-        ("ab/n01440764/n01440764_2.xml", bad),
-        ("ab/readme.txt", "not a record"),
-        ("ab/n01440764/n01440764_3.xml", "<annotation><filename>n01440764_3</filename></annotation>"),
-    ]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("imagenet_ab.tar.gz");
-    std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
+    write_archive(
+        &path,
+        [
+            ("ab/n01440764/n01440764_10026.xml", REC),
+            ("ab/n01440764/n01440764_2.xml", bad),
+            ("ab/readme.txt", "not a record"),
+            ("ab/n01440764/n01440764_3.xml", "<annotation><filename>n01440764_3</filename></annotation>"),
+        ],
+    )
+    .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
 
-    let err = read_archive(&path, false, |_| {}).unwrap_err();
+    let err = read_archive(&path, &ReadOptions::default(), |_| {}).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("imagenet_ab.tar.gz") && msg.contains("member ab/n01440764/n01440764_2.xml at byte"), "{msg}");
 
     let mut keys = Vec::new();
-    let s = read_archive(&path, true, |r| keys.push(r.image)).unwrap();
+    let s = read_archive(&path, &SKIP, |r| keys.push(r.image)).unwrap();
     assert_eq!(keys, ["n01440764_10026", "n01440764_3"]);
     assert_eq!((s.records, s.skipped), (2, 1));
     assert!(s.skip_reasons[0].contains("n01440764_2.xml"));
@@ -111,7 +101,7 @@ fn archive_streams_members_and_skips_bad_ones_on_request() {
     // Truncated archive: an error even with skip_bad, naming the last good member.
     let cut = dir.path().join("cut.tar.gz");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let e = read_archive(&cut, true, |_| {}).unwrap_err();
+    let e = read_archive(&cut, &SKIP, |_| {}).unwrap_err();
     assert!(matches!(e, Error::Format { .. }), "{e}");
     assert!(e.to_string().contains("cut.tar.gz"), "{e}");
 }

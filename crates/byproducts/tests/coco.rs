@@ -2,6 +2,9 @@
 
 use labelscope_byproducts::coco::read_array;
 use labelscope_byproducts::Point;
+use labelscope_byproducts::ReadOptions;
+
+const SKIP: ReadOptions = ReadOptions { skip_bad: true, threads: 0, progress: None };
 
 const GOOD: &str = r#"[
  {"image_id": 9, "originalImageWidth": 640, "originalImageHeight": 480, "timeSpent": 5120,
@@ -22,7 +25,7 @@ fn records_stream_and_last_add_points_are_hand_computed() {
     let p = dir.path().join("coco_ab.json");
     std::fs::write(&p, GOOD).unwrap();
     let mut recs = Vec::new();
-    let s = read_array(&p, false, |r| recs.push(r)).unwrap();
+    let s = read_array(&p, &ReadOptions::default(), |r| recs.push(r)).unwrap();
     assert_eq!((s.records, s.skipped), (2, 0));
     assert_eq!(recs[0].image_id, 9);
     assert_eq!(recs[0].width, Some(640.0));
@@ -39,18 +42,18 @@ fn bad_records_and_broken_json_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.json");
     std::fs::write(&p, r#"[{"image_id": 1}, {"image_id": "x"}, {"image_id": 3}]"#).unwrap();
-    let e = read_array(&p, false, |_| {}).unwrap_err().to_string();
+    let e = read_array(&p, &ReadOptions::default(), |_| {}).unwrap_err().to_string();
     assert!(e.contains("bad.json") && e.contains("record 1 (0-based)"), "{e}");
     let mut ids = Vec::new();
-    let s = read_array(&p, true, |r| ids.push(r.image_id)).unwrap();
+    let s = read_array(&p, &SKIP, |r| ids.push(r.image_id)).unwrap();
     assert_eq!(ids, [1, 3]);
     assert_eq!(s.skipped, 1);
 
     let t = dir.path().join("cut.json");
     std::fs::write(&t, &GOOD[..GOOD.len() / 2]).unwrap();
-    let e = read_array(&t, true, |_| {}).unwrap_err().to_string();
+    let e = read_array(&t, &SKIP, |_| {}).unwrap_err().to_string();
     assert!(e.contains("cut.json") && e.contains("line "), "{e}");
     let n = dir.path().join("notarray.json");
     std::fs::write(&n, r#"{"image_id": 1}"#).unwrap();
-    assert!(read_array(&n, true, |_| {}).is_err());
+    assert!(read_array(&n, &SKIP, |_| {}).is_err());
 }

@@ -5,10 +5,13 @@
 //! * [`table::terminal`]: an aligned plain-ASCII pivot table for the terminal;
 //! * [`csv::csv`]: the long table as RFC 4180 CSV (one line per result row);
 //! * [`markdown::markdown`]: pivot tables in GitHub-flavoured Markdown;
-//! * [`plot`]: hand-written SVG scatter and grouped-bar plots, and PNG
-//!   rendering of any SVG through `resvg`;
+//! * [`plot`]: hand-written SVG scatter plots, grouped bars, heat maps and
+//!   line plots, and PNG rendering of any SVG through `resvg`;
 //! * [`html::html_report`]: one self-contained HTML file (inline CSS, SVG and
-//!   a few lines of JavaScript, no external resources).
+//!   a few lines of JavaScript, no external resources);
+//! * [`html::html_page`]: a generic self-contained HTML page of sections with
+//!   paragraphs, sortable tables (also writable as CSV) and figures, for
+//!   results that are not a [`ResultSet`](labelscope_core::ResultSet).
 //!
 //! Rates (values in `[0, 1]`) are shown in percent with two decimals in the
 //! human-readable outputs; count metrics (names ending in `errors`, or any
@@ -24,11 +27,11 @@ pub mod plot;
 pub mod table;
 
 pub use crate::csv::csv;
-pub use crate::html::{html_report, Figure};
+pub use crate::html::{html_page, html_report, Cell, Figure, Section, Table};
 pub use crate::markdown::markdown;
 pub use crate::plot::{
-    bars_svg, buckets_from_results, least_squares, scatter_from_results, scatter_svg, svg_to_png, BarSeries, BarSpec,
-    Point, ScatterSpec, Selector,
+    bars_svg, buckets_from_results, heatmap_svg, least_squares, lines_svg, scatter_from_results, scatter_svg,
+    svg_to_png, BarSeries, BarSpec, HeatmapSpec, LineSeries, LineSpec, Point, ScatterSpec, Selector,
 };
 pub use crate::table::terminal;
 

@@ -1,6 +1,6 @@
-//! Hand-written SVG plots (a scatter plot and grouped bars), PNG rendering
-//! of SVG through `resvg`, and helpers that build plot specifications from
-//! a [`ResultSet`].
+//! Hand-written SVG plots (a scatter plot, grouped bars, a heat map and a
+//! line plot), PNG rendering of SVG through `resvg`, and helpers that build
+//! plot specifications from a [`ResultSet`].
 //!
 //! The SVG documents are plain SVG 1.1 with no `id` attributes, so that
 //! several of them can be inlined into one HTML page.
@@ -83,6 +83,65 @@ pub struct BarSeries {
     pub ci: Vec<Option<(f64, f64)>>,
 }
 
+/// A heat map (2-D histogram): a grid of cells over a rectangle of the
+/// plane, each colored by its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatmapSpec {
+    /// Title above the plot.
+    pub title: String,
+    /// Label of the horizontal axis.
+    pub x_label: String,
+    /// Label of the vertical axis.
+    pub y_label: String,
+    /// The horizontal extent of the grid, `(left edge, right edge)`.
+    pub x_range: (f64, f64),
+    /// The vertical extent of the grid; row 0 starts at `y_range.0`.
+    pub y_range: (f64, f64),
+    /// Number of columns (cells along x).
+    pub cols: usize,
+    /// Number of rows (cells along y).
+    pub rows: usize,
+    /// The cell values, row-major (`values[row * cols + col]`), `rows ×
+    /// cols` of them, finite and not negative. Row 0 is at `y_range.0`.
+    pub values: Vec<f64>,
+    /// The y axis grows downward, like image coordinates: `y_range.0` (and
+    /// row 0) is at the top. Otherwise it is at the bottom.
+    pub y_down: bool,
+    /// A rectangle `[x0, y0, x1, y1]` in data coordinates drawn dashed over
+    /// the cells, such as the unit box.
+    pub outline: Option<[f64; 4]>,
+    /// A cross at a data point `(x, y)`, such as the mean.
+    pub marker: Option<(f64, f64)>,
+}
+
+/// A line plot: one polyline with circle markers per series, and labelled
+/// horizontal reference lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineSpec {
+    /// Title above the plot.
+    pub title: String,
+    /// Label of the horizontal axis.
+    pub x_label: String,
+    /// Label of the vertical axis.
+    pub y_label: String,
+    /// The series, one color each.
+    pub series: Vec<LineSeries>,
+    /// Dashed horizontal reference lines `(label, y)`, named in the legend.
+    pub hlines: Vec<(String, f64)>,
+    /// A fixed y axis `(low, high)`; otherwise the axis covers the points
+    /// and the reference lines.
+    pub y_range: Option<(f64, f64)>,
+}
+
+/// One series of a [`LineSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineSeries {
+    /// Name shown in the legend and the tooltips.
+    pub name: String,
+    /// The points `(x, y)`, connected in this order.
+    pub points: Vec<(f64, f64)>,
+}
+
 // ---------------------------------------------------------------------------
 // Least squares.
 
@@ -153,10 +212,33 @@ impl Axis {
         axis
     }
 
-    /// The tick values.
+    /// An axis from exactly `lo` to `hi` (`lo < hi`, not necessarily
+    /// multiples of the step) with the smallest 1-2-5 step that gives at
+    /// most about `target` intervals between them.
+    fn exact(lo: f64, hi: f64, target: usize) -> Axis {
+        let target = target.max(1) as f64;
+        let raw = (hi - lo) / target;
+        let mag = if raw.is_finite() && raw > 0.0 { 10f64.powf(raw.log10().floor()) } else { 1.0 };
+        let step = [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|m| m * mag)
+            .find(|&step| (hi - lo) / step <= target + 2.5)
+            .unwrap_or(10.0 * mag);
+        Axis { min: lo, max: hi, step }
+    }
+
+    /// The tick values: the multiples of the step in `[min, max]`.
     fn ticks(&self) -> Vec<f64> {
-        let n = ((self.max - self.min) / self.step).round() as i64;
-        (0..=n.clamp(0, 1000)).map(|k| self.min + k as f64 * self.step).collect()
+        let eps = 1e-6;
+        // The first multiple of the step at or above `min` (`min` itself
+        // when it is one, as on a covering axis).
+        let k0 = (self.min / self.step - eps).ceil();
+        let first = if (k0 * self.step - self.min).abs() <= self.step * eps { self.min } else { k0 * self.step };
+        let n = ((self.max - first) / self.step + eps).floor();
+        if n.is_nan() || n < 0.0 {
+            return Vec::new();
+        }
+        (0..=(n as i64).min(1000)).map(|k| first + k as f64 * self.step).collect()
     }
 
     /// Decimals needed to tell ticks apart.
@@ -180,6 +262,8 @@ struct Frame {
     bottom: f64,
     x: Axis,
     y: Axis,
+    /// The y axis grows downward (`y.min` at the top), as in images.
+    y_down: bool,
 }
 
 impl Frame {
@@ -187,7 +271,19 @@ impl Frame {
         self.left + (x - self.x.min) / (self.x.max - self.x.min) * (self.right - self.left)
     }
     fn sy(&self, y: f64) -> f64 {
-        self.bottom - (y - self.y.min) / (self.y.max - self.y.min) * (self.bottom - self.top)
+        let t = (y - self.y.min) / (self.y.max - self.y.min) * (self.bottom - self.top);
+        if self.y_down {
+            self.top + t
+        } else {
+            self.bottom - t
+        }
+    }
+    /// Whether the data point lies on the axes' ranges (with a little slack
+    /// for rounding).
+    fn contains(&self, (x, y): (f64, f64)) -> bool {
+        let sx = (self.x.max - self.x.min) * 1e-9;
+        let sy = (self.y.max - self.y.min) * 1e-9;
+        x >= self.x.min - sx && x <= self.x.max + sx && y >= self.y.min - sy && y <= self.y.max + sy
     }
 }
 
@@ -270,8 +366,53 @@ impl Svg {
         let _ = writeln!(self.out, r#"<rect x="{x:.2}" y="{y:.2}" width="{w:.2}" height="{h:.2}" {style}/>"#);
     }
 
+    /// A rectangle with a tooltip.
+    fn rect_titled(&mut self, x: f64, y: f64, w: f64, h: f64, style: &str, title: &str) {
+        let _ = writeln!(
+            self.out,
+            r#"<rect x="{x:.2}" y="{y:.2}" width="{w:.2}" height="{h:.2}" {style}><title>{}</title></rect>"#,
+            escape_xml(title)
+        );
+    }
+
     fn circle(&mut self, cx: f64, cy: f64, r: f64, style: &str) {
         let _ = writeln!(self.out, r#"<circle cx="{cx:.2}" cy="{cy:.2}" r="{r:.2}" {style}/>"#);
+    }
+
+    /// A circle with a tooltip.
+    fn circle_titled(&mut self, cx: f64, cy: f64, r: f64, style: &str, title: &str) {
+        let _ = writeln!(
+            self.out,
+            r#"<circle cx="{cx:.2}" cy="{cy:.2}" r="{r:.2}" {style}><title>{}</title></circle>"#,
+            escape_xml(title)
+        );
+    }
+
+    /// A polyline through `points` (SVG coordinates).
+    fn polyline(&mut self, points: &[(f64, f64)], style: &str) {
+        let mut pts = String::new();
+        for (i, (x, y)) in points.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            let _ = write!(pts, "{sep}{x:.2},{y:.2}");
+        }
+        let _ = writeln!(self.out, r#"<polyline points="{pts}" {style}/>"#);
+    }
+
+    /// Opens a group holding a tooltip for all its children; close it with
+    /// [`Svg::end_group`].
+    fn group_titled(&mut self, attrs: &str, title: &str) {
+        let sep = if attrs.is_empty() { "" } else { " " };
+        let _ = writeln!(self.out, "<g{sep}{attrs}><title>{}</title>", escape_xml(title));
+    }
+
+    /// Opens a group without a tooltip.
+    fn group(&mut self, attrs: &str) {
+        let sep = if attrs.is_empty() { "" } else { " " };
+        let _ = writeln!(self.out, "<g{sep}{attrs}>");
+    }
+
+    fn end_group(&mut self) {
+        self.out.push_str("</g>\n");
     }
 
     /// Text at (x, y) (baseline), `anchor` one of start/middle/end.
@@ -312,6 +453,12 @@ const PALETTE: [&str; 10] =
 
 /// Draws gridlines, the frame, ticks and tick labels of both axes.
 fn draw_axes(svg: &mut Svg, f: &Frame, x_ticks: bool) {
+    draw_grid(svg, f, x_ticks);
+    draw_frame(svg, f, x_ticks);
+}
+
+/// Draws the gridlines at the ticks (vertical ones only with `x_ticks`).
+fn draw_grid(svg: &mut Svg, f: &Frame, x_ticks: bool) {
     for t in f.y.ticks() {
         let y = f.sy(t);
         svg.line(f.left, y, f.right, y, GRID_STYLE);
@@ -322,6 +469,11 @@ fn draw_axes(svg: &mut Svg, f: &Frame, x_ticks: bool) {
             svg.line(x, f.top, x, f.bottom, GRID_STYLE);
         }
     }
+}
+
+/// Draws the frame, ticks and tick labels (of the x axis only with
+/// `x_ticks`).
+fn draw_frame(svg: &mut Svg, f: &Frame, x_ticks: bool) {
     svg.rect(f.left, f.top, f.right - f.left, f.bottom - f.top, r##"fill="none" stroke="#444444" stroke-width="1""##);
     for t in f.y.ticks() {
         let y = f.sy(t);
@@ -335,6 +487,22 @@ fn draw_axes(svg: &mut Svg, f: &Frame, x_ticks: bool) {
             svg.text(x, f.bottom + 8.0 + TICK_FONT, TICK_FONT, "middle", &f.x.label(t), r##"fill="#333333""##);
         }
     }
+}
+
+/// The widest tick label of `axis`.
+fn tick_label_width(axis: &Axis) -> f64 {
+    axis.ticks().iter().map(|&t| text_width(&axis.label(t), TICK_FONT)).fold(0.0, f64::max)
+}
+
+/// The left margin that leaves room for the y tick labels (`y_tick_w`
+/// wide) and the rotated y-axis label.
+fn left_margin(y_tick_w: f64) -> f64 {
+    (22.0 + LABEL_FONT + 10.0 + y_tick_w + 8.0).max(64.0)
+}
+
+/// The x-axis label, centered under the plot, baseline at `y`.
+fn x_axis_label(svg: &mut Svg, f: &Frame, label: &str, y: f64) {
+    svg.text((f.left + f.right) / 2.0, y, LABEL_FONT, "middle", label, r##"fill="#222222""##);
 }
 
 /// The y-axis label, rotated, centered on the plot's height.
@@ -448,9 +616,9 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
     let y_axis = Axis::covering(y_lo, y_hi, 6);
 
     let (width, height) = (760.0, 580.0);
-    let y_tick_w = y_axis.ticks().iter().map(|&t| text_width(&y_axis.label(t), TICK_FONT)).fold(0.0, f64::max);
-    let left = (22.0 + LABEL_FONT + 10.0 + y_tick_w + 8.0).max(64.0);
-    let f = Frame { left, right: width - 24.0, top: 50.0, bottom: height - 62.0, x: x_axis, y: y_axis };
+    let y_tick_w = tick_label_width(&y_axis);
+    let left = left_margin(y_tick_w);
+    let f = Frame { left, right: width - 24.0, top: 50.0, bottom: height - 62.0, x: x_axis, y: y_axis, y_down: false };
     let plot_box = BoxF { x0: f.left + 2.0, y0: f.top + 2.0, x1: f.right - 2.0, y1: f.bottom - 2.0 };
 
     let mut svg = Svg::new(width, height);
@@ -621,7 +789,7 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
     }
 
     svg.title(&spec.title);
-    svg.text((f.left + f.right) / 2.0, height - 18.0, LABEL_FONT, "middle", &spec.x_label, r##"fill="#222222""##);
+    x_axis_label(&mut svg, &f, &spec.x_label, height - 18.0);
     y_axis_label(&mut svg, &f, &spec.y_label, f.left - 8.0 - y_tick_w - 12.0);
     Ok(svg.finish())
 }
@@ -716,8 +884,8 @@ pub fn bars_svg(spec: &BarSpec) -> Result<String> {
     let legend_w = 18.0 + 8.0 + spec.series.iter().map(|s| text_width(&s.name, legend_font)).fold(0.0, f64::max) + 12.0;
     let legend_h = 12.0 + 20.0 * ns as f64;
 
-    let y_tick_w = y_axis.ticks().iter().map(|&t| text_width(&y_axis.label(t), TICK_FONT)).fold(0.0, f64::max);
-    let left = (22.0 + LABEL_FONT + 10.0 + y_tick_w + 8.0).max(64.0);
+    let y_tick_w = tick_label_width(&y_axis);
+    let left = left_margin(y_tick_w);
     // Slanted labels reach left of their group: keep them on the canvas.
     let left = if slant { left.max(max_cat_w * cos - group_w / 2.0 + 10.0) } else { left };
     let top = 50.0;
@@ -725,8 +893,15 @@ pub fn bars_svg(spec: &BarSpec) -> Result<String> {
     let bottom = top + plot_h;
     let width = left + plot_w + 20.0 + legend_w + 16.0;
     let height = bottom + 8.0 + cat_h + 30.0;
-    let f =
-        Frame { left, right: left + plot_w, top, bottom, x: Axis { min: 0.0, max: nc as f64, step: 1.0 }, y: y_axis };
+    let f = Frame {
+        left,
+        right: left + plot_w,
+        top,
+        bottom,
+        x: Axis { min: 0.0, max: nc as f64, step: 1.0 },
+        y: y_axis,
+        y_down: false,
+    };
 
     let mut svg = Svg::new(width, height);
     draw_axes(&mut svg, &f, false);
@@ -787,6 +962,391 @@ pub fn bars_svg(spec: &BarSpec) -> Result<String> {
         svg.text(lx + 26.0, cy + 4.0, legend_font, "start", &s.name, r##"fill="#222222""##);
     }
     svg.title(&spec.title);
+    y_axis_label(&mut svg, &f, &spec.y_label, f.left - 8.0 - y_tick_w - 12.0);
+    Ok(svg.finish())
+}
+
+// ---------------------------------------------------------------------------
+// Heat map.
+
+/// The stops of the heat map's sequential color scale, from the color of 0
+/// (light yellow) to the color of the largest value (dark blue).
+const HEAT_STOPS: [(u8, u8, u8); 5] =
+    [(0xff, 0xff, 0xd9), (0xc7, 0xe9, 0xb4), (0x41, 0xb6, 0xc4), (0x22, 0x5e, 0xa8), (0x08, 0x1d, 0x58)];
+
+/// The color of `t` in `[0, 1]` on the heat map's scale, by linear
+/// interpolation between [`HEAT_STOPS`], as `#rrggbb`.
+fn heat_color(t: f64) -> String {
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let pos = t * (HEAT_STOPS.len() - 1) as f64;
+    let i = (pos.floor() as usize).min(HEAT_STOPS.len() - 2);
+    let frac = pos - i as f64;
+    let (a, b) = (HEAT_STOPS[i], HEAT_STOPS[i + 1]);
+    let mix = |p: u8, q: u8| (f64::from(p) + (f64::from(q) - f64::from(p)) * frac).round().clamp(0.0, 255.0) as u8;
+    format!("#{:02x}{:02x}{:02x}", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// `v` for tooltips and legends: whole numbers as integers, others with at
+/// most `sig` significant digits and no trailing zeros.
+fn fmt_compact(v: f64, sig: i32) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        return format!("{}", v as i64);
+    }
+    let s = fmt_sig(v, sig);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Checks that `range` is finite and not empty.
+fn check_range(what: &str, (lo, hi): (f64, f64)) -> Result<()> {
+    check_finite(&format!("{what} start"), lo)?;
+    check_finite(&format!("{what} end"), hi)?;
+    if hi > lo {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("{what} ({lo}, {hi}) is empty: its end must be above its start")))
+    }
+}
+
+/// Renders a heat map (2-D histogram) as SVG.
+///
+/// Each cell is a `<rect>` whose color comes from a sequential scale (light
+/// yellow for 0 through green and blue to dark blue for the largest value,
+/// interpolated linearly between fixed stops) and whose `<title>` tooltip
+/// gives the cell's extent and value. A color bar right of the plot is
+/// labelled with 0 and the largest value. The axes span exactly `x_range`
+/// and `y_range`, with nice ticks; with `y_down` the y axis grows downward
+/// (row 0 at the top). The `outline` is drawn as a dashed rectangle (the
+/// part inside the ranges) and the `marker` as a cross (when inside the
+/// ranges). All values 0 is fine: every cell gets the lightest color.
+///
+/// Errors: [`Error::Invalid`] when `rows` or `cols` is 0, `values` does not
+/// hold `rows × cols` numbers, a range is empty or reversed, or a value is
+/// negative; [`Error::NonFinite`] for a NaN or infinite value, range bound,
+/// outline or marker coordinate.
+pub fn heatmap_svg(spec: &HeatmapSpec) -> Result<String> {
+    let (rows, cols) = (spec.rows, spec.cols);
+    if rows == 0 || cols == 0 {
+        return Err(Error::Invalid(format!("heat map {:?} has {rows} rows and {cols} columns", spec.title)));
+    }
+    if rows.checked_mul(cols) != Some(spec.values.len()) {
+        return Err(Error::Invalid(format!(
+            "heat map {:?} has {} values for {rows} rows × {cols} columns",
+            spec.title,
+            spec.values.len()
+        )));
+    }
+    check_range("x range", spec.x_range)?;
+    check_range("y range", spec.y_range)?;
+    let mut max = 0.0f64;
+    for (i, &v) in spec.values.iter().enumerate() {
+        let what = format!("value of cell (row {}, column {})", i / cols, i % cols);
+        check_finite(&what, v)?;
+        if v < 0.0 {
+            return Err(Error::Invalid(format!("{what} is negative ({v})")));
+        }
+        max = max.max(v);
+    }
+    if let Some(o) = spec.outline {
+        for v in o {
+            check_finite("outline coordinate", v)?;
+        }
+    }
+    if let Some((x, y)) = spec.marker {
+        check_finite("marker x", x)?;
+        check_finite("marker y", y)?;
+    }
+
+    let (x0, x1) = spec.x_range;
+    let (y0, y1) = spec.y_range;
+    let x_axis = Axis::exact(x0, x1, 6);
+    let y_axis = Axis::exact(y0, y1, 6);
+    // The plot keeps the aspect of the data, within limits.
+    let plot_w = 520.0;
+    let plot_h = plot_w * ((y1 - y0) / (x1 - x0)).clamp(0.5, 1.25);
+    let y_tick_w = tick_label_width(&y_axis);
+    let left = left_margin(y_tick_w);
+    let top = 50.0;
+    let f = Frame { left, right: left + plot_w, top, bottom: top + plot_h, x: x_axis, y: y_axis, y_down: spec.y_down };
+
+    let max_label = fmt_compact(max, 4);
+    let bar_x = f.right + 24.0;
+    let bar_w = 16.0;
+    let legend_w = text_width(&max_label, TICK_FONT).max(text_width("0", TICK_FONT));
+    let width = bar_x + bar_w + 6.0 + legend_w + 16.0;
+    let height = f.bottom + 62.0;
+    let mut svg = Svg::new(width, height);
+
+    // Cells. Crisp edges leave no seams between neighbours.
+    let (dx, dy) = ((x1 - x0) / cols as f64, (y1 - y0) / rows as f64);
+    svg.group(r#"shape-rendering="crispEdges""#);
+    for r in 0..rows {
+        let (cy0, cy1) = (y0 + dy * r as f64, y0 + dy * (r + 1) as f64);
+        let (sy0, sy1) = (f.sy(cy0), f.sy(cy1));
+        for c in 0..cols {
+            let v = spec.values[r * cols + c];
+            let (cx0, cx1) = (x0 + dx * c as f64, x0 + dx * (c + 1) as f64);
+            let (sx0, sx1) = (f.sx(cx0), f.sx(cx1));
+            let color = heat_color(if max > 0.0 { v / max } else { 0.0 });
+            let title = format!(
+                "x [{}, {}), y [{}, {}): {}",
+                fmt_compact(cx0, 4),
+                fmt_compact(cx1, 4),
+                fmt_compact(cy0, 4),
+                fmt_compact(cy1, 4),
+                fmt_compact(v, 6)
+            );
+            svg.rect_titled(
+                sx0,
+                sy0.min(sy1),
+                sx1 - sx0,
+                (sy1 - sy0).abs(),
+                &format!(r#"fill="{color}" stroke="none""#),
+                &title,
+            );
+        }
+    }
+    svg.end_group();
+    draw_frame(&mut svg, &f, true);
+
+    // The outline, clipped to the plot.
+    if let Some([ox0, oy0, ox1, oy1]) = spec.outline {
+        let title = format!(
+            "outline [{}, {}] × [{}, {}]",
+            fmt_compact(ox0, 6),
+            fmt_compact(ox1, 6),
+            fmt_compact(oy0, 6),
+            fmt_compact(oy1, 6)
+        );
+        svg.group_titled(r##"stroke="#d62728" stroke-width="1.5" stroke-dasharray="6 4""##, &title);
+        let corners = [(ox0, oy0), (ox1, oy0), (ox1, oy1), (ox0, oy1)];
+        for k in 0..4 {
+            if let Some((a, b)) = clip_segment(corners[k], corners[(k + 1) % 4], x0, x1, y0, y1) {
+                svg.line(f.sx(a.0), f.sy(a.1), f.sx(b.0), f.sy(b.1), "");
+            }
+        }
+        svg.end_group();
+    }
+    // The marker: a cross with a white halo.
+    if let Some((mx, my)) = spec.marker.filter(|&p| f.contains(p)) {
+        let (px, py) = (f.sx(mx), f.sy(my));
+        let s = 7.0;
+        svg.group_titled("", &format!("marker ({}, {})", fmt_compact(mx, 6), fmt_compact(my, 6)));
+        for style in [r##"stroke="#ffffff" stroke-width="4.5""##, r##"stroke="#d62728" stroke-width="2""##] {
+            svg.line(px - s, py - s, px + s, py + s, style);
+            svg.line(px - s, py + s, px + s, py - s, style);
+        }
+        svg.end_group();
+    }
+
+    // The color bar: 0 at the bottom, the largest value at the top.
+    let steps = 48;
+    let seg = plot_h / steps as f64;
+    svg.group(r#"shape-rendering="crispEdges""#);
+    for k in 0..steps {
+        let t = (k as f64 + 0.5) / steps as f64;
+        let y = f.bottom - seg * (k + 1) as f64;
+        svg.rect(bar_x, y, bar_w, seg, &format!(r#"fill="{}" stroke="none""#, heat_color(t)));
+    }
+    svg.end_group();
+    svg.rect(bar_x, f.top, bar_w, plot_h, r##"fill="none" stroke="#444444" stroke-width="1""##);
+    let tx = bar_x + bar_w + 6.0;
+    svg.text(tx, f.top + TICK_FONT * 0.35, TICK_FONT, "start", &max_label, r##"fill="#333333""##);
+    svg.text(tx, f.bottom + TICK_FONT * 0.35, TICK_FONT, "start", "0", r##"fill="#333333""##);
+
+    svg.title(&spec.title);
+    x_axis_label(&mut svg, &f, &spec.x_label, height - 18.0);
+    y_axis_label(&mut svg, &f, &spec.y_label, f.left - 8.0 - y_tick_w - 12.0);
+    Ok(svg.finish())
+}
+
+// ---------------------------------------------------------------------------
+// Line plot.
+
+/// The dash patterns of reference lines, in turn.
+const HLINE_DASHES: [&str; 4] = ["7 5", "2 3", "12 4 3 4", "4 2"];
+
+fn hline_style(k: usize) -> String {
+    format!(r##"stroke="#555555" stroke-width="1.5" stroke-dasharray="{}""##, HLINE_DASHES[k % HLINE_DASHES.len()])
+}
+
+/// The pieces of the polyline through `points` (data coordinates) that lie
+/// inside the frame's ranges, each of at least two points.
+fn clipped_runs(f: &Frame, points: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+    let (bx0, bx1, by0, by1) = (f.x.min, f.x.max, f.y.min, f.y.max);
+    let mut runs = Vec::new();
+    let mut cur: Vec<(f64, f64)> = Vec::new();
+    for w in points.windows(2) {
+        match clip_segment(w[0], w[1], bx0, bx1, by0, by1) {
+            Some((a, b)) => {
+                // Continue the run when the segment starts where the last
+                // one ended (inside the ranges).
+                if cur.is_empty() || !f.contains(w[0]) {
+                    if cur.len() >= 2 {
+                        runs.push(std::mem::take(&mut cur));
+                    }
+                    cur = vec![a];
+                }
+                cur.push(if f.contains(w[1]) { w[1] } else { b });
+            }
+            None => {
+                if cur.len() >= 2 {
+                    runs.push(std::mem::take(&mut cur));
+                }
+                cur.clear();
+            }
+        }
+    }
+    if cur.len() >= 2 {
+        runs.push(cur);
+    }
+    runs
+}
+
+/// Renders a line plot as SVG.
+///
+/// Each series is a polyline through its points (in the order given) with a
+/// circle marker at every point, colored by series; a marker's `<title>`
+/// tooltip gives the series and the coordinates. Each reference line is a
+/// dashed horizontal line across the plot, labelled at its right end. The
+/// legend right of the plot names the series and the reference lines. The
+/// axes have nice ticks and gridlines; the x axis covers the points, the y
+/// axis is `y_range` when set (parts of the lines outside it are clipped,
+/// markers outside it left out), else it covers the points and the
+/// reference lines. A series of one point draws only its marker; a series
+/// without points only its legend entry.
+///
+/// Errors: [`Error::Empty`] without series or without any point;
+/// [`Error::NonFinite`] for a NaN or infinite coordinate, reference value
+/// or `y_range` bound; [`Error::Invalid`] for an empty or reversed
+/// `y_range`.
+pub fn lines_svg(spec: &LineSpec) -> Result<String> {
+    if spec.series.is_empty() {
+        return Err(Error::Empty(format!("line plot {:?} has no series", spec.title)));
+    }
+    let mut x_lo = f64::INFINITY;
+    let mut x_hi = f64::NEG_INFINITY;
+    let mut y_lo = f64::INFINITY;
+    let mut y_hi = f64::NEG_INFINITY;
+    for s in &spec.series {
+        for (i, &(x, y)) in s.points.iter().enumerate() {
+            check_finite(&format!("x of point {i} of series {:?}", s.name), x)?;
+            check_finite(&format!("y of point {i} of series {:?}", s.name), y)?;
+            x_lo = x_lo.min(x);
+            x_hi = x_hi.max(x);
+            y_lo = y_lo.min(y);
+            y_hi = y_hi.max(y);
+        }
+    }
+    if x_lo > x_hi {
+        return Err(Error::Empty(format!("line plot {:?} has no points", spec.title)));
+    }
+    for (label, v) in &spec.hlines {
+        check_finite(&format!("reference line {label:?}"), *v)?;
+        y_lo = y_lo.min(*v);
+        y_hi = y_hi.max(*v);
+    }
+    let x_axis = Axis::covering(x_lo, x_hi, 6);
+    let y_axis = match spec.y_range {
+        Some(r) => {
+            check_range("y range", r)?;
+            Axis::exact(r.0, r.1, 6)
+        }
+        None => {
+            let mut a = Axis::covering(y_lo, y_hi, 6);
+            // A reference line on the frame would be hidden by it.
+            let on = |b: f64| spec.hlines.iter().any(|(_, v)| (v - b).abs() <= a.step * 1e-9);
+            if on(a.min) {
+                a.min -= a.step;
+            }
+            if on(a.max) {
+                a.max += a.step;
+            }
+            a
+        }
+    };
+
+    let legend_font = 12.0;
+    let names = spec.series.iter().map(|s| s.name.as_str()).chain(spec.hlines.iter().map(|(l, _)| l.as_str()));
+    let legend_w = 10.0 + 30.0 + 8.0 + names.map(|n| text_width(n, legend_font)).fold(0.0, f64::max) + 10.0;
+    let entries = spec.series.len() + spec.hlines.len();
+    let legend_h = 8.0 + 20.0 * entries as f64;
+
+    let y_tick_w = tick_label_width(&y_axis);
+    let left = left_margin(y_tick_w);
+    let top = 50.0;
+    let plot_w = 560.0;
+    let plot_h = legend_h.max(360.0);
+    let f = Frame { left, right: left + plot_w, top, bottom: top + plot_h, x: x_axis, y: y_axis, y_down: false };
+    let width = f.right + 20.0 + legend_w + 16.0;
+    let height = f.bottom + 62.0;
+    let mut svg = Svg::new(width, height);
+    draw_axes(&mut svg, &f, true);
+
+    // Reference lines under the data, labelled at the right end.
+    for (k, (label, v)) in spec.hlines.iter().enumerate() {
+        if !f.contains((f.x.min, *v)) {
+            continue;
+        }
+        let y = f.sy(*v);
+        svg.group_titled("", &format!("{label}: {}", fmt_compact(*v, 6)));
+        svg.line(f.left, y, f.right, y, &hline_style(k));
+        svg.text(
+            f.right - 6.0,
+            y - 4.0,
+            POINT_FONT,
+            "end",
+            label,
+            r##"fill="#444444" stroke="#ffffff" stroke-width="3" stroke-opacity="0.8" paint-order="stroke""##,
+        );
+        svg.end_group();
+    }
+
+    // Series: lines, then markers on top.
+    for (k, s) in spec.series.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        for run in clipped_runs(&f, &s.points) {
+            let screen: Vec<(f64, f64)> = run.iter().map(|&(x, y)| (f.sx(x), f.sy(y))).collect();
+            svg.polyline(
+                &screen,
+                &format!(
+                    r#"fill="none" stroke="{color}" stroke-width="2" stroke-linejoin="round" stroke-linecap="round""#
+                ),
+            );
+        }
+    }
+    for (k, s) in spec.series.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let style = format!(r##"fill="{color}" stroke="#ffffff" stroke-width="1""##);
+        for &(x, y) in s.points.iter().filter(|&&p| f.contains(p)) {
+            let title = format!("{}: x = {}, y = {}", s.name, fmt_compact(x, 6), fmt_compact(y, 6));
+            svg.circle_titled(f.sx(x), f.sy(y), 3.5, &style, &title);
+        }
+    }
+
+    // Legend right of the plot.
+    let lx = f.right + 20.0;
+    let ly = f.top;
+    svg.rect(lx, ly, legend_w, legend_h, r##"fill="#ffffff" stroke="#bbbbbb" stroke-width="1" rx="3""##);
+    let row = |i: usize| ly + 4.0 + 20.0 * (i as f64 + 0.5);
+    for (k, s) in spec.series.iter().enumerate() {
+        let color = PALETTE[k % PALETTE.len()];
+        let cy = row(k);
+        svg.line(lx + 10.0, cy, lx + 40.0, cy, &format!(r#"stroke="{color}" stroke-width="2""#));
+        svg.circle(lx + 25.0, cy, 3.5, &format!(r##"fill="{color}" stroke="#ffffff" stroke-width="1""##));
+        svg.text(lx + 48.0, cy + 4.0, legend_font, "start", &s.name, r##"fill="#222222""##);
+    }
+    for (k, (label, _)) in spec.hlines.iter().enumerate() {
+        let cy = row(spec.series.len() + k);
+        svg.line(lx + 10.0, cy, lx + 40.0, cy, &hline_style(k));
+        svg.text(lx + 48.0, cy + 4.0, legend_font, "start", label, r##"fill="#222222""##);
+    }
+
+    svg.title(&spec.title);
+    x_axis_label(&mut svg, &f, &spec.x_label, height - 18.0);
     y_axis_label(&mut svg, &f, &spec.y_label, f.left - 8.0 - y_tick_w - 12.0);
     Ok(svg.finish())
 }
@@ -1128,6 +1688,265 @@ mod tests {
         assert!(clip_segment((0.0, 5.0), (1.0, 6.0), 0.0, 1.0, 0.0, 1.0).is_none());
         let seg = clip_segment((0.0, 0.5), (1.0, 0.5), 0.0, 1.0, 0.0, 1.0).unwrap();
         assert_eq!(seg, ((0.0, 0.5), (1.0, 0.5)));
+    }
+
+    /// The start tags `<name ...>` in `svg`, each up to its `>`.
+    fn tags<'a>(svg: &'a str, name: &str) -> Vec<&'a str> {
+        let open = format!("<{name} ");
+        svg.match_indices(&open).map(|(i, _)| &svg[i..i + svg[i..].find('>').unwrap() + 1]).collect()
+    }
+
+    /// The value of attribute `key` of a start tag.
+    fn attr<'a>(tag: &'a str, key: &str) -> &'a str {
+        let pat = format!(" {key}=\"");
+        let i = tag.find(&pat).unwrap_or_else(|| panic!("no {key} in {tag}")) + pat.len();
+        &tag[i..i + tag[i..].find('"').unwrap()]
+    }
+
+    fn num(tag: &str, key: &str) -> f64 {
+        attr(tag, key).parse().unwrap()
+    }
+
+    /// The lines of `svg` holding an element of kind `name` with a tooltip
+    /// that contains `title`.
+    fn titled<'a>(svg: &'a str, name: &str, title: &str) -> Vec<&'a str> {
+        let open = format!("<{name} ");
+        svg.lines().filter(|l| l.starts_with(&open) && l.contains("<title>") && l.contains(title)).collect()
+    }
+
+    fn renders(svg: &str) {
+        let png = svg_to_png(svg, 1.0).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(!svg.contains(" id="), "no ids");
+    }
+
+    fn heatmap_example(y_down: bool) -> HeatmapSpec {
+        HeatmapSpec {
+            title: "centers <&>".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x_range: (-0.5, 2.5),
+            y_range: (0.0, 2.0),
+            cols: 3,
+            rows: 2,
+            values: vec![0.0, 1.0, 2.0, 3.0, 4.0, 8.0],
+            y_down,
+            outline: Some([0.0, 0.0, 1.0, 1.0]),
+            marker: Some((1.5, 1.0)),
+        }
+    }
+
+    #[test]
+    fn exact_axis_ticks_stay_inside() {
+        let a = Axis::exact(-0.5, 2.5, 6);
+        let t = a.ticks();
+        assert_eq!(a.step, 0.5);
+        assert_eq!(t.first(), Some(&-0.5));
+        assert_eq!(t.last(), Some(&2.5));
+        let b = Axis::exact(0.03, 0.97, 5);
+        let t = b.ticks();
+        assert!(t.iter().all(|&v| (0.03..=0.97).contains(&v)), "{t:?}");
+        assert_eq!(b.label(t[0]), "0.2");
+        let c = Axis::exact(-0.25, 1.25, 6);
+        assert_eq!(c.step, 0.2);
+        assert_eq!(c.ticks().len(), 8, "{:?}", c.ticks());
+    }
+
+    #[test]
+    fn heat_scale_interpolates_between_stops() {
+        assert_eq!(heat_color(0.0), "#ffffd9");
+        assert_eq!(heat_color(1.0), "#081d58");
+        assert_eq!(heat_color(0.5), "#41b6c4");
+        // Half-way between the first two stops.
+        assert_eq!(heat_color(0.125), "#e3f4c7");
+        // Darker as the value grows (sum of the channels falls).
+        let dark = |c: &str| (1..7).step_by(2).map(|i| u32::from_str_radix(&c[i..i + 2], 16).unwrap()).sum::<u32>();
+        let sums: Vec<u32> = (0..=20).map(|k| dark(&heat_color(k as f64 / 20.0))).collect();
+        assert!(sums.windows(2).all(|w| w[1] < w[0]), "{sums:?}");
+        assert_eq!(fmt_compact(8.0, 4), "8");
+        assert_eq!(fmt_compact(0.25, 4), "0.25");
+    }
+
+    #[test]
+    fn heatmap_colors_cells_and_orients_rows() {
+        for y_down in [false, true] {
+            let svg = heatmap_svg(&heatmap_example(y_down)).unwrap();
+            renders(&svg);
+            let cells: Vec<&str> = svg.lines().filter(|l| l.starts_with("<rect ") && l.contains("<title>")).collect();
+            assert_eq!(cells.len(), 6);
+            let max = titled(&svg, "rect", "): 8</title>");
+            assert_eq!(max.len(), 1);
+            assert_eq!(attr(max[0], "fill"), "#081d58", "largest value gets the darkest stop");
+            let zero = titled(&svg, "rect", "): 0</title>");
+            assert_eq!(zero.len(), 1);
+            assert_eq!(attr(zero[0], "fill"), "#ffffd9", "zero gets the lightest stop");
+            let half = titled(&svg, "rect", "): 4</title>");
+            assert_eq!(attr(half[0], "fill"), "#41b6c4");
+            // Row 0 is y in [0, 1), row 1 is y in [1, 2).
+            let row0 = num(titled(&svg, "rect", "y [0, 1)")[0], "y");
+            let row1 = num(titled(&svg, "rect", "y [1, 2)")[0], "y");
+            if y_down {
+                assert!(row0 < row1, "y_down: row 0 above row 1 ({row0} vs {row1})");
+            } else {
+                assert!(row0 > row1, "y up: row 0 below row 1 ({row0} vs {row1})");
+            }
+            // Columns left to right.
+            let c0 = num(titled(&svg, "rect", "x [-0.5, 0.5)")[0], "x");
+            let c2 = num(titled(&svg, "rect", "x [1.5, 2.5)")[0], "x");
+            assert!(c0 < c2);
+            assert!(svg.contains("centers &lt;&amp;&gt;"), "title escaped");
+            assert!(svg.contains("<title>marker (1.5, 1)</title>"));
+            assert!(svg.contains("<title>outline [0, 1] × [0, 1]</title>"));
+            assert!(svg.contains("stroke-dasharray=\"6 4\""));
+            // The color bar is labelled with 0 and the largest value.
+            assert!(svg.contains(">8</text>") && svg.contains(">0</text>"));
+        }
+    }
+
+    #[test]
+    fn heatmap_errors_and_zeros() {
+        let ok = heatmap_example(false);
+        let bad = |edit: &dyn Fn(&mut HeatmapSpec)| {
+            let mut s = ok.clone();
+            edit(&mut s);
+            heatmap_svg(&s)
+        };
+        assert!(matches!(bad(&|s| s.values.pop().map(drop).unwrap()), Err(Error::Invalid(_))));
+        assert!(matches!(bad(&|s| s.cols = 2), Err(Error::Invalid(_))));
+        assert!(matches!(
+            bad(&|s| {
+                s.rows = 0;
+                s.values.clear();
+            }),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(bad(&|s| s.values[3] = -1.0), Err(Error::Invalid(_))));
+        assert!(matches!(bad(&|s| s.values[3] = f64::NAN), Err(Error::NonFinite(_))));
+        assert!(matches!(bad(&|s| s.values[0] = f64::INFINITY), Err(Error::NonFinite(_))));
+        assert!(matches!(bad(&|s| s.x_range = (1.0, 1.0)), Err(Error::Invalid(_))));
+        assert!(matches!(bad(&|s| s.y_range = (2.0, 0.0)), Err(Error::Invalid(_))));
+        assert!(matches!(bad(&|s| s.y_range = (0.0, f64::INFINITY)), Err(Error::NonFinite(_))));
+        assert!(matches!(bad(&|s| s.marker = Some((f64::NAN, 0.0))), Err(Error::NonFinite(_))));
+        assert!(matches!(bad(&|s| s.outline = Some([0.0, 0.0, f64::NAN, 1.0])), Err(Error::NonFinite(_))));
+
+        // All zeros: drawn, every cell the lightest color.
+        let mut zeros = ok.clone();
+        zeros.values = vec![0.0; 6];
+        zeros.marker = Some((10.0, 10.0)); // outside: left out
+        let svg = heatmap_svg(&zeros).unwrap();
+        renders(&svg);
+        let cells: Vec<&str> = svg.lines().filter(|l| l.starts_with("<rect ") && l.contains("<title>")).collect();
+        assert_eq!(cells.len(), 6);
+        assert!(cells.iter().all(|c| attr(c, "fill") == "#ffffd9"));
+        assert!(!svg.contains("marker ("));
+    }
+
+    fn lines_example() -> LineSpec {
+        LineSpec {
+            title: "agreement by threshold".into(),
+            x_label: "threshold".into(),
+            y_label: "agreement (%)".into(),
+            series: vec![
+                LineSeries { name: "a".into(), points: vec![(0.1, 60.0), (0.3, 70.0), (0.5, 72.5), (0.9, 90.0)] },
+                LineSeries { name: "b <x>".into(), points: vec![(0.1, 40.0), (0.5, 55.0), (0.9, 50.0)] },
+                LineSeries { name: "c".into(), points: vec![(0.2, 30.0), (0.4, 35.0)] },
+            ],
+            hlines: vec![("chance".into(), 50.0), ("human".into(), 95.0)],
+            y_range: None,
+        }
+    }
+
+    #[test]
+    fn lines_draws_series_markers_and_reference_lines() {
+        let spec = lines_example();
+        let svg = lines_svg(&spec).unwrap();
+        renders(&svg);
+        assert_eq!(tags(&svg, "polyline").len(), spec.series.len());
+        // Markers of series a: in point order, x grows and so does pixel x;
+        // larger y is higher up (smaller pixel y).
+        let a = titled(&svg, "circle", "<title>a: ");
+        assert_eq!(a.len(), 4);
+        let cx: Vec<f64> = a.iter().map(|t| num(t, "cx")).collect();
+        let cy: Vec<f64> = a.iter().map(|t| num(t, "cy")).collect();
+        assert!(cx.windows(2).all(|w| w[1] > w[0]), "{cx:?}");
+        assert!(cy.windows(2).all(|w| w[1] < w[0]), "{cy:?}");
+        assert!(svg.contains("<title>a: x = 0.5, y = 72.5</title>"));
+        assert!(svg.contains("b &lt;x&gt;"), "series name escaped");
+        // Reference lines, dashed, also in the legend; the y axis covers the
+        // highest one.
+        assert!(svg.contains("<title>chance: 50</title>") && svg.contains("<title>human: 95</title>"));
+        assert!(svg.matches("stroke-dasharray=\"7 5\"").count() >= 2, "chance line and its legend entry");
+        assert!(svg.contains(">human</text>"));
+        // "chance" (50) at the lowest point: the axis goes below it,
+        // so that the frame does not hide the line.
+        let mut low = spec.clone();
+        low.series[2].points.clear();
+        low.series[1].points[0].1 = 50.0;
+        let low_svg = lines_svg(&low).unwrap();
+        let chance = low_svg.lines().skip_while(|l| !l.contains("<title>chance: 50</title>")).nth(1).unwrap();
+        let bottom = 50.0 + 360.0;
+        assert!(num(chance, "y1") < bottom - 1.0, "{chance}");
+        let polyline_colors: Vec<&str> = tags(&svg, "polyline").iter().map(|t| attr(t, "stroke")).collect();
+        assert_eq!(polyline_colors, &PALETTE[..3]);
+    }
+
+    #[test]
+    fn lines_fixed_range_clips() {
+        let mut spec = lines_example();
+        spec.y_range = Some((45.0, 80.0));
+        spec.hlines.truncate(1);
+        let svg = lines_svg(&spec).unwrap();
+        renders(&svg);
+        // a: 60, 70, 72.5 inside, 90 outside; b: 55, 50 inside, 40 out; c out.
+        assert_eq!(titled(&svg, "circle", "<title>a: ").len(), 3);
+        assert_eq!(titled(&svg, "circle", "<title>b &lt;x&gt;: ").len(), 2);
+        assert_eq!(titled(&svg, "circle", "<title>c: ").len(), 0);
+        // Series c lies wholly below the axis: a and b keep one polyline each.
+        assert_eq!(tags(&svg, "polyline").len(), 2);
+        // Every polyline vertex lies inside the plot area (y 45..80).
+        let f_top = 50.0;
+        let f_bottom = f_top + 360.0;
+        for t in tags(&svg, "polyline") {
+            for p in attr(t, "points").split(' ') {
+                let y: f64 = p.split(',').nth(1).unwrap().parse().unwrap();
+                assert!((f_top - 0.01..=f_bottom + 0.01).contains(&y), "{y} outside in {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn lines_errors() {
+        let mut s = lines_example();
+        s.series.clear();
+        assert!(matches!(lines_svg(&s), Err(Error::Empty(_))));
+        let mut s = lines_example();
+        s.series.iter_mut().for_each(|s| s.points.clear());
+        assert!(matches!(lines_svg(&s), Err(Error::Empty(_))));
+        let mut s = lines_example();
+        s.series[1].points[0].1 = f64::NAN;
+        assert!(matches!(lines_svg(&s), Err(Error::NonFinite(_))));
+        let mut s = lines_example();
+        s.series[2].points[1].0 = f64::INFINITY;
+        assert!(matches!(lines_svg(&s), Err(Error::NonFinite(_))));
+        let mut s = lines_example();
+        s.hlines[0].1 = f64::NAN;
+        assert!(matches!(lines_svg(&s), Err(Error::NonFinite(_))));
+        let mut s = lines_example();
+        s.y_range = Some((1.0, 0.0));
+        assert!(matches!(lines_svg(&s), Err(Error::Invalid(_))));
+        // One series of one point: only its marker.
+        let one = LineSpec {
+            title: "one".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            series: vec![LineSeries { name: "solo".into(), points: vec![(3.0, 3.0)] }],
+            hlines: vec![],
+            y_range: None,
+        };
+        let svg = lines_svg(&one).unwrap();
+        renders(&svg);
+        assert_eq!(tags(&svg, "polyline").len(), 0);
+        assert_eq!(titled(&svg, "circle", "<title>solo: ").len(), 1);
     }
 
     #[test]
