@@ -7,8 +7,9 @@ plus pycocotools for the COCO masks when it is installed.
   image (the click of its last selected showing) against the boxes of the
   image's class (val_boxes.tsv layout, pixels; normalised by the record's
   <size>), the centre click, and clicks where the centre fails.
-* coco RELEASE.json INSTANCES.json: the last `add` position of each icon
-  class against the boxes and (pycocotools) masks of that class.
+* coco RELEASE.json INSTANCES.json [boxes]: the last `add` position of each
+  icon class against the boxes and (pycocotools, unless `boxes` is given)
+  masks of that class.
 
 Prints one JSON object of counts.
 """
@@ -75,7 +76,7 @@ def imagenet(release, boxes_tsv, class_info):
             "centre_hits": centre, "centre_fails": fails, "hits_where_centre_fails": fail_hits}
 
 
-def coco(release, instances):
+def coco(release, instances, masks=True):
     recs = json.load(open(release))
     gt = json.load(open(instances))
     sizes = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
@@ -85,10 +86,12 @@ def coco(release, instances):
         if a.get("iscrowd", 0):
             continue
         objs.setdefault(a["image_id"], []).append(a)
-    try:
-        from pycocotools import mask as mask_utils
-    except ImportError:
-        mask_utils = None
+    mask_utils = None
+    if masks:
+        try:
+            from pycocotools import mask as mask_utils
+        except ImportError:
+            pass
     icons = box_hits = mask_hits = 0
     for r in recs:
         last = {}
@@ -130,7 +133,8 @@ def coco(release, instances):
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "imagenet":
         print(json.dumps(imagenet(sys.argv[2], sys.argv[3], sys.argv[4])))
-    elif len(sys.argv) == 4 and sys.argv[1] == "coco":
-        print(json.dumps(coco(sys.argv[2], sys.argv[3])))
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "coco":
+        # A fifth argument "boxes" skips the (slow) pycocotools mask check.
+        print(json.dumps(coco(sys.argv[2], sys.argv[3], masks=len(sys.argv) == 4)))
     else:
         sys.exit(__doc__)

@@ -3,9 +3,9 @@
 //! streams past, and shared building blocks (rates, histograms, group
 //! statistics) used by the COCO-AB analyses too.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::hash::FastMap;
 
-use crate::analytics::{gaussian_centre_accuracy, NormBox};
+use crate::analytics::{gaussian_accuracy, NormBox};
 use crate::imagenet::{ImageRecord, Showing, TracePoint};
 use crate::truth::{class_boxes, BoxTruth};
 use crate::{Point, Result};
@@ -318,7 +318,8 @@ pub struct ImagenetAnalysis<'a> {
     click: Rate,
     centre: Rate,
     fails: Rate,
-    scored: Vec<Vec<NormBox>>,
+    /// Boxes of the scored images, flattened, with each image's end offset.
+    scored: (Vec<NormBox>, Vec<u32>),
     last_n: Vec<Rate>,
     trace_q: Vec<Rate>,
     time_q: Vec<Rate>,
@@ -326,9 +327,11 @@ pub struct ImagenetAnalysis<'a> {
     box_mean: (Mean2, Mean2),
     centre_heat: Hist2,
     click_heat: Hist2,
-    workers: HashMap<String, GroupAcc>,
-    hits: HashMap<String, GroupAcc>,
-    pages: HashMap<String, (Option<String>, Option<String>, GroupAcc, f64)>,
+    workers: FastMap<String, GroupAcc>,
+    hits: FastMap<String, GroupAcc>,
+    pages: FastMap<String, (Option<String>, Option<String>, GroupAcc, f64)>,
+    /// Scratch buffer for page keys.
+    page_key: String,
 }
 
 const QUANTILES: usize = 11;
@@ -358,7 +361,7 @@ impl<'a> ImagenetAnalysis<'a> {
             click: Rate::default(),
             centre: Rate::default(),
             fails: Rate::default(),
-            scored: Vec::new(),
+            scored: (Vec::new(), Vec::new()),
             last_n: vec![Rate::default(); 10],
             trace_q: vec![Rate::default(); QUANTILES],
             time_q: vec![Rate::default(); QUANTILES],
@@ -366,14 +369,28 @@ impl<'a> ImagenetAnalysis<'a> {
             box_mean: (Mean2::default(), Mean2::default()),
             centre_heat: Hist2::new((0.0, 1.0), (0.0, 1.0), 20, 20),
             click_heat: Hist2::new((0.0, 1.0), (0.0, 1.0), 20, 20),
-            workers: HashMap::new(),
-            hits: HashMap::new(),
-            pages: HashMap::new(),
+            workers: FastMap::default(),
+            hits: FastMap::default(),
+            pages: FastMap::default(),
+            page_key: String::new(),
         }
     }
 
     /// Adds one record.
     pub fn add(&mut self, r: &ImageRecord) {
+        let boxes = self.boxes_of(r);
+        self.add_with_boxes(r, boxes);
+    }
+
+    /// The ground-truth boxes [`add`](Self::add) scores `r` against: those of
+    /// the image's class, normalised. Needs only `&self`, so it can run on the
+    /// parser threads ([`read_archive_map`](crate::imagenet::read_archive_map)).
+    pub fn boxes_of(&self, r: &ImageRecord) -> Vec<NormBox> {
+        class_boxes(self.truth, &r.image, r.wnid.as_deref(), r.size)
+    }
+
+    /// Adds one record with its boxes from [`boxes_of`](Self::boxes_of).
+    pub fn add_with_boxes(&mut self, r: &ImageRecord, boxes: Vec<NormBox>) {
         let c = &mut self.coverage;
         c.records += 1;
         c.showings += r.showings.len() as u64;
@@ -387,28 +404,41 @@ impl<'a> ImagenetAnalysis<'a> {
         c.with_click += final_showing.is_some() as u64;
         c.with_trace += any_trace as u64;
         c.with_any += (any_trace || any_click) as u64;
-        let boxes = class_boxes(self.truth, &r.image, r.wnid.as_deref(), r.size);
         c.with_boxes += !boxes.is_empty() as u64;
         for b in &boxes {
             self.centre_heat.add((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
         }
 
         for s in &r.showings {
-            let page_key = match (&s.hit, &s.page, &s.worker) {
-                (Some(h), Some(p), _) => Some(format!("{h}/{p}")),
-                (None, Some(p), Some(w)) => Some(format!("{w}/{p}")),
-                _ => None,
+            // Keys are looked up borrowed and copied only the first time they are seen.
+            self.page_key.clear();
+            let has_page = match (&s.hit, &s.page, &s.worker) {
+                (Some(h), Some(p), _) | (None, Some(p), Some(h)) => {
+                    self.page_key.push_str(h);
+                    self.page_key.push('/');
+                    self.page_key.push_str(p);
+                    true
+                }
+                _ => false,
             };
+            fn slot<'m, V: Default>(m: &'m mut FastMap<String, V>, k: &str) -> &'m mut V {
+                if !m.contains_key(k) {
+                    m.insert(k.to_string(), V::default());
+                }
+                m.get_mut(k).expect("just inserted")
+            }
             let mut groups: Vec<&mut GroupAcc> = Vec::with_capacity(3);
             if let Some(w) = &s.worker {
-                groups.push(self.workers.entry(w.clone()).or_default());
+                groups.push(slot(&mut self.workers, w));
             }
             if let Some(h) = &s.hit {
-                groups.push(self.hits.entry(h.clone()).or_default());
+                groups.push(slot(&mut self.hits, h));
             }
-            if let Some(k) = page_key {
-                let e =
-                    self.pages.entry(k).or_insert_with(|| (s.worker.clone(), s.hit.clone(), GroupAcc::default(), 0.0));
+            if has_page {
+                let e = slot(&mut self.pages, &self.page_key);
+                if e.2.images == 0 {
+                    (e.0, e.1) = (s.worker.clone(), s.hit.clone());
+                }
                 e.3 += s.estimate_time_ms.unwrap_or(0.0);
                 groups.push(&mut e.2);
             }
@@ -463,22 +493,45 @@ impl<'a> ImagenetAnalysis<'a> {
                 self.time_q[k].add(hit(tr[j].point));
             }
         }
-        self.scored.push(boxes);
+        self.scored.0.extend_from_slice(&boxes);
+        self.scored.1.push(self.scored.0.len() as u32);
     }
 
     /// Computes the baselines and the group tables.
     pub fn finish(self) -> Result<ImagenetReport> {
-        let opts = self.opts;
-        let mut sigma_curve = Vec::new();
-        if !self.scored.is_empty() {
-            let keyed: BTreeMap<String, Vec<NormBox>> =
-                self.scored.into_iter().enumerate().map(|(i, b)| (format!("{i:012}"), b)).collect();
-            for &s in &opts.sigmas {
-                sigma_curve.push((s, gaussian_centre_accuracy(&keyed, s, opts.draws, opts.seed)?));
+        let opts = &self.opts;
+        let (flat, ends) = &self.scored;
+        let images: Vec<&[NormBox]> = ends
+            .iter()
+            .scan(0usize, |start, &end| {
+                let b = &flat[*start..end as usize];
+                *start = end as usize;
+                Some(b)
+            })
+            .collect();
+        // About a million random clicks per σ (at least one per image, at most `draws`).
+        let draws = (1_000_000 / images.len().max(1)).clamp(1, opts.draws.max(1));
+        let mut sigma_curve = vec![(0.0, f64::NAN); if images.is_empty() { 0 } else { opts.sigmas.len() }];
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(sigma_curve.len().max(1));
+        let per = sigma_curve.len().div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|sc| -> Result<()> {
+            let mut handles = Vec::new();
+            for (chunk, sigmas) in sigma_curve.chunks_mut(per).zip(opts.sigmas.chunks(per)) {
+                let images = &images;
+                handles.push(sc.spawn(move || -> Result<()> {
+                    for (slot, &s) in chunk.iter_mut().zip(sigmas) {
+                        *slot = (s, gaussian_accuracy(images, s, draws, opts.seed)?);
+                    }
+                    Ok(())
+                }));
             }
-        }
+            for h in handles {
+                h.join().map_err(|_| crate::Error::Invalid("a baseline thread stopped unexpectedly".into()))??;
+            }
+            Ok(())
+        })?;
         let q = |k: usize| k as f64 / (QUANTILES - 1) as f64;
-        let finish = |m: HashMap<String, GroupAcc>| {
+        let finish = |m: FastMap<String, GroupAcc>| {
             let mut v: Vec<GroupStats> = m.into_iter().map(|(k, g)| g.finish(k, &opts)).collect();
             v.sort_by(|a, b| a.key.cmp(&b.key));
             v
@@ -486,7 +539,7 @@ impl<'a> ImagenetAnalysis<'a> {
         // Page times go to the page's worker and HIT.
         let mut workers = self.workers;
         let mut hits = self.hits;
-        let mut pages = HashMap::new();
+        let mut pages = FastMap::default();
         for (k, (w, h, mut g, t)) in self.pages {
             g.times.push(t);
             if let Some(w) = w.and_then(|w| workers.get_mut(&w)) {

@@ -85,12 +85,19 @@ pub fn gaussian_centre_accuracy(
     draws: usize,
     seed: u64,
 ) -> Result<f64> {
+    let flat: Vec<&[NormBox]> = boxes.values().map(Vec::as_slice).collect();
+    gaussian_accuracy(&flat, sigma, draws, seed)
+}
+
+/// [`gaussian_centre_accuracy`] over a list of per-image box sets (images
+/// without boxes are left out).
+pub fn gaussian_accuracy<B: AsRef<[NormBox]>>(images: &[B], sigma: f64, draws: usize, seed: u64) -> Result<f64> {
     if sigma.is_nan() || sigma < 0.0 || draws == 0 {
         return Err(Error::Invalid(format!("sigma must be >= 0 and draws > 0 (got {sigma}, {draws})")));
     }
     let mut rng = Xoshiro256::from_seed(seed);
     let (mut n, mut hit) = (0u64, 0u64);
-    for bs in boxes.values().filter(|b| !b.is_empty()) {
+    for bs in images.iter().map(AsRef::as_ref).filter(|b| !b.is_empty()) {
         for _ in 0..draws {
             let p = if sigma > 1000.0 {
                 Point { x: rng.unit(), y: rng.unit() }

@@ -1,23 +1,30 @@
 //! Annotation byproducts: what annotators' browsers recorded while they
 //! labelled ImageNet (ImageNet-AB: mouse traces and the click that selected
-//! an image) and COCO (COCO-AB: icon drag-and-drop actions), read in a
-//! streaming way, turned into LUAB point targets and analysed against ground
-//! truth boxes.
+//! an image) and COCO (COCO-AB: icon drag-and-drop actions), streamed and
+//! parsed in parallel, turned into LUAB point targets and analysed against
+//! ground truth.
 //!
-//! * [`imagenet`] — ImageNet-AB records (ILSVRC-style XML with `metadata`
-//!   sections) from a `.tar.gz` release or a folder, streamed member by member.
-//! * [`coco`] — COCO-AB records from one large JSON array, streamed element by element.
+//! * [`stream`] — read options, the order-preserving parallel pipeline and
+//!   the JSON array splitter.
+//! * [`imagenet`] — ImageNet-AB records from a `.tar.gz` release, member by member.
+//! * [`coco`] — COCO-AB records from one large JSON array, element by element.
 //! * [`targets`] — LUAB targets (final click, mean of clicks, last trace
-//!   points), the seeded random-point baseline,
-//!   and mapping a point through a random-resized crop and flip.
-//! * [`analytics`] — click localisation accuracy against boxes, the centre
-//!   click and Gaussian-around-the-centre baselines.
+//!   points), the seeded random-point baseline, and mapping a point through
+//!   a random-resized crop and flip.
+//! * [`truth`] — ground-truth boxes (TSV, ILSVRC XML) and COCO instances.
+//! * [`analytics`], [`analysis`], [`coco_analysis`] — click localisation and
+//!   its baselines, traces, box-relative positions, icon precision and
+//!   recall, action sequences, annotators, re-selection.
+//! * [`report`] — tables (CSV), plots (SVG/PNG) and the HTML report.
+//! * [`synth`] — synthetic releases with planted behaviour.
+#![warn(missing_docs)]
 
 pub mod analysis;
 pub mod analytics;
 pub mod coco;
 pub mod coco_analysis;
 pub mod error;
+mod hash;
 pub mod imagenet;
 pub mod report;
 pub mod stream;

@@ -205,6 +205,57 @@ fn shown(b: u8) -> String {
     }
 }
 
+/// Bytes that matter outside strings inside a nested element.
+const STRUCTURAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'{' as usize] = true;
+    t[b'}' as usize] = true;
+    t[b'[' as usize] = true;
+    t[b']' as usize] = true;
+    t
+};
+
+/// Line and column bookkeeping, counted lazily with `memchr` (only the
+/// positions of element starts and errors are ever asked for).
+struct Lines {
+    /// 1-based line of the byte at `upto`.
+    line: u64,
+    /// Absolute offset of the first byte of that line.
+    line_start: u64,
+    /// Absolute offset of the current chunk's first byte.
+    base: u64,
+    /// Index in the current chunk up to which newlines are counted.
+    upto: usize,
+}
+
+impl Lines {
+    /// Counts the newlines of `chunk[self.upto..i]`.
+    fn advance(&mut self, chunk: &[u8], i: usize) {
+        if i <= self.upto {
+            return;
+        }
+        for p in memchr::memchr_iter(b'\n', &chunk[self.upto..i]) {
+            self.line += 1;
+            self.line_start = self.base + (self.upto + p) as u64 + 1;
+        }
+        self.upto = i;
+    }
+
+    /// (line, column) of `chunk[i]`.
+    fn at(&mut self, chunk: &[u8], i: usize) -> (u64, u64) {
+        self.advance(chunk, i);
+        (self.line, self.base + i as u64 - self.line_start + 1)
+    }
+
+    /// Moves on to the next chunk after `chunk`.
+    fn next_chunk(&mut self, chunk: &[u8]) {
+        self.advance(chunk, chunk.len());
+        self.base += chunk.len() as u64;
+        self.upto = 0;
+    }
+}
+
 /// Splits the top-level JSON array read from `r` into its elements and
 /// pushes them one by one (stopping when `push` returns `false`). Strings,
 /// nesting and separators are tracked, not the elements' contents: those are
@@ -212,105 +263,120 @@ fn shown(b: u8) -> String {
 /// separator or a truncated file is an error naming the line and column.
 pub(crate) fn split_json_array(mut r: impl Read, path: &Path, push: &mut dyn FnMut(RawElement) -> bool) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
-    let (mut line, mut column) = (1u64, 1u64);
+    let mut lines = Lines { line: 1, line_start: 0, base: 0, upto: 0 };
     let mut phase = Phase::Start;
     let mut kind = Kind::Nested;
-    let (mut depth, mut in_str, mut esc) = (0u32, false, false);
+    let (mut depth, mut in_str, mut esc_pending) = (0u32, false, false);
     let mut cur: Vec<u8> = Vec::new();
     let (mut index, mut start_line, mut start_col) = (0u64, 0u64, 0u64);
-    let at = |l: u64, c: u64| format!("line {l}, column {c}");
+    let at = |(l, c): (u64, u64)| format!("line {l}, column {c}");
+    let mut chunk_len = 0usize;
     loop {
+        lines.next_chunk(&buf[..chunk_len]);
         let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::format(path, at(line, column), format!("cannot read: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                chunk_len = 0;
+                continue;
+            }
+            Err(e) => return Err(Error::format(path, at(lines.at(&[], 0)), format!("cannot read: {e}"))),
         };
+        chunk_len = n;
         let chunk = &buf[..n];
         let mut i = 0usize;
         while i < n {
-            let b = chunk[i];
-            match phase {
-                Phase::In => {
-                    // Tight loop over the element's bytes.
-                    let begin = i;
-                    let mut done = false;
-                    while i < n {
-                        let b = chunk[i];
-                        if kind == Kind::Bare {
+            if phase == Phase::In {
+                let begin = i;
+                let mut done = false;
+                if esc_pending {
+                    // The byte after a backslash that ended the previous chunk.
+                    esc_pending = false;
+                    i += 1;
+                }
+                match kind {
+                    Kind::Bare => {
+                        while i < n {
+                            let b = chunk[i];
                             if b.is_ascii_whitespace() || b == b',' || b == b']' {
                                 // Not part of the element: looked at again in `After`.
                                 done = true;
                                 break;
                             }
                             i += 1;
-                            column += 1;
-                            continue;
                         }
-                        if b == b'\n' {
-                            line += 1;
-                            column = 0;
-                        }
-                        if in_str {
-                            if esc {
-                                esc = false;
-                            } else if b == b'\\' {
-                                esc = true;
-                            } else if b == b'"' {
-                                in_str = false;
-                                if kind == Kind::Str {
-                                    i += 1;
-                                    column += 1;
-                                    done = true;
-                                    break;
-                                }
-                            }
-                        } else {
-                            match b {
-                                b'"' => in_str = true,
-                                b'{' | b'[' => depth += 1,
-                                b'}' | b']' => {
-                                    depth -= 1;
-                                    if depth == 0 {
-                                        i += 1;
-                                        column += 1;
-                                        done = true;
-                                        break;
+                    }
+                    _ => {
+                        while i < n {
+                            if in_str {
+                                // Skip to the next quote or backslash.
+                                match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
+                                    None => i = n,
+                                    Some(p) => {
+                                        i += p;
+                                        if chunk[i] == b'\\' {
+                                            // Skip the escaped byte, which may open the next chunk.
+                                            i += 2;
+                                            if i > n {
+                                                i = n;
+                                                esc_pending = true;
+                                            }
+                                        } else {
+                                            in_str = false;
+                                            i += 1;
+                                            if kind == Kind::Str {
+                                                done = true;
+                                                break;
+                                            }
+                                        }
                                     }
                                 }
-                                _ => {}
+                            } else {
+                                while i < n && !STRUCTURAL[chunk[i] as usize] {
+                                    i += 1;
+                                }
+                                if i == n {
+                                    break;
+                                }
+                                match chunk[i] {
+                                    b'"' => in_str = true,
+                                    b'{' | b'[' => depth += 1,
+                                    _ => {
+                                        depth -= 1;
+                                        if depth == 0 {
+                                            i += 1;
+                                            done = true;
+                                            break;
+                                        }
+                                    }
+                                }
+                                i += 1;
                             }
                         }
-                        i += 1;
-                        column += 1;
                     }
-                    cur.extend_from_slice(&chunk[begin..i]);
-                    if done {
-                        let el =
-                            RawElement { index, line: start_line, column: start_col, bytes: std::mem::take(&mut cur) };
-                        index += 1;
-                        phase = Phase::After;
-                        if !push(el) {
-                            return Ok(());
-                        }
-                    }
-                    continue;
                 }
-                _ if b.is_ascii_whitespace() => {
-                    if b == b'\n' {
-                        line += 1;
-                        column = 1;
-                    } else {
-                        column += 1;
+                cur.extend_from_slice(&chunk[begin..i]);
+                if done {
+                    let el = RawElement { index, line: start_line, column: start_col, bytes: std::mem::take(&mut cur) };
+                    index += 1;
+                    phase = Phase::After;
+                    if !push(el) {
+                        return Ok(());
                     }
-                    i += 1;
-                    continue;
                 }
+                continue;
+            }
+            let b = chunk[i];
+            if b.is_ascii_whitespace() {
+                i += 1;
+                continue;
+            }
+            match phase {
                 Phase::Start => {
                     if b != b'[' {
                         return Err(Error::format(
                             path,
-                            at(line, column),
+                            at(lines.at(chunk, i)),
                             format!("expected '[' (a JSON array of per-image records), found {}", shown(b)),
                         ));
                     }
@@ -322,14 +388,13 @@ pub(crate) fn split_json_array(mut r: impl Read, path: &Path, push: &mut dyn FnM
                     } else if b == b']' || b == b',' {
                         return Err(Error::format(
                             path,
-                            at(line, column),
+                            at(lines.at(chunk, i)),
                             format!("expected record {index} after ',', found {}", shown(b)),
                         ));
                     } else {
-                        start_line = line;
-                        start_col = column;
+                        (start_line, start_col) = lines.at(chunk, i);
                         cur.clear();
-                        (depth, in_str, esc) = (0, false, false);
+                        (depth, in_str) = (0, false);
                         kind = match b {
                             b'{' | b'[' => Kind::Nested,
                             b'"' => Kind::Str,
@@ -341,7 +406,6 @@ pub(crate) fn split_json_array(mut r: impl Read, path: &Path, push: &mut dyn FnM
                             in_str = true;
                             cur.push(b);
                             i += 1;
-                            column += 1;
                         }
                         continue;
                     }
@@ -352,7 +416,7 @@ pub(crate) fn split_json_array(mut r: impl Read, path: &Path, push: &mut dyn FnM
                     _ => {
                         return Err(Error::format(
                             path,
-                            at(line, column),
+                            at(lines.at(chunk, i)),
                             format!("expected ',' or ']' after record {}, found {}", index - 1, shown(b)),
                         ))
                     }
@@ -360,31 +424,25 @@ pub(crate) fn split_json_array(mut r: impl Read, path: &Path, push: &mut dyn FnM
                 Phase::End => {
                     return Err(Error::format(
                         path,
-                        at(line, column),
+                        at(lines.at(chunk, i)),
                         format!("unexpected {} after the closing ']' of the array", shown(b)),
                     ))
                 }
+                Phase::In => unreachable!("handled above"),
             }
             i += 1;
-            column += 1;
         }
     }
+    let end = at(lines.at(&[], 0));
     match phase {
         Phase::End => Ok(()),
-        Phase::Start => {
-            Err(Error::format(path, at(line, column), "empty file; expected a JSON array of per-image records"))
-        }
+        Phase::Start => Err(Error::format(path, end, "empty file; expected a JSON array of per-image records")),
         Phase::In if kind == Kind::Bare => {
-            // A bare value running into the end of the file: the array is not closed.
-            Err(Error::format(
-                path,
-                at(line, column),
-                "unexpected end of file: the array is not closed (truncated file?)",
-            ))
+            Err(Error::format(path, end, "unexpected end of file: the array is not closed (truncated file?)"))
         }
         Phase::In => Err(Error::format(
             path,
-            at(line, column),
+            end,
             format!(
                 "unexpected end of file inside record {index} (which starts at line {start_line}, column {start_col}): \
                  the file is truncated"
@@ -392,7 +450,7 @@ pub(crate) fn split_json_array(mut r: impl Read, path: &Path, push: &mut dyn FnM
         )),
         Phase::Before { .. } | Phase::After => Err(Error::format(
             path,
-            at(line, column),
+            end,
             format!("unexpected end of file after {index} records: the array is not closed (truncated file?)"),
         )),
     }
@@ -430,6 +488,51 @@ mod tests {
         assert_eq!((got[4].0, got[4].1), (4, 1));
         assert_eq!(split("[]").unwrap().len(), 0);
         assert_eq!(split(" [ ] \n").unwrap().len(), 0);
+    }
+
+    /// A reader that hands out `step` bytes at a time, so that every
+    /// element, string and escape crosses chunk boundaries.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn split_with(s: &str, step: usize) -> std::result::Result<Vec<(u64, u64, String)>, String> {
+        let mut out = Vec::new();
+        split_json_array(Trickle(s.as_bytes(), step), Path::new("t.json"), &mut |e| {
+            out.push((e.line, e.column, String::from_utf8(e.bytes).unwrap()));
+            true
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    #[test]
+    fn chunk_boundaries_do_not_matter() {
+        let text = "[\n {\"a\": \"x]}\\\"\\\\\", \"b\": [1, {}]},\n {\"c\": \"\\\\\"} , 3,\"s,\\\"]\" ,\ntrue\n]\n";
+        let whole = split(text).unwrap();
+        assert_eq!(whole.len(), 5);
+        for step in 1..=9 {
+            assert_eq!(split_with(text, step).unwrap(), whole, "step {step}");
+        }
+        let bad = "[{\"a\": 1},\n\n  {\"b\": [2, 3";
+        let want = split(bad).unwrap_err();
+        assert!(want.contains("line 3, column 14") && want.contains("starts at line 3, column 3"), "{want}");
+        for step in 1..=5 {
+            assert_eq!(split_with(bad, step).unwrap_err(), want, "step {step}");
+        }
+        let bad = "[{\"a\": 1}\n,\n {\"b\": 2} {";
+        let want = split(bad).unwrap_err();
+        assert!(want.contains("line 3, column 11") && want.contains("after record 1"), "{want}");
+        for step in 1..=5 {
+            assert_eq!(split_with(bad, step).unwrap_err(), want, "step {step}");
+        }
     }
 
     #[test]

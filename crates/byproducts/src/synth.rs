@@ -501,7 +501,7 @@ fn coco_image(cfg: &SynthConfig, i: usize) -> (u64, u32, u32, Vec<Instance>, Str
         let _ = write!(rec, "{{\"category\":\"{}\",\"openedAt\":{}}}", COCO_CATEGORIES[c].1, 300 * k);
     }
     rec.push_str("],\"mouseTracking\":[");
-    let n = 60 + rng.below(40);
+    let n = 70 + rng.below(40);
     for k in 0..n {
         if k > 0 {
             rec.push(',');

@@ -3,7 +3,9 @@
 //! polygon / RLE masks).
 
 use std::collections::HashMap;
+use std::io::BufRead;
 use std::path::Path;
+use std::sync::Arc;
 
 use labelscope_core::rle::{CocoRle, Rle};
 use labelscope_core::ClassTable;
@@ -15,8 +17,8 @@ use crate::{Error, Point, Result};
 /// One ground-truth box of an ImageNet image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TruthBox {
-    /// WordNet id of the boxed object.
-    pub wnid: String,
+    /// WordNet id of the boxed object (shared between the boxes of a class).
+    pub wnid: Arc<str>,
     /// `[x0, y0, x1, y1]` in pixels.
     pub rect: [f64; 4],
     /// Image size in pixels when the source gives it (ILSVRC XML); boxes of
@@ -24,8 +26,70 @@ pub struct TruthBox {
     pub size: Option<(u32, u32)>,
 }
 
-/// Boxes per image key (file name without extension).
-pub type BoxTruth = HashMap<String, Vec<TruthBox>>;
+/// Boxes per image key (file name without extension), stored flat: one
+/// vector of boxes and, per key, its range in it (a few tens of bytes per
+/// image instead of a vector each, for the 1.3 M images of ImageNet).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BoxTruth {
+    index: crate::hash::FastMap<Box<str>, (u32, u32)>,
+    boxes: Vec<TruthBox>,
+}
+
+impl BoxTruth {
+    /// No boxes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a box of image `key`.
+    pub fn push(&mut self, key: &str, b: TruthBox) {
+        let end = self.boxes.len() as u32;
+        match self.index.get_mut(key) {
+            Some((start, count)) if *start + *count == end => *count += 1,
+            Some((start, count)) => {
+                // Not contiguous (the key came back later): move its boxes to the end.
+                let (s, c) = (*start as usize, *count as usize);
+                let moved: Vec<TruthBox> = self.boxes[s..s + c].to_vec();
+                *start = end;
+                *count = c as u32 + 1;
+                self.boxes.extend(moved);
+            }
+            None => {
+                self.index.insert(key.into(), (end, 1));
+            }
+        }
+        self.boxes.push(b);
+    }
+
+    /// Adds the boxes of image `key` (after any it already has).
+    pub fn insert(&mut self, key: &str, boxes: Vec<TruthBox>) {
+        for b in boxes {
+            self.push(key, b);
+        }
+    }
+
+    /// The boxes of image `key`.
+    pub fn get(&self, key: &str) -> Option<&[TruthBox]> {
+        self.index.get(key).map(|&(s, c)| &self.boxes[s as usize..(s + c) as usize])
+    }
+
+    /// Number of images with boxes.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether there are no boxes at all.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+impl std::ops::Index<&str> for BoxTruth {
+    type Output = [TruthBox];
+    fn index(&self, key: &str) -> &[TruthBox] {
+        self.get(key).unwrap_or_else(|| panic!("no boxes for {key:?}"))
+    }
+}
 
 fn stem(name: &str) -> &str {
     let base = name.rsplit('/').next().unwrap_or(name);
@@ -41,7 +105,7 @@ fn stem(name: &str) -> &str {
 pub fn class_boxes(truth: &BoxTruth, image: &str, wnid: Option<&str>, record_size: Option<(u32, u32)>) -> Vec<NormBox> {
     let Some(bs) = truth.get(image) else { return Vec::new() };
     bs.iter()
-        .filter(|b| wnid.is_none_or(|w| b.wnid == w))
+        .filter(|b| wnid.is_none_or(|w| &*b.wnid == w))
         .filter_map(|b| {
             let (w, h) = b.size.or(record_size)?;
             let (w, h) = (w as f64, h as f64);
@@ -54,14 +118,24 @@ pub fn class_boxes(truth: &BoxTruth, image: &str, wnid: Option<&str>, record_siz
 /// class index (0…999 of the ImageNet class table), x0, y0, x1, y1 in pixels;
 /// one line per box, no header; blank lines ignored.
 pub fn read_boxes_tsv(path: &Path) -> Result<BoxTruth> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let table = ClassTable::imagenet();
-    let mut out: BoxTruth = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
+    let wnids: Vec<Arc<str>> = table.classes().iter().map(|c| Arc::from(c.wnid.as_str())).collect();
+    let mut out = BoxTruth::new();
+    let mut line = String::new();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    for i in 0.. {
+        line.clear();
+        let at = || format!("line {}", i + 1);
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(Error::format(path, at(), format!("cannot read: {e}"))),
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
         if line.trim().is_empty() {
             continue;
         }
-        let at = || format!("line {}", i + 1);
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() != 6 {
             return Err(Error::format(
@@ -74,9 +148,9 @@ pub fn read_boxes_tsv(path: &Path) -> Result<BoxTruth> {
             .trim()
             .parse()
             .map_err(|_| Error::format(path, at(), format!("class index {:?} is not an integer", f[1])))?;
-        let wnid = table
+        let wnid = wnids
             .get(class)
-            .map(|c| c.wnid.clone())
+            .cloned()
             .ok_or_else(|| Error::format(path, at(), format!("class index {class} is not in 0..{}", table.len())))?;
         let mut rect = [0f64; 4];
         for k in 0..4 {
@@ -87,7 +161,7 @@ pub fn read_boxes_tsv(path: &Path) -> Result<BoxTruth> {
         if rect[2] < rect[0] || rect[3] < rect[1] {
             return Err(Error::format(path, at(), format!("box {rect:?} has x1 < x0 or y1 < y0")));
         }
-        out.entry(stem(f[0].trim()).to_string()).or_default().push(TruthBox { wnid, rect, size: None });
+        out.push(stem(f[0].trim()), TruthBox { wnid, rect, size: None });
     }
     Ok(out)
 }
@@ -118,7 +192,7 @@ pub fn parse_ilsvrc_xml(xml: &str, origin: &str) -> std::result::Result<(String,
     };
     let mut boxes = Vec::new();
     for o in root.children().filter(|c| c.is_element() && c.tag_name().name() == "object") {
-        let wnid = txt(o, "name").unwrap_or_default();
+        let wnid: Arc<str> = txt(o, "name").unwrap_or_default().into();
         let b =
             el(o, "bndbox").ok_or_else(|| format!("{origin}: byte {}: <object> without <bndbox>", o.range().start))?;
         let rect = [num(b, "xmin")?, num(b, "ymin")?, num(b, "xmax")?, num(b, "ymax")?];
@@ -129,7 +203,7 @@ pub fn parse_ilsvrc_xml(xml: &str, origin: &str) -> std::result::Result<(String,
 
 /// Reads every `.xml` file under `dir` (recursively) as an ILSVRC annotation.
 pub fn read_boxes_xml_dir(dir: &Path) -> Result<BoxTruth> {
-    let mut out: BoxTruth = HashMap::new();
+    let mut out = BoxTruth::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let entries = std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))?;
@@ -141,7 +215,7 @@ pub fn read_boxes_xml_dir(dir: &Path) -> Result<BoxTruth> {
                 let xml = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
                 let (key, boxes) =
                     parse_ilsvrc_xml(&xml, &p.display().to_string()).map_err(|m| Error::format(&p, "record", m))?;
-                out.entry(key).or_default().extend(boxes);
+                out.insert(&key, boxes);
             }
         }
     }
@@ -244,18 +318,74 @@ struct InCategory {
     name: String,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum InCounts {
     Runs(Vec<u32>),
     Compressed(String),
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum InSeg {
     Polygons(Vec<Vec<f64>>),
     Rle { counts: InCounts, size: [usize; 2] },
+}
+
+// Hand-written visitors instead of `#[serde(untagged)]`, which buffers every
+// segmentation before trying the variants (a third of the reading time).
+impl<'de> Deserialize<'de> for InCounts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = InCounts;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("RLE counts: an array of run lengths or a compressed string")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<InCounts, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = seq.next_element::<u32>()? {
+                    v.push(x);
+                }
+                Ok(InCounts::Runs(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<InCounts, E> {
+                Ok(InCounts::Compressed(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for InSeg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = InSeg;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a segmentation: polygons (arrays of x, y, ...) or an RLE object {counts, size}")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<InSeg, A::Error> {
+                let mut v = Vec::new();
+                while let Some(p) = seq.next_element::<Vec<f64>>()? {
+                    v.push(p);
+                }
+                Ok(InSeg::Polygons(v))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> std::result::Result<InSeg, M::Error> {
+                let (mut counts, mut size) = (None, None);
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "counts" => counts = Some(map.next_value::<InCounts>()?),
+                        "size" => size = Some(map.next_value::<[usize; 2]>()?),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let counts = counts.ok_or_else(|| serde::de::Error::missing_field("counts"))?;
+                let size = size.ok_or_else(|| serde::de::Error::missing_field("size"))?;
+                Ok(InSeg::Rle { counts, size })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -336,6 +466,20 @@ pub fn read_coco_instances(path: &Path) -> Result<CocoTruth> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_truth_keeps_each_images_boxes_together() {
+        let b = |x: f64| TruthBox { wnid: "n1".into(), rect: [x, 0.0, 1.0, 1.0], size: None };
+        let mut t = BoxTruth::new();
+        t.push("a", b(0.1));
+        t.push("a", b(0.2));
+        t.push("b", b(0.3));
+        t.push("a", b(0.4)); // a comes back after b
+        assert_eq!(t.len(), 2);
+        assert_eq!(t["a"].iter().map(|x| x.rect[0]).collect::<Vec<_>>(), vec![0.1, 0.2, 0.4]);
+        assert_eq!(t["b"].iter().map(|x| x.rect[0]).collect::<Vec<_>>(), vec![0.3]);
+        assert!(t.get("c").is_none());
+    }
 
     #[test]
     fn masks_contain_points() {

@@ -75,16 +75,16 @@ fn imagenet_analysis_is_hand_computed() {
     let mut truth = BoxTruth::new();
     // A: the class box [0.1, 0.1, 0.45, 0.45] (centre outside); a box of another class is ignored.
     truth.insert(
-        "n01440764_1".into(),
+        "n01440764_1",
         vec![
             tb("n01440764", [10.0, 10.0, 45.0, 45.0], (100, 100)),
             tb("n01443537", [50.0, 50.0, 100.0, 100.0], (100, 100)),
         ],
     );
     // B: [0.5, 0, 1, 1] (the centre is on its left edge, which counts as inside).
-    truth.insert("n01440764_2".into(), vec![tb("n01440764", [100.0, 0.0, 200.0, 100.0], (200, 100))]);
+    truth.insert("n01440764_2", vec![tb("n01440764", [100.0, 0.0, 200.0, 100.0], (200, 100))]);
     // D: a box, but D is never shown.
-    truth.insert("n01440764_3".into(), vec![tb("n01440764", [0.0, 0.0, 10.0, 10.0], (10, 10))]);
+    truth.insert("n01440764_3", vec![tb("n01440764", [0.0, 0.0, 10.0, 10.0], (10, 10))]);
     let recs = [
         record(
             "n01440764_1",
@@ -260,7 +260,7 @@ fn truth_readers_parse_and_report_positions() {
     std::fs::write(&p, "a/b/n01440764_1.JPEG\t0\t1\t2\t30\t40\n\nx.JPEG\t1\t0\t0\t5\t5\n").unwrap();
     let t = read_boxes_tsv(&p).unwrap();
     assert_eq!(t["n01440764_1"], vec![TruthBox { wnid: "n01440764".into(), rect: [1.0, 2.0, 30.0, 40.0], size: None }]);
-    assert_eq!(t["x"][0].wnid, "n01443537");
+    assert_eq!(&*t["x"][0].wnid, "n01443537");
     for (body, want) in [
         ("a.JPEG\t0\t1\t2\t3\n", "line 1: 5 fields"),
         ("a.JPEG\t0\t1\t2\t3\t4\nb.JPEG\t1000\t1\t2\t3\t4\n", "line 2: class index 1000"),

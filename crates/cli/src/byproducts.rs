@@ -322,7 +322,7 @@ fn analyse(a: AnalyseArgs) -> Result<()> {
         seed: a.seed,
         ..Default::default()
     };
-    if !(a.centre_radius > 0.0) || !(0.0..=1.0).contains(&a.flag_share) {
+    if a.centre_radius.is_nan() || a.centre_radius <= 0.0 || !(0.0..=1.0).contains(&a.flag_share) {
         bail!("--centre-radius must be > 0 and --flag-share in [0, 1]");
     }
     let mut parts = Vec::new();
@@ -334,7 +334,17 @@ fn analyse(a: AnalyseArgs) -> Result<()> {
         let tick = |n: u64| bar.set_position(n);
         let ro = ReadOptions { skip_bad: a.skip_bad, threads: a.threads, progress: Some(&tick) };
         let mut an = ImagenetAnalysis::new(&truth, opts.clone());
-        let summary = imagenet::read_archive(release, &ro, |r| an.add(&r))?;
+        // Ground-truth lookups on the parser threads; accumulation here.
+        let lookup = ImagenetAnalysis::new(&truth, opts.clone());
+        let summary = imagenet::read_archive_map(
+            release,
+            &ro,
+            |r| {
+                let b = lookup.boxes_of(&r);
+                (r, b)
+            },
+            |(r, b)| an.add_with_boxes(&r, b),
+        )?;
         bar.finish_and_clear();
         let r = an.finish()?;
         eprintln!(
