@@ -54,6 +54,27 @@ impl ReportParts {
         self.tables.push((stem.to_string(), t));
     }
 
+    /// The mean, the marginal histograms and the heat map of points in box
+    /// coordinates, as `{prefix}_box_position`, `_box_histogram`, `_box_heatmap`.
+    fn box_position(
+        &mut self,
+        s: &mut Section,
+        prefix: &str,
+        what: &str,
+        plural: &str,
+        hist: &Hist2,
+        mean: &(Mean2, Mean2),
+    ) -> Result<()> {
+        let caption = format!("Mean box-normalised {what}");
+        self.table(s, &format!("{prefix}_box_position"), table(&caption, &BOX_COLUMNS, box_position_rows(mean)));
+        self.table(s, &format!("{prefix}_box_histogram"), marginal_table(hist));
+        let title = format!("{plural} relative to the box");
+        let svg = heat(&title, "u", "v", hist, Some([0.0, 0.0, 1.0, 1.0]), Some(mean.0.mean()))?;
+        let caption = format!("{plural} in box-normalised coordinates (dashed: the box; cross: the mean)");
+        self.figure(s, &format!("{prefix}_box_heatmap"), &caption, svg);
+        Ok(())
+    }
+
     fn figure(&mut self, section: &mut Section, stem: &str, caption: &str, svg: String) {
         section.figures.push(Figure { title: caption.to_string(), svg: svg.clone() });
         self.figures.push((stem.to_string(), svg));
@@ -323,25 +344,7 @@ pub fn imagenet_parts(r: &ImagenetReport) -> Result<ReportParts> {
          nearest): u = 0 left edge, 1 right edge; v = 0 top, 1 bottom. Clicks inside the box average (u, v) = \
          ({u:.3}, {v:.3}); a systematic top-right bias shows as u > 0.5 and v < 0.5."
     ));
-    p.table(
-        &mut s,
-        "imagenet_box_position",
-        table("Mean box-normalised click", &BOX_COLUMNS, box_position_rows(&r.box_mean)),
-    );
-    p.table(&mut s, "imagenet_box_histogram", marginal_table(&r.box_hist));
-    p.figure(
-        &mut s,
-        "imagenet_box_heatmap",
-        "Final clicks in box-normalised coordinates (dashed: the box; cross: the mean)",
-        heat(
-            "Clicks relative to the box",
-            "u",
-            "v",
-            &r.box_hist,
-            Some([0.0, 0.0, 1.0, 1.0]),
-            Some(r.box_mean.0.mean()),
-        )?,
-    );
+    p.box_position(&mut s, "imagenet", "click", "Final clicks", &r.box_hist, &r.box_mean)?;
     p.figure(
         &mut s,
         "imagenet_box_centres",
@@ -504,25 +507,7 @@ pub fn coco_parts(r: &CocoReport) -> Result<ReportParts> {
     let (u, v) = r.box_mean.1.mean();
     s.paragraphs
         .push(format!("Icons inside their box average (u, v) = ({u:.3}, {v:.3}) in box-normalised coordinates."));
-    p.table(
-        &mut s,
-        "coco_box_position",
-        table("Mean box-normalised icon", &BOX_COLUMNS, box_position_rows(&r.box_mean)),
-    );
-    p.table(&mut s, "coco_box_histogram", marginal_table(&r.box_hist));
-    p.figure(
-        &mut s,
-        "coco_box_heatmap",
-        "Icons in box-normalised coordinates (dashed: the box; cross: the mean)",
-        heat(
-            "Icons relative to the box",
-            "u",
-            "v",
-            &r.box_hist,
-            Some([0.0, 0.0, 1.0, 1.0]),
-            Some(r.box_mean.0.mean()),
-        )?,
-    );
+    p.box_position(&mut s, "coco", "icon", "Icons", &r.box_hist, &r.box_mean)?;
     p.figure(
         &mut s,
         "coco_icon_heatmap",

@@ -160,41 +160,11 @@ fn synth_and_analyse_agree_with_the_python_reference() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     let (inr, inb, cor, coi, out) = (p("ab.tar.gz"), p("boxes.tsv"), p("coco.json"), p("inst.json"), p("report"));
-    let err = ok(&[
-        "byproducts",
-        "synth",
-        "--imagenet-ab",
-        s(&inr),
-        "--boxes",
-        s(&inb),
-        "--coco-ab",
-        s(&cor),
-        "--instances",
-        s(&coi),
-        "--images",
-        "1500",
-        "--classes",
-        "12",
-        "--seed",
-        "5",
-        "-q",
-    ]);
+    let files = ["--imagenet-ab", s(&inr), "--boxes", s(&inb), "--coco-ab", s(&cor), "--instances", s(&coi)];
+    let synth = ["byproducts", "synth", "--images", "1500", "--classes", "12", "--seed", "5", "-q"];
+    let err = ok(&[&synth[..], &files[..]].concat());
     assert!(err.contains("1500 records"), "{err}");
-    let err = ok(&[
-        "byproducts",
-        "analyse",
-        "--imagenet-ab",
-        s(&inr),
-        "--boxes",
-        s(&inb),
-        "--coco-ab",
-        s(&cor),
-        "--instances",
-        s(&coi),
-        "-o",
-        s(&out),
-        "-q",
-    ]);
+    let err = ok(&[&["byproducts", "analyse", "-o", s(&out), "-q"][..], &files[..]].concat());
     assert!(err.contains("1 workers flagged"), "{err}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     for h in ["ImageNet-AB: click localisation", "ImageNet-AB: annotators", "COCO-AB: action sequences", "W-CENTRE"] {
