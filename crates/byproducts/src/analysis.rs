@@ -532,7 +532,7 @@ impl<'a> ImagenetAnalysis<'a> {
         })?;
         let q = |k: usize| k as f64 / (QUANTILES - 1) as f64;
         let finish = |m: FastMap<String, GroupAcc>| {
-            let mut v: Vec<GroupStats> = m.into_iter().map(|(k, g)| g.finish(k, &opts)).collect();
+            let mut v: Vec<GroupStats> = m.into_iter().map(|(k, g)| g.finish(k, opts)).collect();
             v.sort_by(|a, b| a.key.cmp(&b.key));
             v
         };

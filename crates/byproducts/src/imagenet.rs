@@ -191,8 +191,8 @@ pub fn parse_record(xml: &str, origin: &str) -> std::result::Result<ImageRecord,
     // The leaf being read: its tag, start offset and text so far.
     let mut leaf: Option<(Tag, u64, Option<std::borrow::Cow<'_, str>>)> = None;
     loop {
-        let pos = reader.buffer_position() as u64;
-        let ev = reader.read_event().map_err(|e| bad(&e, reader.error_position() as u64))?;
+        let pos = reader.buffer_position();
+        let ev = reader.read_event().map_err(|e| bad(&e, reader.error_position()))?;
         let empty = matches!(ev, Event::Empty(_));
         match ev {
             Event::Start(e) | Event::Empty(e) => {
