@@ -48,7 +48,9 @@ pub fn render(
         anns.entry(a.image_id).or_default().push(k);
     }
     let chosen: Vec<_> = coco.images.iter().take(limit).collect();
-    chosen
+    // Every image is tried, then the first error in image order is reported
+    // (rayon's collect into a Result would report whichever failed first in time).
+    let results: Vec<Result<GalleryItem>> = chosen
         .par_iter()
         .map(|img| {
             let key = labelscope_core::ids::join_key(&img.file_name).to_string();
@@ -90,7 +92,8 @@ pub fn render(
                 thumbnail_png,
             })
         })
-        .collect()
+        .collect();
+    results.into_iter().collect()
 }
 
 fn thumbnail(img: &RgbImage, side: u32) -> Result<Vec<u8>> {
