@@ -176,157 +176,369 @@ struct RawShowing<'a> {
 /// A streaming XML reader (no document tree): only the elements above are
 /// looked at, the first occurrence of each counts, and anything else is
 /// skipped; the document must still be well-formed.
+///
+/// Records in the plain layout of the releases (elements without
+/// attributes, no entities, comments or CDATA, at most an XML declaration
+/// before the root) go through a dedicated scanner; anything else, and
+/// every document the scanner finds a problem in, is read by the general
+/// XML reader, so results and error messages are the same either way.
 pub fn parse_record(xml: &str, origin: &str) -> std::result::Result<ImageRecord, String> {
+    match parse_plain(xml, origin) {
+        Some(r) => Ok(r),
+        None => parse_general(xml, origin),
+    }
+}
+
+/// Whether `b` is XML white space (what the reader trims around text).
+fn is_xml_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `s` without leading and trailing XML white space: the start and end offsets.
+fn trim_xml(s: &[u8], from: usize, to: usize) -> (usize, usize) {
+    let (mut a, mut z) = (from, to);
+    while a < z && is_xml_space(s[a]) {
+        a += 1;
+    }
+    while z > a && is_xml_space(s[z - 1]) {
+        z -= 1;
+    }
+    (a, z)
+}
+
+/// A plain element name: ASCII letters, digits and `_ - . :`, not starting
+/// with a digit, `-` or `.`.
+fn is_plain_name(name: &[u8]) -> bool {
+    match name.first() {
+        Some(&c) if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
+            name.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'))
+        }
+        _ => false,
+    }
+}
+
+/// The dedicated scanner for the plain layout (see [`parse_record`]):
+/// `None` when the document uses anything outside that layout or has any
+/// problem, so that [`parse_general`] reads it and reports the error.
+fn parse_plain(xml: &str, origin: &str) -> Option<ImageRecord> {
+    let b = xml.as_bytes();
+    let mut rec = RecordBuilder::new(xml, origin);
+    let mut open: Vec<&[u8]> = Vec::with_capacity(8);
+    let mut root_done = false;
+    let mut i = 0;
+    loop {
+        let lt = memchr::memchr(b'<', &b[i..]).map(|k| i + k);
+        let (a, z) = trim_xml(b, i, lt.unwrap_or(b.len()));
+        if a < z {
+            if open.is_empty() || memchr::memchr(b'&', &b[a..z]).is_some() {
+                return None;
+            }
+            if rec.in_leaf() {
+                rec.text(std::borrow::Cow::Borrowed(&xml[a..z]));
+            }
+        }
+        let Some(lt) = lt else { break };
+        let gt = lt + 1 + memchr::memchr(b'>', &b[lt + 1..])?;
+        let inner = &b[lt + 1..gt];
+        match inner.first()? {
+            b'?' => {
+                // Only a declaration or processing instruction before the root.
+                if root_done || !open.is_empty() || inner.len() < 2 || !inner.ends_with(b"?") {
+                    return None;
+                }
+            }
+            b'!' => return None,
+            b'/' => {
+                if open.pop()? != &inner[1..] {
+                    return None;
+                }
+                rec.end(lt as u64).ok()?;
+                root_done = open.is_empty();
+            }
+            _ => {
+                let (name, empty) = match inner.strip_suffix(b"/") {
+                    Some(n) => (n, true),
+                    None => (inner, false),
+                };
+                // Text of a leaf around a child element is left to the general reader.
+                if root_done || rec.in_leaf() || !is_plain_name(name) {
+                    return None;
+                }
+                rec.start(name, lt as u64, empty).ok()?;
+                if empty {
+                    root_done = open.is_empty();
+                } else {
+                    open.push(name);
+                }
+            }
+        }
+        i = gt + 1;
+    }
+    if !root_done {
+        return None;
+    }
+    rec.finish().ok()
+}
+
+/// The general reader (quick-xml) behind [`parse_record`].
+fn parse_general(xml: &str, origin: &str) -> std::result::Result<ImageRecord, String> {
     use quick_xml::events::Event;
     let bad = |e: &dyn std::fmt::Display, pos: u64| format!("{origin}: not well-formed XML at byte {pos}: {e}");
     let mut reader = quick_xml::Reader::from_str(xml);
     // No events for the indentation between elements.
     reader.config_mut().trim_text(true);
-    let mut stack: Vec<Tag> = Vec::with_capacity(8);
-    let mut seen_root = false;
-    let (mut filename, mut width, mut height): (Leaf, Leaf, Leaf) = (None, None, None);
-    let mut size_seen = false;
-    let mut in_first_size = false;
-    let mut raw: Vec<RawShowing> = Vec::new();
-    // The leaf being read: its tag, start offset and text so far.
-    let mut leaf: Option<(Tag, u64, Option<std::borrow::Cow<'_, str>>)> = None;
+    let mut rec = RecordBuilder::new(xml, origin);
     loop {
         let pos = reader.buffer_position();
         let ev = reader.read_event().map_err(|e| bad(&e, reader.error_position()))?;
-        let empty = matches!(ev, Event::Empty(_));
         match ev {
-            Event::Start(e) | Event::Empty(e) => {
-                let tag = match stack.last() {
-                    None if seen_root => return Err(bad(&"a second root element", pos)),
-                    None => {
-                        seen_root = true;
-                        Tag::Root
-                    }
-                    Some(&parent) => parent.child(e.name().as_ref()),
-                };
-                // Where the reader was; may point at the whitespace before the tag
-                // (resolved by `tag_at` only when an error message needs it).
-                let start = pos;
-                match tag {
-                    Tag::Size if !size_seen => {
-                        size_seen = true;
-                        in_first_size = true;
-                    }
-                    Tag::Size => in_first_size = false,
-                    Tag::Metadata => raw.push(RawShowing { at: start, ..Default::default() }),
-                    Tag::Record => {
-                        if let Some(m) = raw.last_mut() {
-                            m.in_first_record = !m.record;
-                            m.record = true;
-                        }
-                    }
-                    Tag::Track => {
-                        if let Some(m) = raw.last_mut() {
-                            m.trace.push([None, None, None]);
-                        }
-                    }
-                    t if t.is_leaf() => leaf = Some((t, start, None)),
-                    _ => {}
-                }
-                if empty {
-                    close(tag, &mut leaf, &mut raw, &mut filename, &mut width, &mut height, in_first_size);
-                } else {
-                    stack.push(tag);
-                }
-            }
-            Event::End(_) => {
-                let Some(tag) = stack.pop() else { return Err(bad(&"an end tag without a start tag", pos)) };
-                close(tag, &mut leaf, &mut raw, &mut filename, &mut width, &mut height, in_first_size);
-            }
+            // `pos` may point at the white space before the tag (resolved by
+            // `tag_at` only when an error message needs it).
+            Event::Start(e) => rec.start(e.name().as_ref(), pos, false)?,
+            Event::Empty(e) => rec.start(e.name().as_ref(), pos, true)?,
+            Event::End(_) => rec.end(pos)?,
             Event::Text(t) => {
-                if let Some((_, _, text)) = leaf.as_mut() {
-                    let piece = text_of(t.into_inner()).map_err(|e| bad(&e, pos))?;
-                    match text {
-                        None => *text = Some(piece),
-                        Some(prev) => prev.to_mut().push_str(&piece),
-                    }
+                if rec.in_leaf() {
+                    rec.text(text_of(t.into_inner()).map_err(|e| bad(&e, pos))?);
                 }
             }
             Event::CData(t) => {
-                if let Some((_, _, text)) = leaf.as_mut() {
-                    let piece = String::from_utf8_lossy(&t).into_owned();
-                    match text {
-                        None => *text = Some(std::borrow::Cow::Owned(piece)),
-                        Some(prev) => prev.to_mut().push_str(&piece),
-                    }
+                if rec.in_leaf() {
+                    rec.text(std::borrow::Cow::Owned(String::from_utf8_lossy(&t).into_owned()));
                 }
             }
             Event::Eof => break,
             _ => {}
         }
     }
-    if !stack.is_empty() {
-        return Err(format!("{origin}: not well-formed XML: the document ends inside {} open element(s)", stack.len()));
+    rec.finish()
+}
+
+/// The state of a record being read, fed with the document's elements and
+/// texts in order by either reader.
+struct RecordBuilder<'a> {
+    xml: &'a str,
+    origin: &'a str,
+    stack: Vec<Tag>,
+    seen_root: bool,
+    filename: Leaf<'a>,
+    width: Leaf<'a>,
+    height: Leaf<'a>,
+    size_seen: bool,
+    in_first_size: bool,
+    raw: Vec<RawShowing<'a>>,
+    /// The leaf being read: its tag, start offset and text so far.
+    leaf: Option<(Tag, u64, Option<std::borrow::Cow<'a, str>>)>,
+}
+
+impl<'a> RecordBuilder<'a> {
+    fn new(xml: &'a str, origin: &'a str) -> Self {
+        RecordBuilder {
+            xml,
+            origin,
+            stack: Vec::with_capacity(8),
+            seen_root: false,
+            filename: None,
+            width: None,
+            height: None,
+            size_seen: false,
+            in_first_size: false,
+            raw: Vec::new(),
+            leaf: None,
+        }
     }
-    if !seen_root {
-        return Err(format!("{origin}: not well-formed XML: no root element"));
+
+    fn bad(&self, what: &str, pos: u64) -> String {
+        format!("{}: not well-formed XML at byte {pos}: {what}", self.origin)
     }
-    let num = |l: &Leaf, tag: Tag| -> std::result::Result<Option<f64>, String> {
-        match l {
-            None => Ok(None),
-            Some((at, t)) => {
-                let t = t.trim();
-                t.parse::<f64>().ok().filter(|v| v.is_finite()).map(Some).ok_or_else(|| {
-                    format!("{origin}: byte {}: <{}> is {t:?}; expected a finite number", tag_at(xml, *at), tag.name())
-                })
+
+    /// Whether text now belongs to a leaf element.
+    fn in_leaf(&self) -> bool {
+        self.leaf.is_some()
+    }
+
+    /// A start tag (or an empty element) at byte `pos`.
+    fn start(&mut self, name: &[u8], pos: u64, empty: bool) -> std::result::Result<(), String> {
+        let tag = match self.stack.last() {
+            None if self.seen_root => return Err(self.bad("a second root element", pos)),
+            None => {
+                self.seen_root = true;
+                Tag::Root
+            }
+            Some(&parent) => parent.child(name),
+        };
+        match tag {
+            Tag::Size if !self.size_seen => {
+                self.size_seen = true;
+                self.in_first_size = true;
+            }
+            Tag::Size => self.in_first_size = false,
+            Tag::Metadata => self.raw.push(RawShowing { at: pos, ..Default::default() }),
+            Tag::Record => {
+                if let Some(m) = self.raw.last_mut() {
+                    m.in_first_record = !m.record;
+                    m.record = true;
+                }
+            }
+            Tag::Track => {
+                if let Some(m) = self.raw.last_mut() {
+                    m.trace.push([None, None, None]);
+                }
+            }
+            t if t.is_leaf() => self.leaf = Some((t, pos, None)),
+            _ => {}
+        }
+        if empty {
+            self.close(tag);
+        } else {
+            self.stack.push(tag);
+        }
+        Ok(())
+    }
+
+    /// An end tag at byte `pos`.
+    fn end(&mut self, pos: u64) -> std::result::Result<(), String> {
+        let Some(tag) = self.stack.pop() else { return Err(self.bad("an end tag without a start tag", pos)) };
+        self.close(tag);
+        Ok(())
+    }
+
+    /// A piece of the current leaf's text.
+    fn text(&mut self, piece: std::borrow::Cow<'a, str>) {
+        if let Some((_, _, text)) = self.leaf.as_mut() {
+            match text {
+                None => *text = Some(piece),
+                Some(prev) => prev.to_mut().push_str(&piece),
             }
         }
-    };
-    let stem = origin.rsplit('/').next().unwrap_or(origin);
-    let stem = stem.strip_suffix(".xml").unwrap_or(stem);
-    let image = filename.as_ref().map(|(_, t)| t.trim()).filter(|s| !s.is_empty()).unwrap_or(stem);
-    let image = image.rsplit_once('.').map(|(a, _)| a).unwrap_or(image).to_string();
-    let wnid = image
-        .split_once('_')
-        .map(|(w, _)| w)
-        .filter(|w| w.len() == 9 && w.starts_with('n') && w[1..].bytes().all(|b| b.is_ascii_digit()))
-        .map(str::to_string);
-    let size = match (num(&width, Tag::Width)?, num(&height, Tag::Height)?) {
-        (Some(w), Some(h)) if w >= 1.0 && h >= 1.0 => Some((w as u32, h as u32)),
-        _ => None,
-    };
-    let mut showings = Vec::with_capacity(raw.len());
-    for m in raw {
-        let selected = match m.selected.as_ref().map(|(_, t)| t.trim()) {
-            Some(t) if t.eq_ignore_ascii_case("true") => true,
-            Some(t) if t.eq_ignore_ascii_case("false") => false,
-            Some(t) => {
-                return Err(format!(
-                    "{origin}: byte {}: <selected> is {t:?}; expected True or False",
-                    tag_at(xml, m.at)
-                ))
+    }
+
+    /// Files the text of a leaf that just closed into its slot (first occurrence wins).
+    fn close(&mut self, tag: Tag) {
+        if tag == Tag::Record {
+            if let Some(m) = self.raw.last_mut() {
+                m.in_first_record = false;
             }
-            None => return Err(format!("{origin}: byte {}: <metadata> without <selected>", tag_at(xml, m.at))),
+            return;
+        }
+        if !tag.is_leaf() {
+            return;
+        }
+        let Some((t, at, text)) = self.leaf.take() else { return };
+        let value = Some((at, text.unwrap_or_default()));
+        let put = |slot: &mut Leaf<'a>| {
+            if slot.is_none() {
+                *slot = value;
+            }
         };
-        let click = match (num(&m.x, Tag::RecX)?, num(&m.y, Tag::RecY)?) {
-            (Some(x), Some(y)) => Some(Point { x, y }),
+        match t {
+            Tag::Filename => put(&mut self.filename),
+            Tag::Width if self.in_first_size => put(&mut self.width),
+            Tag::Height if self.in_first_size => put(&mut self.height),
+            _ => {
+                let Some(m) = self.raw.last_mut() else { return };
+                match t {
+                    Tag::Selected => put(&mut m.selected),
+                    Tag::Estimate => put(&mut m.estimate),
+                    Tag::Worker => put(&mut m.worker),
+                    Tag::Hit => put(&mut m.hit),
+                    Tag::Page => put(&mut m.page),
+                    Tag::RecX if m.in_first_record => put(&mut m.x),
+                    Tag::RecY if m.in_first_record => put(&mut m.y),
+                    Tag::TrackTime | Tag::TrackX | Tag::TrackY => {
+                        if let Some(tr) = m.trace.last_mut() {
+                            let k = match t {
+                                Tag::TrackTime => 0,
+                                Tag::TrackX => 1,
+                                _ => 2,
+                            };
+                            put(&mut tr[k]);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The record, once the whole document was fed.
+    fn finish(self) -> std::result::Result<ImageRecord, String> {
+        let (xml, origin) = (self.xml, self.origin);
+        if !self.stack.is_empty() {
+            return Err(format!(
+                "{origin}: not well-formed XML: the document ends inside {} open element(s)",
+                self.stack.len()
+            ));
+        }
+        if !self.seen_root {
+            return Err(format!("{origin}: not well-formed XML: no root element"));
+        }
+        let num = |l: &Leaf, tag: Tag| -> std::result::Result<Option<f64>, String> {
+            match l {
+                None => Ok(None),
+                Some((at, t)) => {
+                    let t = t.trim();
+                    t.parse::<f64>().ok().filter(|v| v.is_finite()).map(Some).ok_or_else(|| {
+                        format!(
+                            "{origin}: byte {}: <{}> is {t:?}; expected a finite number",
+                            tag_at(xml, *at),
+                            tag.name()
+                        )
+                    })
+                }
+            }
+        };
+        let stem = origin.rsplit('/').next().unwrap_or(origin);
+        let stem = stem.strip_suffix(".xml").unwrap_or(stem);
+        let image = self.filename.as_ref().map(|(_, t)| t.trim()).filter(|s| !s.is_empty()).unwrap_or(stem);
+        let image = image.rsplit_once('.').map(|(a, _)| a).unwrap_or(image).to_string();
+        let wnid = image
+            .split_once('_')
+            .map(|(w, _)| w)
+            .filter(|w| w.len() == 9 && w.starts_with('n') && w[1..].bytes().all(|b| b.is_ascii_digit()))
+            .map(str::to_string);
+        let size = match (num(&self.width, Tag::Width)?, num(&self.height, Tag::Height)?) {
+            (Some(w), Some(h)) if w >= 1.0 && h >= 1.0 => Some((w as u32, h as u32)),
             _ => None,
         };
-        let mut trace = Vec::with_capacity(m.trace.len());
-        for [t, x, y] in &m.trace {
-            if let (Some(time_ms), Some(x), Some(y)) =
-                (num(t, Tag::TrackTime)?, num(x, Tag::TrackX)?, num(y, Tag::TrackY)?)
-            {
-                trace.push(TracePoint { time_ms, point: Point { x, y } });
+        let mut showings = Vec::with_capacity(self.raw.len());
+        for m in self.raw {
+            let selected = match m.selected.as_ref().map(|(_, t)| t.trim()) {
+                Some(t) if t.eq_ignore_ascii_case("true") => true,
+                Some(t) if t.eq_ignore_ascii_case("false") => false,
+                Some(t) => {
+                    return Err(format!(
+                        "{origin}: byte {}: <selected> is {t:?}; expected True or False",
+                        tag_at(xml, m.at)
+                    ))
+                }
+                None => return Err(format!("{origin}: byte {}: <metadata> without <selected>", tag_at(xml, m.at))),
+            };
+            let click = match (num(&m.x, Tag::RecX)?, num(&m.y, Tag::RecY)?) {
+                (Some(x), Some(y)) => Some(Point { x, y }),
+                _ => None,
+            };
+            let mut trace = Vec::with_capacity(m.trace.len());
+            for [t, x, y] in &m.trace {
+                if let (Some(time_ms), Some(x), Some(y)) =
+                    (num(t, Tag::TrackTime)?, num(x, Tag::TrackX)?, num(y, Tag::TrackY)?)
+                {
+                    trace.push(TracePoint { time_ms, point: Point { x, y } });
+                }
             }
+            let owned = |l: Leaf| l.map(|(_, t)| t.trim().to_string()).filter(|s| !s.is_empty());
+            showings.push(Showing {
+                selected,
+                click,
+                estimate_time_ms: num(&m.estimate, Tag::Estimate)?,
+                trace,
+                worker: owned(m.worker),
+                hit: owned(m.hit),
+                page: owned(m.page),
+            });
         }
-        let owned = |l: Leaf| l.map(|(_, t)| t.trim().to_string()).filter(|s| !s.is_empty());
-        showings.push(Showing {
-            selected,
-            click,
-            estimate_time_ms: num(&m.estimate, Tag::Estimate)?,
-            trace,
-            worker: owned(m.worker),
-            hit: owned(m.hit),
-            page: owned(m.page),
-        });
+        Ok(ImageRecord { image, wnid, size, showings })
     }
-    Ok(ImageRecord { image, wnid, size, showings })
 }
 
 /// The offset of the first `<` at or after `pos`.
@@ -347,63 +559,6 @@ fn text_of(raw: std::borrow::Cow<'_, [u8]>) -> std::result::Result<std::borrow::
         Ok(Cow::Owned(quick_xml::escape::unescape(&t).map_err(|e| e.to_string())?.into_owned()))
     } else {
         Ok(t)
-    }
-}
-
-/// Files the text of a leaf that just closed into its slot (first occurrence wins).
-#[allow(clippy::too_many_arguments)]
-fn close<'a>(
-    tag: Tag,
-    leaf: &mut Option<(Tag, u64, Option<std::borrow::Cow<'a, str>>)>,
-    raw: &mut [RawShowing<'a>],
-    filename: &mut Leaf<'a>,
-    width: &mut Leaf<'a>,
-    height: &mut Leaf<'a>,
-    in_first_size: bool,
-) {
-    if tag == Tag::Record {
-        if let Some(m) = raw.last_mut() {
-            m.in_first_record = false;
-        }
-        return;
-    }
-    if !tag.is_leaf() {
-        return;
-    }
-    let Some((t, at, text)) = leaf.take() else { return };
-    let value = Some((at, text.unwrap_or_default()));
-    let put = |slot: &mut Leaf<'a>| {
-        if slot.is_none() {
-            *slot = value;
-        }
-    };
-    match t {
-        Tag::Filename => put(filename),
-        Tag::Width if in_first_size => put(width),
-        Tag::Height if in_first_size => put(height),
-        _ => {
-            let Some(m) = raw.last_mut() else { return };
-            match t {
-                Tag::Selected => put(&mut m.selected),
-                Tag::Estimate => put(&mut m.estimate),
-                Tag::Worker => put(&mut m.worker),
-                Tag::Hit => put(&mut m.hit),
-                Tag::Page => put(&mut m.page),
-                Tag::RecX if m.in_first_record => put(&mut m.x),
-                Tag::RecY if m.in_first_record => put(&mut m.y),
-                Tag::TrackTime | Tag::TrackX | Tag::TrackY => {
-                    if let Some(tr) = m.trace.last_mut() {
-                        let k = match t {
-                            Tag::TrackTime => 0,
-                            Tag::TrackX => 1,
-                            _ => 2,
-                        };
-                        put(&mut tr[k]);
-                    }
-                }
-                _ => {}
-            }
-        }
     }
 }
 
@@ -521,4 +676,131 @@ where
     })
     .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record in the releases' layout with every element the parser reads.
+    const REC: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<annotation>\n  <folder>n01440764</folder>\n  \
+        <filename>n01440764_7.JPEG</filename>\n  <size><width>250</width><height>200</height><depth>3</depth></size>\n  \
+        <metadata>\n    <workerId> W1 </workerId><hitId>H1</hitId><page>2</page>\n    <selected>True</selected>\n    \
+        <selectedRecord><x>0.25</x><y>0.75</y></selectedRecord>\n    <estimateTime>1840</estimateTime>\n    \
+        <mouseTracking><time>12</time><x>0.1</x><y>0.2</y></mouseTracking>\n    \
+        <mouseTracking><time>30</time><x>0.3</x><y>0.4</y></mouseTracking>\n  </metadata>\n  \
+        <metadata><selected>false</selected><empty/><selectedRecord/></metadata>\n</annotation>\n";
+
+    /// The dedicated scanner must agree with the general reader whenever it
+    /// answers, and answer for the releases' layout.
+    fn agree(xml: &str) -> bool {
+        let general = parse_general(xml, "t/n01440764_9.xml");
+        match parse_plain(xml, "t/n01440764_9.xml") {
+            Some(r) => {
+                assert_eq!(general.as_ref(), Ok(&r), "scanner accepted {xml:?}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn scanner_reads_the_release_layout_like_the_general_reader() {
+        assert!(agree(REC));
+        let r = parse_plain(REC, "x.xml").unwrap();
+        // Checked by hand against the document above.
+        assert_eq!(r.image, "n01440764_7");
+        assert_eq!(r.size, Some((250, 200)));
+        assert_eq!(r.showings.len(), 2);
+        assert_eq!(r.showings[0].worker.as_deref(), Some("W1"));
+        assert_eq!(r.showings[0].click, Some(Point { x: 0.25, y: 0.75 }));
+        assert_eq!(r.showings[0].trace.len(), 2);
+        assert_eq!(r.showings[0].trace[1].time_ms, 30.0);
+        assert!(!r.showings[1].selected && r.showings[1].click.is_none());
+        let cfg = crate::synth::SynthConfig { classes: 2, ..Default::default() };
+        let wnids = ["n01440764", "n01443537"];
+        for i in 0..300 {
+            let (_, xml, ..) = crate::synth::imagenet_image(&cfg, &wnids, i);
+            assert!(agree(&xml), "synthetic record {i} fell back to the general reader");
+        }
+    }
+
+    #[test]
+    fn scanner_leaves_everything_unusual_to_the_general_reader() {
+        let unusual = [
+            "<annotation><filename>a&amp;b</filename></annotation>",
+            "<annotation><!-- c --><filename>a</filename></annotation>",
+            "<annotation><filename><![CDATA[a]]></filename></annotation>",
+            "<annotation id=\"1\"><filename>a</filename></annotation>",
+            "<annotation><filename>a<b/>c</filename></annotation>",
+            "<annotation><filename>a</name></annotation>",
+            "<annotation><filename>a</filename>",
+            "<annotation></annotation><annotation></annotation>",
+            "<annotation></annotation>junk",
+            "junk<annotation></annotation>",
+            "\u{feff}<annotation></annotation>",
+            "<annotation><metadata></metadata></annotation>",
+            "<annotation><metadata><selected>maybe</selected></metadata></annotation>",
+            "<annotation><size><width>x</width></size></annotation>",
+            "<annotation><1a>b</1a></annotation>",
+            "<annotation></annotation ><x>",
+            "<annotation><?pi x?></annotation>",
+            "<!DOCTYPE a><annotation></annotation>",
+            "<annotation>< a></a></annotation>",
+            "",
+            "   ",
+            "<annotation",
+        ];
+        for xml in unusual {
+            assert!(!agree(xml), "the scanner should have declined {xml:?}");
+        }
+        for xml in ["<annotation/>", "<?xml version=\"1.0\"?><annotation/>", " <annotation> </annotation> \n"] {
+            assert!(agree(xml), "{xml:?}");
+        }
+    }
+
+    /// Random damage to a record: wherever the scanner still answers, the
+    /// general reader gives the same record (never an error).
+    #[test]
+    fn scanner_never_accepts_what_the_general_reader_rejects() {
+        let pieces: [&[u8]; 12] = [b"<", b">", b"/", b"&", b"!", b"?", b" ", b"a", b"</x>", b"<x>", b"<x/>", b"\""];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut answered, mut declined) = (0, 0);
+        for _ in 0..6000 {
+            let mut doc = REC.as_bytes().to_vec();
+            for _ in 0..1 + next(2) {
+                let at = next(doc.len() + 1);
+                match next(3) {
+                    0 => {
+                        let p = pieces[next(pieces.len())];
+                        doc.splice(at..at, p.iter().copied());
+                    }
+                    1 if at < doc.len() => {
+                        let to = (at + 1 + next(12)).min(doc.len());
+                        doc.drain(at..to);
+                    }
+                    _ => {
+                        let to = (at + next(30)).min(doc.len());
+                        let copy = doc[at..to].to_vec();
+                        let dst = next(doc.len() + 1);
+                        doc.splice(dst..dst, copy);
+                    }
+                }
+            }
+            let Ok(xml) = std::str::from_utf8(&doc) else { continue };
+            if agree(xml) {
+                answered += 1;
+            } else {
+                declined += 1;
+            }
+        }
+        // Both sides must have been exercised for the check to mean anything.
+        assert!(answered > 400 && declined > 400, "answered {answered}, declined {declined}");
+    }
 }

@@ -123,7 +123,11 @@ fn click_in(rng: &mut Xoshiro256, cfg: &SynthConfig, b: &[f64; 4], centre: bool)
 }
 
 /// One generated ImageNet-AB image: its XML record and its boxes (pixels).
-fn imagenet_image(cfg: &SynthConfig, wnids: &[&str], i: usize) -> (String, String, usize, u32, u32, Vec<[f64; 4]>) {
+pub(crate) fn imagenet_image(
+    cfg: &SynthConfig,
+    wnids: &[&str],
+    i: usize,
+) -> (String, String, usize, u32, u32, Vec<[f64; 4]>) {
     let mut rng = rng_for(cfg.seed, 1, i as u64);
     let class = i % cfg.classes;
     let k = i / cfg.classes;
