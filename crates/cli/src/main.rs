@@ -28,22 +28,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Keeps freed memory in the process instead of returning it to the kernel:
-/// the neural commands allocate and free tensors of the same sizes every
-/// batch, and glibc's defaults (mmap for large blocks, trimming the heap top)
-/// made every batch fault in and zero fresh pages (~5% of a ViT forward
-/// pass). Blocks up to 32 MiB (glibc's maximum threshold) come from the heap.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
+/// mimalloc instead of the system allocator: the byproduct readers allocate
+/// and free millions of small strings and vectors across threads (glibc's
+/// malloc/free were ~12% of an ImageNet-AB run; 16.4 s -> 14.3 s wall), and
+/// the neural commands, which allocate tensors of the same sizes every batch,
+/// run as fast as with glibc tuned to keep freed memory (ResNet-50 batch 8:
+/// 10.2 vs 10.0 images/s).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tune_allocator();
     let cli = args::Cli::parse();
     match cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
