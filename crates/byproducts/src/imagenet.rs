@@ -478,7 +478,7 @@ impl<'a> RecordBuilder<'a> {
                 None => Ok(None),
                 Some((at, t)) => {
                     let t = t.trim();
-                    t.parse::<f64>().ok().filter(|v| v.is_finite()).map(Some).ok_or_else(|| {
+                    parse_f64(t).filter(|v| v.is_finite()).map(Some).ok_or_else(|| {
                         format!(
                             "{origin}: byte {}: <{}> is {t:?}; expected a finite number",
                             tag_at(xml, *at),
@@ -539,6 +539,50 @@ impl<'a> RecordBuilder<'a> {
         }
         Ok(ImageRecord { image, wnid, size, showings })
     }
+}
+
+/// Powers of ten that are exact in an `f64`.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+    1e20, 1e21, 1e22,
+];
+
+/// Parses a number exactly as `str::parse::<f64>` does, with a fast path for
+/// the plain decimals the releases hold (`-12.3456`): when the digits form an
+/// integer below 2^53 and there are at most 22 after the point, both it and
+/// the power of ten are exact doubles, so one division gives the correctly
+/// rounded value (Clinger's fast path). Anything else goes to the standard
+/// parser.
+fn parse_f64(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    let (neg, digits) = match b.first() {
+        Some(b'-') => (true, &b[1..]),
+        _ => (false, b),
+    };
+    let mut mantissa: u64 = 0;
+    let mut count = 0usize;
+    let mut frac = None;
+    for (i, &c) in digits.iter().enumerate() {
+        match c {
+            b'0'..=b'9' if count < 19 => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                count += 1;
+            }
+            b'.' if frac.is_none() && i > 0 => frac = Some(i + 1),
+            _ => return s.parse().ok(),
+        }
+    }
+    let frac_digits = match frac {
+        Some(start) if start == digits.len() => return s.parse().ok(),
+        Some(start) => digits.len() - start,
+        None if digits.is_empty() => return s.parse().ok(),
+        None => 0,
+    };
+    if mantissa > 1 << 53 || frac_digits >= POW10.len() {
+        return s.parse().ok();
+    }
+    let v = mantissa as f64 / POW10[frac_digits];
+    Some(if neg { -v } else { v })
 }
 
 /// The offset of the first `<` at or after `pos`.
@@ -701,6 +745,37 @@ mod tests {
                 true
             }
             None => false,
+        }
+    }
+
+    #[test]
+    fn fast_number_parser_matches_the_standard_one() {
+        let fixed = [
+            "0", "-0", "0.0", "-0.0", "1", "12.5", "-12.3456", "0.1", "0.30000000000000004", "9007199254740993",
+            "9007199254740992", "123456789012345678901", "1e5", "1E-3", "+1", ".5", "5.", "-", "", ".", "1.2.3",
+            "0x10", "inf", "NaN", "--1", "1-", "00012.500", "0.0000000000000000000001", "0.00000000000000000000001",
+            "1234567890.123456789",
+        ];
+        for s in fixed {
+            let ours = parse_f64(s).map(f64::to_bits);
+            let std = s.parse::<f64>().ok().map(f64::to_bits);
+            assert_eq!(ours, std, "{s:?}");
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let r = next();
+            let int = next() % 10u64.pow((r % 12) as u32 + 1);
+            let frac_len = ((r >> 8) % 20) as usize;
+            let frac: String = (0..frac_len).map(|_| char::from(b'0' + (next() % 10) as u8)).collect();
+            let sign = if r >> 40 & 1 == 1 { "-" } else { "" };
+            let s = if frac_len == 0 { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") };
+            assert_eq!(parse_f64(&s).map(f64::to_bits), s.parse::<f64>().ok().map(f64::to_bits), "{s:?}");
         }
     }
 
