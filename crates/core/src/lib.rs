@@ -21,6 +21,7 @@ pub mod predictions;
 pub mod results;
 pub mod rle;
 pub mod rng;
+pub mod votes;
 pub mod wordnet;
 
 pub use classes::{ClassInfo, ClassTable, Group};
