@@ -297,15 +297,9 @@ fn parse_general(xml: &str, origin: &str) -> std::result::Result<ImageRecord, St
             Event::Start(e) => rec.start(e.name().as_ref(), pos, false)?,
             Event::Empty(e) => rec.start(e.name().as_ref(), pos, true)?,
             Event::End(_) => rec.end(pos)?,
-            Event::Text(t) => {
-                if rec.in_leaf() {
-                    rec.text(text_of(t.into_inner()).map_err(|e| bad(&e, pos))?);
-                }
-            }
-            Event::CData(t) => {
-                if rec.in_leaf() {
-                    rec.text(std::borrow::Cow::Owned(String::from_utf8_lossy(&t).into_owned()));
-                }
+            Event::Text(t) if rec.in_leaf() => rec.text(text_of(t.into_inner()).map_err(|e| bad(&e, pos))?),
+            Event::CData(t) if rec.in_leaf() => {
+                rec.text(std::borrow::Cow::Owned(String::from_utf8_lossy(&t).into_owned()))
             }
             Event::Eof => break,
             _ => {}

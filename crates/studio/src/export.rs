@@ -1,0 +1,226 @@
+//! Exports of the stored byproducts.
+//!
+//! * [`imagenet_ab`] — the published ImageNet-AB layout: a `.tar.gz` with
+//!   one ILSVRC-style XML document per image and one `metadata` section per
+//!   showing (worker, HIT, page, `selected`, the final click as
+//!   `selectedRecord`, `estimateTime` = final click time − first trace
+//!   sample time, and the mouse trace), readable by `labelscope byproducts`.
+//! * [`csv_records`] and [`csv_events`] — a flat form for analysis: one row
+//!   per (image, showing), and one row per recorded event (hover, trace
+//!   sample, click) with its normalised position and time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::db::{Db, ExportRow};
+use crate::{Error, Result};
+
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64().filter(|x| x.is_finite())
+}
+
+fn list<'a>(d: &'a Value, key: &str) -> &'a [Value] {
+    d.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+}
+
+async fn rows_of(db: &Db, project: &str) -> Result<Vec<(ExportRow, Value)>> {
+    let (pid, _) = db
+        .project_by_name(project)
+        .await?
+        .ok_or_else(|| Error::Invalid(format!("no project named {project:?} in the database")))?;
+    let rows = db.export_rows(pid).await?;
+    rows.into_iter()
+        .map(|r| {
+            let v: Value = serde_json::from_str(&r.data)
+                .map_err(|e| Error::Schema(format!("stored record of image {} is unreadable: {e}", r.image)))?;
+            Ok((r, v))
+        })
+        .collect()
+}
+
+/// One image's XML document in the ImageNet-AB layout.
+pub fn image_xml(image: &str, class: Option<&str>, showings: &[(ExportRow, Value)], project: &str) -> String {
+    let mut x = String::with_capacity(1024);
+    x.push_str("<annotation>\n");
+    if let Some(c) = class {
+        let _ = writeln!(x, "  <folder>{}</folder>", xml_text(c));
+    }
+    let _ = writeln!(x, "  <filename>{}</filename>", xml_text(image));
+    if let Some((_, d)) = showings.first() {
+        if let (Some(w), Some(h)) = (
+            d.get("originalSize").and_then(|s| s.get("width")).and_then(num),
+            d.get("originalSize").and_then(|s| s.get("height")).and_then(num),
+        ) {
+            let _ = writeln!(
+                x,
+                "  <size>\n    <width>{w}</width>\n    <height>{h}</height>\n    <depth>3</depth>\n  </size>"
+            );
+        }
+    }
+    for (r, d) in showings {
+        x.push_str("  <metadata>\n");
+        let _ = writeln!(x, "    <workerId>{}</workerId>", xml_text(&r.worker));
+        let _ = writeln!(x, "    <hitId>{}-{}</hitId>", xml_text(project), r.hit);
+        let _ = writeln!(x, "    <assignmentId>{}</assignmentId>", r.assignment);
+        let _ = writeln!(x, "    <page>{}</page>", r.page + 1);
+        let _ = writeln!(x, "    <selected>{}</selected>", if r.selected { "True" } else { "False" });
+        let trace = list(d, "mouseTracking");
+        let clicks = list(d, "selectedRecord");
+        if r.selected {
+            if let Some(c) = clicks.last() {
+                if let (Some(cx), Some(cy)) = (c.get("x").and_then(num), c.get("y").and_then(num)) {
+                    let _ = writeln!(
+                        x,
+                        "    <selectedRecord>\n      <x>{cx}</x>\n      <y>{cy}</y>\n    </selectedRecord>"
+                    );
+                }
+                let first = trace
+                    .first()
+                    .and_then(|p| p.get("time"))
+                    .or_else(|| list(d, "hoveredRecord").first().and_then(|h| h.get("time")))
+                    .and_then(num);
+                if let (Some(t0), Some(tc)) = (first, c.get("time").and_then(num)) {
+                    let _ = writeln!(x, "    <estimateTime>{}</estimateTime>", tc - t0);
+                }
+            }
+        }
+        for p in trace {
+            if let (Some(t), Some(px), Some(py)) =
+                (p.get("time").and_then(num), p.get("x").and_then(num), p.get("y").and_then(num))
+            {
+                let _ = writeln!(
+                    x,
+                    "    <mouseTracking>\n      <time>{t}</time>\n      <x>{px}</x>\n      <y>{py}</y>\n    </mouseTracking>"
+                );
+            }
+        }
+        x.push_str("  </metadata>\n");
+    }
+    x.push_str("</annotation>\n");
+    x
+}
+
+/// Writes the project's records as an ImageNet-AB `.tar.gz` (atomically);
+/// members are `{class}/{image}.xml`. Returns the number of images.
+pub async fn imagenet_ab(db: &Db, project: &str, out: &Path) -> Result<u64> {
+    let rows = rows_of(db, project).await?;
+    let mut by_image: BTreeMap<(Option<String>, String), Vec<(ExportRow, Value)>> = BTreeMap::new();
+    for (r, v) in rows {
+        by_image.entry((r.class.clone(), r.image.clone())).or_default().push((r, v));
+    }
+    let members = by_image.iter().map(|((class, image), showings)| {
+        let name = match class {
+            Some(c) => format!("{c}/{image}.xml"),
+            None => format!("{image}.xml"),
+        };
+        (name, image_xml(image, class.as_deref(), showings, project))
+    });
+    Ok(labelscope_byproducts::imagenet::write_archive(out, members)?)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+/// Writes one CSV row per (image, showing): who, where, the selection, the
+/// final click, counts of events, sizes. Returns the number of rows.
+pub async fn csv_records(db: &Db, project: &str, out: &Path) -> Result<u64> {
+    let rows = rows_of(db, project).await?;
+    let mut n = 0u64;
+    labelscope_core::atomic::write_atomic_with(out, |w| {
+        let mut w = std::io::BufWriter::new(w);
+        writeln!(
+            w,
+            "image,class,hit,assignment,worker,page,selected,clicks,final_click_x,final_click_y,final_click_ms,\
+             trace_samples,hovers,original_width,original_height,on_page_width,on_page_height,page_x,page_y"
+        )?;
+        for (r, d) in &rows {
+            let clicks = list(d, "selectedRecord");
+            let last = clicks.last();
+            let g = |v: &Value, a: &str, b: &str| v.get(a).and_then(|s| s.get(b)).and_then(num);
+            writeln!(
+                w,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                csv_field(&r.image),
+                csv_field(r.class.as_deref().unwrap_or("")),
+                r.hit,
+                r.assignment,
+                r.worker,
+                r.page,
+                u8::from(r.selected),
+                clicks.len(),
+                opt(last.and_then(|c| c.get("x")).and_then(num)),
+                opt(last.and_then(|c| c.get("y")).and_then(num)),
+                opt(last.and_then(|c| c.get("time")).and_then(num)),
+                list(d, "mouseTracking").len(),
+                list(d, "hoveredRecord")
+                    .iter()
+                    .filter(|h| h.get("action").and_then(Value::as_str) == Some("enter"))
+                    .count(),
+                opt(g(d, "originalSize", "width")),
+                opt(g(d, "originalSize", "height")),
+                opt(g(d, "onPageSize", "width")),
+                opt(g(d, "onPageSize", "height")),
+                opt(g(d, "imagePosition", "x")),
+                opt(g(d, "imagePosition", "y")),
+            )?;
+            n += 1;
+        }
+        w.flush()
+    })?;
+    Ok(n)
+}
+
+/// Writes one CSV row per recorded event: `kind` is `enter`, `leave`,
+/// `trace` or `click`; `x`, `y` are image-normalised (empty for hovers).
+/// Returns the number of rows.
+pub async fn csv_events(db: &Db, project: &str, out: &Path) -> Result<u64> {
+    let rows = rows_of(db, project).await?;
+    let mut n = 0u64;
+    labelscope_core::atomic::write_atomic_with(out, |w| {
+        let mut w = std::io::BufWriter::new(w);
+        writeln!(w, "image,assignment,page,kind,time_ms,x,y")?;
+        for (r, d) in &rows {
+            let image = csv_field(&r.image);
+            let mut events: Vec<(f64, &str, Option<f64>, Option<f64>)> = Vec::new();
+            for h in list(d, "hoveredRecord") {
+                let kind = if h.get("action").and_then(Value::as_str) == Some("leave") { "leave" } else { "enter" };
+                events.push((h.get("time").and_then(num).unwrap_or(0.0), kind, None, None));
+            }
+            for (key, kind) in [("mouseTracking", "trace"), ("selectedRecord", "click")] {
+                for p in list(d, key) {
+                    events.push((
+                        p.get("time").and_then(num).unwrap_or(0.0),
+                        kind,
+                        p.get("x").and_then(num),
+                        p.get("y").and_then(num),
+                    ));
+                }
+            }
+            // Stable sort: events at the same time keep the order above.
+            events.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (t, kind, x, y) in events {
+                writeln!(w, "{image},{},{},{kind},{t},{},{}", r.assignment, r.page, opt(x), opt(y))?;
+                n += 1;
+            }
+        }
+        w.flush()
+    })?;
+    Ok(n)
+}

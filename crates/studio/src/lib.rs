@@ -1,0 +1,24 @@
+//! The annotation studio behind `labelscope serve`: web annotation tasks that
+//! record the byproducts annotators leave (mouse traces, hovers, clicks with
+//! their times), stored in SQLite (embedded default) or PostgreSQL, and
+//! exported in the published ImageNet-AB layout.
+//!
+//! * [`manifest`] — project manifests and how they are cut into HITs.
+//! * [`project`] — creating a project (images, HITs, link tokens).
+//! * [`db`] — the schema, migrations and every query.
+//! * [`server`] — the axum server: task pages, JSON API, images, statistics.
+//! * [`browse`] — validation of Browse (ImageNet-style) page submissions.
+//! * [`export`] — ImageNet-AB archives and flat CSV of the stored records.
+//! * [`secret`] — HIT tokens and the keyed worker-id hash.
+#![warn(missing_docs)]
+
+pub mod browse;
+pub mod db;
+pub mod error;
+pub mod export;
+pub mod manifest;
+pub mod project;
+pub mod secret;
+pub mod server;
+
+pub use error::{Error, Result};

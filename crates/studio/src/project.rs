@@ -1,0 +1,93 @@
+//! Creating projects from manifests.
+
+use std::path::Path;
+
+use crate::db::{Db, ImageRow};
+use crate::manifest::{ClassText, HitSpec, Manifest, PageSpec};
+use crate::secret::{new_token, token_hash};
+use crate::{Error, Result};
+
+/// A created project: its id and one link token per HIT (shown once; the
+/// database keeps only their hashes).
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// Project id.
+    pub project_id: i64,
+    /// HIT tokens, in HIT order.
+    pub tokens: Vec<String>,
+}
+
+/// Checks that every image file of the manifest exists inside `images`
+/// (following symbolic links, the file must stay inside the folder).
+pub fn check_files(manifest: &Manifest, images: &Path, manifest_path: &Path) -> Result<()> {
+    let root = images.canonicalize().map_err(|e| Error::io(images, e))?;
+    for (i, im) in manifest.images.iter().enumerate() {
+        let at = format!("images[{i}].file");
+        let full = root.join(&im.file);
+        let real = full.canonicalize().map_err(|e| {
+            Error::format(
+                manifest_path,
+                &at,
+                format!("{}: {e} (expected a file inside {})", full.display(), root.display()),
+            )
+        })?;
+        if !real.starts_with(&root) || !real.is_file() {
+            return Err(Error::format(
+                manifest_path,
+                &at,
+                format!("{}: expected a regular file inside {}", full.display(), root.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Stores the project of `manifest` (images and HITs) in one transaction.
+pub async fn create(db: &Db, manifest: &Manifest) -> Result<Created> {
+    let rows: Vec<ImageRow> = manifest
+        .images
+        .iter()
+        .map(|im| ImageRow {
+            id: 0,
+            name: im.name.clone(),
+            file: im.file.clone(),
+            class: Some(im.class.clone()),
+            known_positive: im.known_positive,
+        })
+        .collect();
+    let hits = manifest.hits();
+    let tokens: Vec<String> = hits.iter().map(|_| new_token()).collect::<Result<_>>()?;
+    let hit_rows: Vec<(String, Vec<Vec<usize>>)> = hits
+        .iter()
+        .zip(&tokens)
+        .map(|(pages, t)| (token_hash(t), pages.iter().map(|p| p.images.clone()).collect()))
+        .collect();
+    // Pages of one HIT share its class list; keep each page's class.
+    let classes: Vec<Vec<String>> = hits.iter().map(|p| p.iter().map(|p| p.class.clone()).collect()).collect();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    let nudge = manifest.pointer_nudge;
+    let task = manifest.task;
+    let (project_id, _) = db
+        .insert_project(&manifest.name, task.name(), &manifest.source, &rows, &hit_rows, |pages| {
+            let k = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut texts: Vec<ClassText> = Vec::new();
+            for c in &classes[k] {
+                if !texts.iter().any(|t| &t.wnid == c) {
+                    texts.extend(manifest.classes.get(c).cloned());
+                }
+            }
+            let spec = HitSpec {
+                task,
+                pointer_nudge: nudge,
+                classes: texts,
+                pages: pages
+                    .iter()
+                    .zip(&classes[k])
+                    .map(|(ids, class)| PageSpec { class: class.clone(), images: ids.clone() })
+                    .collect(),
+            };
+            serde_json::to_string(&spec).unwrap_or_default()
+        })
+        .await?;
+    Ok(Created { project_id, tokens })
+}
