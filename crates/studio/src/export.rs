@@ -31,6 +31,9 @@ fn list<'a>(d: &'a Value, key: &str) -> &'a [Value] {
     d.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
 }
 
+/// A stored record with its parsed JSON.
+type Showing = (ExportRow, Value);
+
 async fn rows_of(db: &Db, project: &str) -> Result<Vec<(ExportRow, Value)>> {
     let (pid, _) = db
         .project_by_name(project)
@@ -112,7 +115,7 @@ pub fn image_xml(image: &str, class: Option<&str>, showings: &[(ExportRow, Value
 /// members are `{class}/{image}.xml`. Returns the number of images.
 pub async fn imagenet_ab(db: &Db, project: &str, out: &Path) -> Result<u64> {
     let rows = rows_of(db, project).await?;
-    let mut by_image: BTreeMap<(Option<String>, String), Vec<(ExportRow, Value)>> = BTreeMap::new();
+    let mut by_image: BTreeMap<(Option<String>, String), Vec<Showing>> = BTreeMap::new();
     for (r, v) in rows {
         by_image.entry((r.class.clone(), r.image.clone())).or_default().push((r, v));
     }
