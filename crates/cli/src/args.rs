@@ -78,6 +78,10 @@ pub enum Command {
     BenchRelabel(crate::bench_relabel::BenchRelabelArgs),
     /// Annotation byproducts (ImageNet-AB, COCO-AB): LUAB point targets.
     Byproducts(crate::byproducts::ByproductsArgs),
+    /// Serve the annotation studio: task pages that record mouse traces, hovers and clicks.
+    Serve(crate::studio::ServeArgs),
+    /// Annotation studio administration: migrate, create projects, export byproducts.
+    Studio(crate::studio::StudioArgs),
 }
 
 /// How the score columns are to be read for set metrics.

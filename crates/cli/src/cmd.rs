@@ -44,6 +44,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Relabel(a) => crate::relabel::run(a),
         Command::BenchRelabel(a) => crate::bench_relabel::run(a),
         Command::Byproducts(a) => crate::byproducts::run(a),
+        Command::Serve(a) => crate::studio::serve(a),
+        Command::Studio(a) => crate::studio::run(a),
     }
 }
 

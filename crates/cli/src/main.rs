@@ -22,6 +22,7 @@ mod output;
 mod proposals;
 mod relabel;
 mod relabel_quality;
+mod studio;
 mod weights;
 
 use std::process::ExitCode;

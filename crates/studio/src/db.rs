@@ -236,6 +236,17 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
+    /// A transaction that will write: SQLite takes the write lock at the
+    /// start (`BEGIN IMMEDIATE`), so that concurrent writers wait for each
+    /// other (busy timeout) instead of failing when a read lock cannot be
+    /// upgraded.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// The engine behind this pool.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -297,7 +308,7 @@ impl Db {
         let mut applied = Vec::new();
         for m in MIGRATIONS.iter().filter(|m| m.version > current && m.version <= target) {
             let sql = m.sql.replace("{id}", id);
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.write_tx().await?;
             sqlx::raw_sql(&sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO labelscope_migrations (version, name, applied_ms) VALUES ($1, $2, $3)")
                 .bind(m.version)
@@ -341,7 +352,7 @@ impl Db {
         hits: &[(String, Vec<Vec<usize>>)],
         bind_spec: impl Fn(&[Vec<i64>]) -> String,
     ) -> Result<(i64, Vec<i64>)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let taken: i64 = sqlx::query("SELECT COUNT(*) FROM projects WHERE name = $1")
             .bind(name)
             .fetch_one(&mut *tx)
@@ -467,26 +478,22 @@ impl Db {
 
     /// The assignment of `worker_hash` on HIT `hit_id`, created if new.
     pub async fn assignment(&self, hit_id: i64, worker_hash: &str) -> Result<i64> {
-        let mut tx = self.pool.begin().await?;
-        let found = sqlx::query("SELECT id FROM assignments WHERE hit_id = $1 AND worker_hash = $2")
+        // Two first requests of one worker may race: the second insert does nothing.
+        sqlx::query(
+            "INSERT INTO assignments (hit_id, worker_hash, started_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (hit_id, worker_hash) DO NOTHING",
+        )
+        .bind(hit_id)
+        .bind(worker_hash)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(sqlx::query("SELECT id FROM assignments WHERE hit_id = $1 AND worker_hash = $2")
             .bind(hit_id)
             .bind(worker_hash)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let id = match found {
-            Some(r) => r.try_get(0)?,
-            None => sqlx::query(
-                "INSERT INTO assignments (hit_id, worker_hash, started_ms) VALUES ($1, $2, $3) RETURNING id",
-            )
-            .bind(hit_id)
-            .bind(worker_hash)
-            .bind(now_ms())
-            .fetch_one(&mut *tx)
+            .fetch_one(&self.pool)
             .await?
-            .try_get(0)?,
-        };
-        tx.commit().await?;
-        Ok(id)
+            .try_get(0)?)
     }
 
     /// The HIT and worker hash of an assignment.
@@ -517,26 +524,24 @@ impl Db {
         payload: &str,
         records: &[RecordRow],
     ) -> Result<SaveOutcome> {
-        let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query("SELECT id FROM pages WHERE assignment_id = $1 AND page_index = $2")
-            .bind(assignment)
-            .bind(page_index)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_some() {
-            tx.rollback().await?;
-            return Ok(SaveOutcome::AlreadySaved);
-        }
-        let page_id: i64 = sqlx::query(
-            "INSERT INTO pages (assignment_id, page_index, payload, received_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+        let mut tx = self.write_tx().await?;
+        // A concurrent or earlier submission of the same page wins; this one
+        // then inserts nothing.
+        let inserted = sqlx::query(
+            "INSERT INTO pages (assignment_id, page_index, payload, received_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (assignment_id, page_index) DO NOTHING RETURNING id",
         )
         .bind(assignment)
         .bind(page_index)
         .bind(payload)
         .bind(now_ms())
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = inserted else {
+            tx.rollback().await?;
+            return Ok(SaveOutcome::AlreadySaved);
+        };
+        let page_id: i64 = row.try_get(0)?;
         for r in records {
             sqlx::query("INSERT INTO records (page_id, image_id, selected, data) VALUES ($1, $2, $3, $4)")
                 .bind(page_id)
@@ -557,20 +562,17 @@ impl Db {
 
     /// Stores (replaces) the autosaved partial work of a page.
     pub async fn save_draft(&self, assignment: i64, page_index: i64, payload: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM drafts WHERE assignment_id = $1 AND page_index = $2")
-            .bind(assignment)
-            .bind(page_index)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO drafts (assignment_id, page_index, payload, updated_ms) VALUES ($1, $2, $3, $4)")
-            .bind(assignment)
-            .bind(page_index)
-            .bind(payload)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        sqlx::query(
+            "INSERT INTO drafts (assignment_id, page_index, payload, updated_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (assignment_id, page_index) DO UPDATE SET payload = excluded.payload, \
+             updated_ms = excluded.updated_ms",
+        )
+        .bind(assignment)
+        .bind(page_index)
+        .bind(payload)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
