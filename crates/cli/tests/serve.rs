@@ -189,3 +189,98 @@ fn bad_manifest_is_reported_with_its_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("m.json") && err.contains("images[0].file") && err.contains("missing.jpg"), "{err}");
 }
+
+/// Where the browser test's Node modules are (installed by `.ci/run`).
+fn e2e_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../studio/e2e")
+}
+
+#[test]
+fn browse_task_in_headless_chromium() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = Path::new(&chromium).exists() && e2e_dir().join("node_modules/playwright-core").exists();
+    if !ready {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but Chromium ({chromium}) or crates/studio/e2e/node_modules is missing (.ci/run installs them)"
+        );
+        eprintln!("skipped: needs {chromium} and `npm ci` in crates/studio/e2e");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let mut list = Vec::new();
+    for i in 0..7 {
+        let img = image::RgbImage::from_fn(200, 100, |x, y| image::Rgb([(x + i) as u8, y as u8, 128]));
+        img.save(images.join(format!("n01440764_{i}.png"))).unwrap();
+        list.push(json!({"file": format!("n01440764_{i}.png"), "class": "n01440764"}));
+    }
+    let manifest = json!({"name": "web", "task": "browse", "images_per_page": 4, "pages_per_hit": 10,
+                          "pointer_nudge": true, "images": list});
+    std::fs::write(dir.path().join("m.json"), manifest.to_string()).unwrap();
+    let (mut child, addr) = serve(dir.path(), true);
+    let links = std::fs::read_to_string(dir.path().join("links.txt")).unwrap();
+    let token = links.lines().next().unwrap().rsplit('/').next().unwrap().to_string();
+    let out = dir.path().join("did.json");
+    let run = Command::new("node")
+        .arg(e2e_dir().join("browse.mjs"))
+        .arg(format!("http://{addr}/hit/{token}"))
+        .arg("2")
+        .arg(&out)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        run.status.success(),
+        "browser run failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let did: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(did["nudge"], json!(true), "the pointer-nudge instruction is shown");
+    let did = did["images"].as_array().unwrap().clone();
+    assert_eq!(did.len(), 7);
+
+    // What the database holds, through the CSV export.
+    let csv = dir.path().join("records.csv");
+    let st = bin()
+        .args(["studio", "export", "--project", "web", "--format", "records-csv", "--db"])
+        .arg(dir.path().join("studio.sqlite"))
+        .arg("-o")
+        .arg(&csv)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
+    assert_eq!(rows.len(), 7);
+    let images_of_page: std::collections::HashMap<String, i64> =
+        rows.iter().map(|r| (r[col("image")].clone(), r[col("page")].parse().unwrap())).collect();
+    assert_eq!(images_of_page.values().filter(|&&p| p == 0).count(), 4);
+    // Map image ids of the browser run to names through the order of the manifest (ids follow it).
+    let first_id = did.iter().map(|d| d["imageID"].as_i64().unwrap()).min().unwrap();
+    for d in &did {
+        let name = format!("n01440764_{}", d["imageID"].as_i64().unwrap() - first_id);
+        let r = rows.iter().find(|r| r[col("image")] == name).unwrap_or_else(|| panic!("{name} not exported"));
+        let clicks = d["clicks"].as_u64().unwrap();
+        assert_eq!(r[col("clicks")], clicks.to_string(), "{name}");
+        assert_eq!(r[col("selected")], if clicks % 2 == 1 { "1" } else { "0" }, "{name}");
+        assert_eq!((r[col("original_width")].as_str(), r[col("original_height")].as_str()), ("200", "100"), "{name}");
+        assert!(r[col("trace_samples")].parse::<u32>().unwrap() >= 3, "{name}: trace recorded");
+        assert!(r[col("hovers")].parse::<u32>().unwrap() >= 1, "{name}: hover recorded");
+        if clicks > 0 {
+            // The scripted click lands at a known fraction of the image (within a pixel of 150x75).
+            let x: f64 = r[col("final_click_x")].parse().unwrap();
+            let y: f64 = r[col("final_click_y")].parse().unwrap();
+            let (fx, fy) = (d["x"].as_f64().unwrap(), d["y"].as_f64().unwrap());
+            let (w, h) = (d["width"].as_f64().unwrap(), d["height"].as_f64().unwrap());
+            assert!((x - fx).abs() <= 1.0 / w && (y - fy).abs() <= 1.0 / h, "{name}: click ({x}, {y}) vs ({fx}, {fy})");
+        }
+    }
+}

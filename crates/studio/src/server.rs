@@ -104,6 +104,7 @@ pub fn router(db: Db, key: WorkerKey, config: &ServerConfig) -> Result<Router> {
     let state = Arc::new(AppState { db, admin_key: admin_key(&key), key, images });
     Ok(Router::new()
         .route("/", get(index))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/static/{file}", get(asset))
         .route("/hit/{token}", get(hit_page))
         .route("/api/hit/{token}/start", post(start))
