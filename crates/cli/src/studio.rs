@@ -110,6 +110,26 @@ pub enum StudioCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Judge every assignment of a project by the HIT rules; CSV to standard output or a file.
+    Qc {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Project name.
+        #[arg(long)]
+        project: String,
+        /// Reject below this recall on known-positive images.
+        #[arg(long, default_value_t = 0.333)]
+        min_known_recall: f64,
+        /// Reject below this many selections per candidate shown (30 of 480).
+        #[arg(long, default_value_t = 0.0625)]
+        min_selection_rate: f64,
+        /// Reject below this fraction of the HIT's pages completed (9 of 10).
+        #[arg(long, default_value_t = 0.9)]
+        min_pages_fraction: f64,
+        /// Output file (written atomically).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// List the projects.
     List(DbArgs),
 }
@@ -203,6 +223,36 @@ pub fn run(a: StudioArgs) -> Result<()> {
                     if matches!(format, ExportFormat::ImagenetAb) { "images" } else { "rows" },
                     output.display()
                 );
+            }
+            StudioCommand::Qc { db, project, min_known_recall, min_selection_rate, min_pages_fraction, output } => {
+                let d = open(&db).await?;
+                let rules = labelscope_studio::qc::QcRules { min_known_recall, min_selection_rate, min_pages_fraction };
+                let verdicts = labelscope_studio::qc::project_verdicts(&d, &project, &rules).await?;
+                let mut csv = String::from(
+                    "assignment,hit,worker,pages,hit_pages,selected,shown,known_selected,known_shown,accepted,reasons\n",
+                );
+                for v in &verdicts {
+                    csv.push_str(&format!(
+                        "{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+                        v.assignment,
+                        v.hit,
+                        v.worker,
+                        v.pages.0,
+                        v.pages.1,
+                        v.selections.0,
+                        v.selections.1,
+                        v.known.0,
+                        v.known.1,
+                        u8::from(v.accepted),
+                        v.reasons.join("; ").replace('"', "'")
+                    ));
+                }
+                match output {
+                    Some(p) => labelscope_core::atomic::write_atomic(&p, csv.as_bytes())?,
+                    None => print!("{csv}"),
+                }
+                let rejected = verdicts.iter().filter(|v| !v.accepted).count();
+                eprintln!("{} assignments: {} accepted, {rejected} rejected", verdicts.len(), verdicts.len() - rejected);
             }
             StudioCommand::List(d) => {
                 let db = open(&d).await?;

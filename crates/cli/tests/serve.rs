@@ -165,6 +165,22 @@ fn acknowledged_pages_survive_kill_9() {
     assert!(st.success());
     let rows = std::fs::read_to_string(&out).unwrap().lines().count() - 1;
     assert!(rows >= acked.len() * 2, "{rows} rows for {} acknowledged pages", acked.len());
+
+    // Quality control: every image is selected and none is a known positive,
+    // so exactly the assignments with at least 18 of 20 pages are accepted.
+    let qc =
+        bin().args(["studio", "qc", "--project", "k9", "--db"]).arg(dir.path().join("studio.sqlite")).output().unwrap();
+    assert!(qc.status.success(), "{}", String::from_utf8_lossy(&qc.stderr));
+    let text = String::from_utf8(qc.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("assignment,hit,worker,pages,hit_pages,"), "{text}");
+    assert_eq!(lines.len(), 5, "{text}");
+    for l in &lines[1..] {
+        let f: Vec<&str> = l.split(',').collect();
+        let pages: u32 = f[3].parse().unwrap();
+        assert_eq!(f[4], "20");
+        assert_eq!(f[9], if pages >= 18 { "1" } else { "0" }, "{l}");
+    }
 }
 
 #[test]

@@ -203,6 +203,29 @@ pub struct WorkerRow {
     pub known_selected: i64,
 }
 
+/// Totals of one assignment, for quality control.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignmentRow {
+    /// Assignment id.
+    pub assignment: i64,
+    /// HIT position in the project.
+    pub hit: i64,
+    /// Keyed hash of the worker id.
+    pub worker: String,
+    /// Pages of the HIT.
+    pub hit_pages: i64,
+    /// Pages submitted.
+    pub pages: i64,
+    /// Images shown on the submitted pages.
+    pub shown: i64,
+    /// Images selected.
+    pub selected: i64,
+    /// Known-positive images shown.
+    pub known_shown: i64,
+    /// Known-positive images selected.
+    pub known_selected: i64,
+}
+
 impl Db {
     /// Opens (and creates, for SQLite) the database: `postgres://...` URLs go
     /// to PostgreSQL, `sqlite:...` URLs and plain paths to SQLite. Does not
@@ -637,6 +660,40 @@ impl Db {
                     selected: r.try_get(4)?,
                     known_shown: r.try_get(5)?,
                     known_selected: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Totals of every assignment of a project, by HIT then assignment.
+    pub async fn assignment_stats(&self, project_id: i64) -> Result<Vec<AssignmentRow>> {
+        let rows = sqlx::query(
+            "SELECT a.id, h.ordinal, a.worker_hash, h.spec, COUNT(DISTINCT p.id), COUNT(r.id), \
+             CAST(COALESCE(SUM(r.selected), 0) AS BIGINT), CAST(COALESCE(SUM(i.known_positive), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(r.selected * i.known_positive), 0) AS BIGINT) \
+             FROM assignments a JOIN hits h ON h.id = a.hit_id \
+             LEFT JOIN pages p ON p.assignment_id = a.id LEFT JOIN records r ON r.page_id = p.id \
+             LEFT JOIN images i ON i.id = r.image_id \
+             WHERE h.project_id = $1 GROUP BY a.id, h.ordinal, a.worker_hash, h.spec ORDER BY h.ordinal, a.id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let spec: String = r.try_get(3)?;
+                let spec: crate::manifest::HitSpec = serde_json::from_str(&spec)
+                    .map_err(|e| Error::Schema(format!("stored HIT spec is unreadable: {e}")))?;
+                Ok(AssignmentRow {
+                    assignment: r.try_get(0)?,
+                    hit: r.try_get(1)?,
+                    worker: r.try_get(2)?,
+                    hit_pages: spec.pages.len() as i64,
+                    pages: r.try_get(4)?,
+                    shown: r.try_get(5)?,
+                    selected: r.try_get(6)?,
+                    known_shown: r.try_get(7)?,
+                    known_selected: r.try_get(8)?,
                 })
             })
             .collect()

@@ -8,6 +8,7 @@
 //! * [`db`] — the schema, migrations and every query.
 //! * [`server`] — the axum server: task pages, JSON API, images, statistics.
 //! * [`browse`] — validation of Browse (ImageNet-style) page submissions.
+//! * [`qc`] — HIT rejection rules (known-positive recall, selections, pages).
 //! * [`export`] — ImageNet-AB archives and flat CSV of the stored records.
 //! * [`secret`] — HIT tokens and the keyed worker-id hash.
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ pub mod error;
 pub mod export;
 pub mod manifest;
 pub mod project;
+pub mod qc;
 pub mod secret;
 pub mod server;
 

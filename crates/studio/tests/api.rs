@@ -180,6 +180,13 @@ fn full_flow(s: &Studio, rt: &tokio::runtime::Runtime) {
     assert!(!rows.iter().any(|r| r.worker.contains("A1B2C3")));
     assert_eq!(rows.iter().filter(|r| r.selected).count(), 1);
 
+    // Quality control: one of the HIT's two pages is not enough.
+    let verdicts = rt.block_on(labelscope_studio::qc::project_verdicts(&s.db, "demo", &Default::default())).unwrap();
+    let v = verdicts.iter().find(|v| v.assignment == a).unwrap();
+    assert_eq!((v.pages, v.selections, v.known), ((1, 2), (1, 4), (1, 1)));
+    assert_eq!(v.reasons.len(), 1, "{:?}", v.reasons);
+    assert!(v.reasons[0].contains("1 of 2 pages"), "{:?}", v.reasons);
+
     // Restarting the assignment reports the submitted page.
     let (st, body) = http(s.addr, "POST", &format!("/api/hit/{}/start", s.tokens[0]), Some(br#"{"worker": "A1B2C3"}"#));
     assert_eq!(st, 200);
