@@ -58,6 +58,20 @@ fn serve(dir: &Path, first: bool) -> (Child, SocketAddr) {
     }
 }
 
+/// `labelscope studio export --format records-csv` of a project; the CSV text.
+fn export_records(dir: &Path, project: &str) -> String {
+    let out = dir.join("records.csv");
+    let st = bin()
+        .args(["studio", "export", "--project", project, "--format", "records-csv", "--db"])
+        .arg(dir.join("studio.sqlite"))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::read_to_string(&out).unwrap()
+}
+
 fn page(a: i64, key: &str, ids: &[i64]) -> Vec<u8> {
     let images: Vec<Value> = ids
         .iter()
@@ -154,16 +168,7 @@ fn acknowledged_pages_survive_kill_9() {
     child.wait().unwrap();
 
     // Export: one record per image per acknowledged (or later committed) page.
-    let out = dir.path().join("events.csv");
-    let st = bin()
-        .args(["studio", "export", "--project", "k9", "--format", "records-csv", "--db"])
-        .arg(dir.path().join("studio.sqlite"))
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let rows = std::fs::read_to_string(&out).unwrap().lines().count() - 1;
+    let rows = export_records(dir.path(), "k9").lines().count() - 1;
     assert!(rows >= acked.len() * 2, "{rows} rows for {} acknowledged pages", acked.len());
 
     // Quality control: every image is selected and none is a known positive,
@@ -261,16 +266,7 @@ fn browse_task_in_headless_chromium() {
     assert_eq!(did.len(), 7);
 
     // What the database holds, through the CSV export.
-    let csv = dir.path().join("records.csv");
-    let st = bin()
-        .args(["studio", "export", "--project", "web", "--format", "records-csv", "--db"])
-        .arg(dir.path().join("studio.sqlite"))
-        .arg("-o")
-        .arg(&csv)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let text = std::fs::read_to_string(&csv).unwrap();
+    let text = export_records(dir.path(), "web");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();

@@ -59,7 +59,7 @@ pub(crate) fn fmt_interval(row: &ResultRow, rate: bool) -> Option<String> {
 }
 
 /// Escapes text for HTML and XML content and attribute values.
-pub(crate) fn escape_xml(s: &str) -> String {
+pub fn escape_xml(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

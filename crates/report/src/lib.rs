@@ -27,6 +27,7 @@ pub mod plot;
 pub mod table;
 
 pub use crate::csv::csv;
+pub use crate::format::escape_xml;
 pub use crate::html::{html_page, html_report, Cell, Figure, Section, Table};
 pub use crate::markdown::markdown;
 pub use crate::plot::{

@@ -20,7 +20,7 @@ use crate::db::{Db, ExportRow};
 use crate::{Error, Result};
 
 fn xml_text(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    labelscope_report::escape_xml(s)
 }
 
 fn num(v: &Value) -> Option<f64> {

@@ -133,20 +133,10 @@ pub async fn serve(router: Router, addr: SocketAddr, ready: impl FnOnce(SocketAd
         .map_err(|e| crate::Error::Invalid(format!("server stopped: {e}")))
 }
 
-/// Escapes text for HTML element content and attribute values.
+/// Escapes text for HTML element content and attribute values (control
+/// characters become U+FFFD).
 pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    labelscope_report::escape_xml(s)
 }
 
 /// JSON that is safe inside a `<script type="application/json">` element:
@@ -312,15 +302,22 @@ fn assignment_fields(v: &Value) -> ApiResult<(i64, String)> {
     Ok((assignment, key))
 }
 
+/// The HIT of `token` and a JSON body that carries one of its assignments
+/// with the right key: `(spec, body, assignment)`.
+async fn authorised(state: &AppState, token: &str, body: &Bytes) -> ApiResult<(HitSpec, Value, i64)> {
+    let (hit, spec) = hit_of(state, token).await?;
+    let v = parse_json(body)?;
+    let (assignment, key) = assignment_fields(&v)?;
+    check_assignment(state, hit.id, assignment, &key).await?;
+    Ok((spec, v, assignment))
+}
+
 async fn submit(
     State(state): State<Shared>,
     UrlPath((token, index)): UrlPath<(String, usize)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (hit, spec) = hit_of(&state, &token).await?;
-    let v = parse_json(&body)?;
-    let (assignment, key) = assignment_fields(&v)?;
-    check_assignment(&state, hit.id, assignment, &key).await?;
+    let (spec, v, assignment) = authorised(&state, &token, &body).await?;
     let p = spec.pages.get(index).ok_or_else(|| ApiError::not_found("page"))?;
     let expected: HashSet<i64> = p.images.iter().copied().collect();
     let ctx = PageContext { expected: &expected };
@@ -342,10 +339,7 @@ async fn draft(
     UrlPath((token, index)): UrlPath<(String, usize)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (hit, spec) = hit_of(&state, &token).await?;
-    let v = parse_json(&body)?;
-    let (assignment, key) = assignment_fields(&v)?;
-    check_assignment(&state, hit.id, assignment, &key).await?;
+    let (spec, v, assignment) = authorised(&state, &token, &body).await?;
     if index >= spec.pages.len() {
         return Err(ApiError::not_found("page"));
     }
