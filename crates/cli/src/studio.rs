@@ -256,7 +256,7 @@ pub fn run(a: StudioArgs) -> Result<()> {
             }
             StudioCommand::List(d) => {
                 let db = open(&d).await?;
-                for (name, task, hits) in db.projects().await? {
+                for (_, name, task, hits) in db.projects().await? {
                     println!("{name}\t{task}\t{hits} HITs");
                 }
             }

@@ -363,9 +363,9 @@ impl Db {
     }
 
     /// Stores a project with its images and HITs in one transaction; returns
-    /// the project id. `hits` are `(token hash, spec JSON)`; the image ids in
-    /// the specs are positions in `images`, replaced here by database ids
-    /// through `bind_spec`.
+    /// the project id. `hits` are `(token hash, pages)` with the pages' images
+    /// as positions in `images`; `bind_spec(hit index, pages with database
+    /// ids)` writes each HIT's spec JSON.
     pub async fn insert_project(
         &self,
         name: &str,
@@ -373,7 +373,7 @@ impl Db {
         manifest: &str,
         images: &[ImageRow],
         hits: &[(String, Vec<Vec<usize>>)],
-        bind_spec: impl Fn(&[Vec<i64>]) -> String,
+        bind_spec: impl Fn(usize, &[Vec<i64>]) -> String,
     ) -> Result<(i64, Vec<i64>)> {
         let mut tx = self.write_tx().await?;
         let taken: i64 = sqlx::query("SELECT COUNT(*) FROM projects WHERE name = $1")
@@ -420,7 +420,7 @@ impl Db {
             .bind(pid)
             .bind(ordinal as i64)
             .bind(token_hash)
-            .bind(bind_spec(&pages))
+            .bind(bind_spec(ordinal, &pages))
             .bind(now)
             .fetch_one(&mut *tx)
             .await?
@@ -489,14 +489,15 @@ impl Db {
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
-    /// Names of all projects with their task and number of HITs.
-    pub async fn projects(&self) -> Result<Vec<(String, String, i64)>> {
+    /// All projects: id, name, task and number of HITs.
+    pub async fn projects(&self) -> Result<Vec<(i64, String, String, i64)>> {
         let rows = sqlx::query(
-            "SELECT p.name, p.task, (SELECT COUNT(*) FROM hits h WHERE h.project_id = p.id) FROM projects p ORDER BY p.id",
+            "SELECT p.id, p.name, p.task, (SELECT COUNT(*) FROM hits h WHERE h.project_id = p.id) FROM projects p \
+             ORDER BY p.id",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).collect()
     }
 
     /// The assignment of `worker_hash` on HIT `hit_id`, created if new.
@@ -636,33 +637,28 @@ impl Db {
             .collect()
     }
 
-    /// Per-worker totals over a project, by worker hash.
+    /// Per-worker totals over a project, by worker hash: the sums of the
+    /// worker's [`Db::assignment_stats`].
     pub async fn worker_stats(&self, project_id: i64) -> Result<Vec<WorkerRow>> {
-        let rows = sqlx::query(
-            "SELECT a.worker_hash, COUNT(DISTINCT a.id), COUNT(DISTINCT p.id), COUNT(r.id), \
-             CAST(COALESCE(SUM(r.selected), 0) AS BIGINT), CAST(COALESCE(SUM(i.known_positive), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(r.selected * i.known_positive), 0) AS BIGINT) \
-             FROM assignments a JOIN hits h ON h.id = a.hit_id \
-             LEFT JOIN pages p ON p.assignment_id = a.id LEFT JOIN records r ON r.page_id = p.id \
-             LEFT JOIN images i ON i.id = r.image_id \
-             WHERE h.project_id = $1 GROUP BY a.worker_hash ORDER BY a.worker_hash",
-        )
-        .bind(project_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(WorkerRow {
-                    worker: r.try_get(0)?,
-                    assignments: r.try_get(1)?,
-                    pages: r.try_get(2)?,
-                    shown: r.try_get(3)?,
-                    selected: r.try_get(4)?,
-                    known_shown: r.try_get(5)?,
-                    known_selected: r.try_get(6)?,
-                })
-            })
-            .collect()
+        let mut by_worker: std::collections::BTreeMap<String, WorkerRow> = std::collections::BTreeMap::new();
+        for a in self.assignment_stats(project_id).await? {
+            let w = by_worker.entry(a.worker.clone()).or_insert_with(|| WorkerRow {
+                worker: a.worker.clone(),
+                assignments: 0,
+                pages: 0,
+                shown: 0,
+                selected: 0,
+                known_shown: 0,
+                known_selected: 0,
+            });
+            w.assignments += 1;
+            w.pages += a.pages;
+            w.shown += a.shown;
+            w.selected += a.selected;
+            w.known_shown += a.known_shown;
+            w.known_selected += a.known_selected;
+        }
+        Ok(by_worker.into_values().collect())
     }
 
     /// Totals of every assignment of a project, by HIT then assignment.

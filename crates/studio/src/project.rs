@@ -62,18 +62,14 @@ pub async fn create(db: &Db, manifest: &Manifest) -> Result<Created> {
         .zip(&tokens)
         .map(|(pages, t)| (token_hash(t), pages.iter().map(|p| p.images.clone()).collect()))
         .collect();
-    // Pages of one HIT share its class list; keep each page's class.
-    let classes: Vec<Vec<String>> = hits.iter().map(|p| p.iter().map(|p| p.class.clone()).collect()).collect();
-    let counter = std::sync::atomic::AtomicUsize::new(0);
     let nudge = manifest.pointer_nudge;
     let task = manifest.task;
     let (project_id, _) = db
-        .insert_project(&manifest.name, task.name(), &manifest.source, &rows, &hit_rows, |pages| {
-            let k = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        .insert_project(&manifest.name, task.name(), &manifest.source, &rows, &hit_rows, |k, pages| {
             let mut texts: Vec<ClassText> = Vec::new();
-            for c in &classes[k] {
-                if !texts.iter().any(|t| &t.wnid == c) {
-                    texts.extend(manifest.classes.get(c).cloned());
+            for p in &hits[k] {
+                if !texts.iter().any(|t| t.wnid == p.class) {
+                    texts.extend(manifest.classes.get(&p.class).cloned());
                 }
             }
             let spec = HitSpec {
@@ -82,8 +78,8 @@ pub async fn create(db: &Db, manifest: &Manifest) -> Result<Created> {
                 classes: texts,
                 pages: pages
                     .iter()
-                    .zip(&classes[k])
-                    .map(|(ids, class)| PageSpec { class: class.clone(), images: ids.clone() })
+                    .zip(&hits[k])
+                    .map(|(ids, p)| PageSpec { class: p.class.clone(), images: ids.clone() })
                     .collect(),
             };
             serde_json::to_string(&spec).unwrap_or_default()

@@ -391,11 +391,10 @@ async fn workers(State(state): State<Shared>, Query(q): Query<AdminQuery>) -> Ap
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>workers — labelscope studio</title>\
          <link rel=\"stylesheet\" href=\"/static/studio.css\"></head><body><main><h1>Workers</h1>",
     );
-    for (name, task, hits) in state.db.projects().await? {
+    for (pid, name, task, hits) in state.db.projects().await? {
         if q.project.as_deref().is_some_and(|p| p != name) {
             continue;
         }
-        let Some((pid, _)) = state.db.project_by_name(&name).await? else { continue };
         html.push_str(&format!(
             "<h2>{} <small>({} · {} HITs)</small></h2><table><thead><tr><th>worker (keyed hash)</th>\
              <th>assignments</th><th>pages</th><th>images shown</th><th>selected</th><th>selection rate</th>\

@@ -187,6 +187,13 @@ fn full_flow(s: &Studio, rt: &tokio::runtime::Runtime) {
     assert_eq!(v.reasons.len(), 1, "{:?}", v.reasons);
     assert!(v.reasons[0].contains("1 of 2 pages"), "{:?}", v.reasons);
 
+    let stats = rt.block_on(async {
+        let (pid, _) = s.db.project_by_name("demo").await.unwrap().unwrap();
+        s.db.worker_stats(pid).await.unwrap()
+    });
+    let w = stats.iter().find(|w| w.worker == s.key.hash_worker("A1B2C3")).unwrap();
+    assert_eq!((w.assignments, w.pages, w.shown, w.selected, w.known_shown, w.known_selected), (1, 1, 4, 1, 1, 1));
+
     // Restarting the assignment reports the submitted page.
     let (st, body) = http(s.addr, "POST", &format!("/api/hit/{}/start", s.tokens[0]), Some(br#"{"worker": "A1B2C3"}"#));
     assert_eq!(st, 200);
