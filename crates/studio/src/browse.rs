@@ -25,12 +25,9 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// Most trace samples kept per image (16 ms sampling: over 5 minutes).
-pub const MAX_TRACE: usize = 20_000;
-/// Most clicks or hover events per image.
-pub const MAX_EVENTS: usize = 2_000;
+use crate::fields::{array, boolean, number, obj, only_keys, points, position, size, submission, MAX_EVENTS, MAX_TIME, MAX_TRACE};
 
 /// What a page must hold.
 pub struct PageContext<'a> {
@@ -43,79 +40,18 @@ pub struct PageContext<'a> {
 pub struct ValidRecord {
     /// Image id.
     pub image_id: i64,
-    /// Selected (odd number of clicks).
+    /// Selected (odd number of clicks; for the one-image tasks: whether the
+    /// page produced a label — an icon, a "yes", a region).
     pub selected: bool,
     /// The record, with only the known fields.
     pub data: Value,
-}
-
-fn obj<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, String> {
-    v.as_object().ok_or_else(|| format!("{at}: expected an object"))
-}
-
-fn number(o: &Map<String, Value>, key: &str, at: &str, lo: f64, hi: f64) -> Result<f64, String> {
-    match o.get(key).and_then(Value::as_f64) {
-        Some(x) if x.is_finite() && x >= lo && x <= hi => Ok(x),
-        _ => Err(format!("{at}.{key}: expected a number from {lo} to {hi}")),
-    }
-}
-
-fn only_keys(o: &Map<String, Value>, keys: &[&str], at: &str) -> Result<(), String> {
-    match o.keys().find(|k| !keys.contains(&k.as_str())) {
-        Some(k) => Err(format!("{at}.{k}: unknown field; expected {}", keys.join(", "))),
-        None => Ok(()),
-    }
-}
-
-const MAX_TIME: f64 = 86_400_000.0;
-const MAX_PIXELS: f64 = 100_000.0;
-
-fn size(o: &Map<String, Value>, key: &str, at: &str) -> Result<Value, String> {
-    let at = format!("{at}.{key}");
-    let s = obj(o.get(key).unwrap_or(&Value::Null), &at)?;
-    only_keys(s, &["width", "height"], &at)?;
-    let w = number(s, "width", &at, 1.0, MAX_PIXELS)?;
-    let h = number(s, "height", &at, 1.0, MAX_PIXELS)?;
-    Ok(serde_json::json!({"width": w, "height": h}))
-}
-
-fn points(o: &Map<String, Value>, key: &str, at: &str, max: usize) -> Result<Vec<Value>, String> {
-    let at = format!("{at}.{key}");
-    let list = o.get(key).and_then(Value::as_array).ok_or_else(|| format!("{at}: expected an array"))?;
-    if list.len() > max {
-        return Err(format!("{at}: {} entries; at most {max} are accepted", list.len()));
-    }
-    let mut out = Vec::with_capacity(list.len());
-    let mut last = 0.0;
-    for (i, p) in list.iter().enumerate() {
-        let at = format!("{at}[{i}]");
-        let p = obj(p, &at)?;
-        only_keys(p, &["x", "y", "time"], &at)?;
-        let x = number(p, "x", &at, 0.0, 1.0)?;
-        let y = number(p, "y", &at, 0.0, 1.0)?;
-        let t = number(p, "time", &at, 0.0, MAX_TIME)?;
-        if t < last {
-            return Err(format!("{at}.time: {t} is earlier than the entry before ({last}); expected time order"));
-        }
-        last = t;
-        out.push(serde_json::json!({"x": x, "y": y, "time": t}));
-    }
-    Ok(out)
 }
 
 /// Validates a Browse page submission against the page's images; returns
 /// one record per image, or a message naming the field and what was
 /// expected.
 pub fn validate_page(v: &Value, ctx: &PageContext<'_>) -> Result<Vec<ValidRecord>, String> {
-    let top = obj(v, "submission")?;
-    only_keys(top, &["assignment", "key", "time_spent_ms", "viewport", "images"], "submission")?;
-    number(top, "time_spent_ms", "submission", 0.0, MAX_TIME)?;
-    if let Some(vp) = top.get("viewport") {
-        let vp = obj(vp, "viewport")?;
-        only_keys(vp, &["width", "height"], "viewport")?;
-        number(vp, "width", "viewport", 1.0, MAX_PIXELS)?;
-        number(vp, "height", "viewport", 1.0, MAX_PIXELS)?;
-    }
+    let top = submission(v, &["images"])?;
     let list = top.get("images").and_then(Value::as_array).ok_or("images: expected an array")?;
     let mut seen = HashSet::with_capacity(list.len());
     let mut out = Vec::with_capacity(list.len());
@@ -146,17 +82,9 @@ pub fn validate_page(v: &Value, ctx: &PageContext<'_>) -> Result<Vec<ValidRecord
         }
         let original = size(o, "originalSize", &at)?;
         let on_page = size(o, "onPageSize", &at)?;
-        let pos_at = format!("{at}.imagePosition");
-        let pos = obj(o.get("imagePosition").unwrap_or(&Value::Null), &pos_at)?;
-        only_keys(pos, &["x", "y"], &pos_at)?;
-        let px = number(pos, "x", &pos_at, -MAX_PIXELS, MAX_PIXELS)?;
-        let py = number(pos, "y", &pos_at, -MAX_PIXELS, MAX_PIXELS)?;
+        let pos = position(o, "imagePosition", &at)?;
         let hov_at = format!("{at}.hoveredRecord");
-        let hovers =
-            o.get("hoveredRecord").and_then(Value::as_array).ok_or_else(|| format!("{hov_at}: expected an array"))?;
-        if hovers.len() > MAX_EVENTS {
-            return Err(format!("{hov_at}: {} entries; at most {MAX_EVENTS} are accepted", hovers.len()));
-        }
+        let hovers = array(o, "hoveredRecord", &at, MAX_EVENTS)?;
         let mut hovered = Vec::with_capacity(hovers.len());
         for (k, h) in hovers.iter().enumerate() {
             let at = format!("{hov_at}[{k}]");
@@ -169,12 +97,9 @@ pub fn validate_page(v: &Value, ctx: &PageContext<'_>) -> Result<Vec<ValidRecord
             let t = number(h, "time", &at, 0.0, MAX_TIME)?;
             hovered.push(serde_json::json!({"action": action, "time": t}));
         }
-        let trace = points(o, "mouseTracking", &at, MAX_TRACE)?;
-        let clicks = points(o, "selectedRecord", &at, MAX_EVENTS)?;
-        let selected = match o.get("selected") {
-            Some(Value::Bool(b)) => *b,
-            _ => return Err(format!("{at}.selected: expected true or false")),
-        };
+        let trace = points(o, "mouseTracking", &at, MAX_TRACE, "time")?;
+        let clicks = points(o, "selectedRecord", &at, MAX_EVENTS, "time")?;
+        let selected = boolean(o, "selected", &at)?;
         if selected != (clicks.len() % 2 == 1) {
             return Err(format!(
                 "{at}.selected: {selected} with {} click(s); a click toggles the selection, so expected {}",
@@ -189,7 +114,7 @@ pub fn validate_page(v: &Value, ctx: &PageContext<'_>) -> Result<Vec<ValidRecord
                 "imageID": id,
                 "originalSize": original,
                 "onPageSize": on_page,
-                "imagePosition": {"x": px, "y": py},
+                "imagePosition": pos,
                 "hoveredRecord": hovered,
                 "mouseTracking": trace,
                 "selectedRecord": clicks,

@@ -31,7 +31,8 @@ struct Migration {
 }
 
 /// The schema, in order. Never edit a released migration: add a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
+const MIGRATIONS: &[Migration] = &[
+    Migration {
     version: 1,
     name: "projects, images, hits, assignments, pages, records, drafts",
     sql: r#"
@@ -92,7 +93,13 @@ CREATE TABLE drafts (
     PRIMARY KEY (assignment_id, page_index)
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "task data of images (proposed labels, gold answers, known objects)",
+        sql: "ALTER TABLE images ADD COLUMN extra TEXT;",
+    },
+];
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {
@@ -161,6 +168,8 @@ pub struct ImageRow {
     pub class: Option<String>,
     /// Whether the image is a known positive of its class (quality control).
     pub known_positive: bool,
+    /// Task data ([`crate::manifest::ImageExtra`] as JSON), if any.
+    pub extra: Option<String>,
 }
 
 /// One stored record with everything an export needs.
@@ -182,6 +191,10 @@ pub struct ExportRow {
     pub selected: bool,
     /// The record JSON.
     pub data: String,
+    /// The image's database id.
+    pub image_id: i64,
+    /// The image's task data (JSON), if any.
+    pub extra: Option<String>,
 }
 
 /// Per-worker totals over a project.
@@ -397,14 +410,15 @@ impl Db {
         let mut ids = Vec::with_capacity(images.len());
         for im in images {
             let id: i64 = sqlx::query(
-                "INSERT INTO images (project_id, name, file, class, known_positive) VALUES ($1, $2, $3, $4, $5) \
-                 RETURNING id",
+                "INSERT INTO images (project_id, name, file, class, known_positive, extra) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(pid)
             .bind(&im.name)
             .bind(&im.file)
             .bind(im.class.clone())
             .bind(i64::from(im.known_positive))
+            .bind(im.extra.clone())
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
@@ -453,29 +467,36 @@ impl Db {
         .transpose()
     }
 
-    /// Images of a project by id (only ids of that project are returned).
+    /// Images of a project by id, in the order of `ids` (ids of other
+    /// projects are left out). One statement for the whole list.
     pub async fn images(&self, project_id: i64, ids: &[i64]) -> Result<Vec<ImageRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::with_capacity(ids.len());
-        // One statement per image keeps the SQL portable; HIT pages hold at most a few hundred images.
-        for &id in ids {
-            if let Some(r) = sqlx::query(
-                "SELECT id, name, file, class, known_positive FROM images WHERE id = $1 AND project_id = $2",
-            )
-            .bind(id)
-            .bind(project_id)
-            .fetch_optional(&self.pool)
-            .await?
-            {
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|k| format!("${}", k + 2)).collect();
+            let sql = format!(
+                "SELECT {IMAGE_COLUMNS} FROM images WHERE project_id = $1 AND id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(project_id);
+            for &id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
                 out.push(image_row(&r)?);
             }
         }
+        let pos: std::collections::HashMap<i64, usize> = ids.iter().enumerate().map(|(k, &id)| (id, k)).collect();
+        out.sort_by_key(|r| pos.get(&r.id).copied().unwrap_or(usize::MAX));
         Ok(out)
     }
 
     /// All images of a project, in manifest order.
     pub async fn project_images(&self, project_id: i64) -> Result<Vec<ImageRow>> {
         let rows =
-            sqlx::query("SELECT id, name, file, class, known_positive FROM images WHERE project_id = $1 ORDER BY id")
+            sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE project_id = $1 ORDER BY id"))
                 .bind(project_id)
                 .fetch_all(&self.pool)
                 .await?;
@@ -613,7 +634,7 @@ impl Db {
     /// Every stored record of a project, ordered by image, then submission.
     pub async fn export_rows(&self, project_id: i64) -> Result<Vec<ExportRow>> {
         let rows = sqlx::query(
-            "SELECT i.name, i.class, h.ordinal, a.id, a.worker_hash, p.page_index, r.selected, r.data \
+            "SELECT i.name, i.class, h.ordinal, a.id, a.worker_hash, p.page_index, r.selected, r.data, i.id, i.extra \
              FROM records r JOIN pages p ON p.id = r.page_id JOIN assignments a ON a.id = p.assignment_id \
              JOIN hits h ON h.id = a.hit_id JOIN images i ON i.id = r.image_id \
              WHERE i.project_id = $1 ORDER BY i.id, r.id",
@@ -632,6 +653,8 @@ impl Db {
                     page: r.try_get(5)?,
                     selected: r.try_get::<i64, _>(6)? != 0,
                     data: r.try_get(7)?,
+                    image_id: r.try_get(8)?,
+                    extra: r.try_get(9)?,
                 })
             })
             .collect()
@@ -709,6 +732,8 @@ impl Db {
     }
 }
 
+const IMAGE_COLUMNS: &str = "id, name, file, class, known_positive, extra";
+
 fn image_row(r: &AnyRow) -> Result<ImageRow> {
     Ok(ImageRow {
         id: r.try_get(0)?,
@@ -716,5 +741,6 @@ fn image_row(r: &AnyRow) -> Result<ImageRow> {
         file: r.try_get(2)?,
         class: r.try_get(3)?,
         known_positive: r.try_get::<i64, _>(4)? != 0,
+        extra: r.try_get(5)?,
     })
 }

@@ -1,13 +1,16 @@
 //! The annotation studio behind `labelscope serve`: web annotation tasks that
 //! record the byproducts annotators leave (mouse traces, hovers, clicks with
 //! their times), stored in SQLite (embedded default) or PostgreSQL, and
-//! exported in the published ImageNet-AB layout.
+//! exported in the published ImageNet-AB and COCO-AB layouts.
 //!
 //! * [`manifest`] — project manifests and how they are cut into HITs.
 //! * [`project`] — creating a project (images, HITs, link tokens).
 //! * [`db`] — the schema, migrations and every query.
 //! * [`server`] — the axum server: task pages, JSON API, images, statistics.
-//! * [`browse`] — validation of Browse (ImageNet-style) page submissions.
+//! * [`browse`], [`tag`], [`verify`], [`region`] — validation of the four
+//!   tasks' page submissions (ImageNet Browse, COCO Tag, ReaL-style Verify,
+//!   Region boxes with class suggestions); [`fields`] holds their shared
+//!   field checks.
 //! * [`qc`] — HIT rejection rules (known-positive recall, selections, pages).
 //! * [`export`] — ImageNet-AB archives and flat CSV of the stored records.
 //! * [`secret`] — HIT tokens and the keyed worker-id hash.
@@ -17,10 +20,14 @@ pub mod browse;
 pub mod db;
 pub mod error;
 pub mod export;
+pub mod fields;
 pub mod manifest;
 pub mod project;
 pub mod qc;
+pub mod region;
 pub mod secret;
 pub mod server;
+pub mod tag;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -15,22 +15,38 @@
 //! }
 //! ```
 //!
-//! * `task`: `browse` (ImageNet-style candidate grids; the only task served
-//!   so far).
-//! * `images_per_page` (default 48) and `pages_per_hit` (default 10): the
-//!   layout of the ImageNet and ImageNetV2 HITs.
-//! * `pointer_nudge` (default false): the red-circle cursor and the
+//! * `task`: `browse` (ImageNet-style candidate grids), `tag` (COCO-style
+//!   icon placement), `verify` (yes / no / maybe on proposed labels) or
+//!   `region` (draw a box, pick its class).
+//! * `images_per_page` (browse only; default 48) and `pages_per_hit`
+//!   (default 10 for browse and region, 20 for tag and verify): the layout
+//!   of the ImageNet / ImageNetV2 and COCO HITs. Tag, verify and region
+//!   pages show one image.
+//! * `pointer_nudge` (browse; default false): the red-circle cursor and the
 //!   instruction "click on the object".
-//! * `classes`: optional names and descriptions by WordNet id; classes not
-//!   listed take their name and gloss from the built-in ImageNet table.
+//! * `classes`: optional names and descriptions by class key; WordNet ids
+//!   not listed take their name and gloss from the built-in ImageNet table.
+//! * `categories` (tag): the icons, `[{"name": "dog", "superclass": "animal"}]`;
+//!   default: the 80 COCO categories in their 12 supercategories.
 //! * `images`: `name` (unique key, as in the releases), `file` (relative to
-//!   the image folder; no `..`, not absolute), `class` (the candidate class
-//!   the page asks about), `known_positive` (quality control: the image is
-//!   known to show its class).
+//!   the image folder; no `..`, not absolute) and, by task:
+//!   * `class`: the candidate class a browse page asks about (required for
+//!     browse; elsewhere the original label, shown by verify);
+//!   * `known_positive` (browse): the image is known to show its class;
+//!   * `gold`: an attention check with a known answer — browse: `true` /
+//!     `false` (whether the image must be selected); verify: `{"label":
+//!     "yes" | "no"}` for some of its proposed labels;
+//!   * `proposed` (verify, required): the labels to verify (class keys);
+//!   * `objects` (tag, region): known objects for quality control,
+//!     `[{"category": "dog", "box": [x0, y0, x1, y1]}]` in pixels, or with
+//!     `"segmentation": {"size": [h, w], "counts": "…" | [..]}` (COCO RLE);
+//!   * `image_id` (tag): the COCO image id written in COCO-AB exports.
 //!
 //! Browse HITs hold one class: a class's candidates, in manifest order, are
 //! cut into pages of `images_per_page`, and the pages into HITs of
-//! `pages_per_hit` (the last page and HIT of a class may be shorter).
+//! `pages_per_hit` (the last page and HIT of a class may be shorter). The
+//! other tasks cut the images, in manifest order, into HITs of
+//! `pages_per_hit` one-image pages.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
@@ -38,7 +54,9 @@ use std::path::{Component, Path};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use labelscope_byproducts::synth::COCO_CATEGORIES;
 use labelscope_core::classes::ClassTable;
+use labelscope_core::rle::Rle;
 
 use crate::{Error, Result};
 
@@ -49,13 +67,38 @@ pub enum Task {
     /// ImageNet-style: a grid of candidate images for one class; click the
     /// images that show it.
     Browse,
+    /// COCO-style: drag class icons onto the objects of one image.
+    Tag,
+    /// ReaL-style: answer yes / no / maybe for each proposed label.
+    Verify,
+    /// Draw boxes and name their classes.
+    Region,
 }
 
 impl Task {
+    /// Every task.
+    pub const ALL: [Task; 4] = [Task::Browse, Task::Tag, Task::Verify, Task::Region];
+
     /// The name used in manifests and the database.
     pub fn name(self) -> &'static str {
         match self {
             Task::Browse => "browse",
+            Task::Tag => "tag",
+            Task::Verify => "verify",
+            Task::Region => "region",
+        }
+    }
+
+    /// Parses a task name.
+    pub fn parse(s: &str) -> Option<Task> {
+        Task::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// Pages per HIT when the manifest does not say (ImageNet: 10, COCO: 20).
+    pub fn default_pages_per_hit(self) -> usize {
+        match self {
+            Task::Browse | Task::Region => 10,
+            Task::Tag | Task::Verify => 20,
         }
     }
 }
@@ -71,6 +114,136 @@ pub struct ClassText {
     pub description: String,
 }
 
+/// A tag icon: a category and the superclass tab it is found under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Category {
+    /// Category name (written as `iconType`).
+    pub name: String,
+    /// Superclass (tab) name.
+    pub superclass: String,
+}
+
+/// The 12 COCO supercategories by category id.
+fn coco_superclass(id: u32) -> &'static str {
+    match id {
+        1 => "person",
+        2..=9 => "vehicle",
+        10..=15 => "outdoor",
+        16..=25 => "animal",
+        26..=33 => "accessory",
+        34..=43 => "sports",
+        44..=51 => "kitchen",
+        52..=61 => "food",
+        62..=70 => "furniture",
+        71..=77 => "electronic",
+        78..=83 => "appliance",
+        _ => "indoor",
+    }
+}
+
+/// The 80 COCO categories with their supercategories, in id order.
+pub fn coco_categories() -> Vec<Category> {
+    COCO_CATEGORIES
+        .iter()
+        .map(|&(id, name)| Category { name: name.to_string(), superclass: coco_superclass(id).to_string() })
+        .collect()
+}
+
+/// The shape of a known object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    /// `[x0, y0, x1, y1]` in pixels of the original image.
+    Box([f64; 4]),
+    /// A mask: `(height, width, COCO compressed counts)`.
+    Mask(usize, usize, String),
+}
+
+/// A known object of an image (quality control of tag and region work).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnownObject {
+    /// Category (tag) or class key (region).
+    pub category: String,
+    /// Where it is.
+    pub shape: Shape,
+}
+
+impl KnownObject {
+    /// Whether the image-normalised point `(x, y)` of an image of
+    /// `width × height` pixels lies on the object.
+    pub fn contains(&self, x: f64, y: f64, width: f64, height: f64) -> bool {
+        match &self.shape {
+            Shape::Box(b) => {
+                let (px, py) = (x * width, y * height);
+                px >= b[0] && px <= b[2] && py >= b[1] && py <= b[3]
+            }
+            Shape::Mask(h, w, counts) => {
+                let Ok(rle) = Rle::from_counts_string(counts, *h, *w) else { return false };
+                let col = ((x * *w as f64) as usize).min(w.saturating_sub(1));
+                let row = ((y * *h as f64) as usize).min(h.saturating_sub(1));
+                // COCO runs go down the columns.
+                let target = (col * h + row) as u64;
+                let mut end = 0u64;
+                for (k, &c) in rle.counts.iter().enumerate() {
+                    end += u64::from(c);
+                    if target < end {
+                        return k % 2 == 1;
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// The object's box `[x0, y0, x1, y1]`, normalised to the image (masks
+    /// use their own size; boxes need the image's `width × height`).
+    pub fn normalised_box(&self, width: f64, height: f64) -> [f64; 4] {
+        match &self.shape {
+            Shape::Box(b) => [b[0] / width, b[1] / height, b[2] / width, b[3] / height],
+            Shape::Mask(h, w, counts) => match Rle::from_counts_string(counts, *h, *w) {
+                Ok(r) => {
+                    let b = r.bbox();
+                    [b[0] / *w as f64, b[1] / *h as f64, (b[0] + b[2]) / *w as f64, (b[1] + b[3]) / *h as f64]
+                }
+                Err(_) => [0.0; 4],
+            },
+        }
+    }
+}
+
+/// Task data of an image that the page does not show as such (stored with
+/// the image; gold answers and known objects never reach the browser).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageExtra {
+    /// Labels to verify.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proposed: Vec<String>,
+    /// Browse gold: whether the image must be selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gold_selected: Option<bool>,
+    /// Verify gold: the right answer (`yes` / `no`) for some proposed labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gold_answers: BTreeMap<String, String>,
+    /// Known objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<KnownObject>,
+    /// COCO image id for COCO-AB exports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<u64>,
+}
+
+impl ImageExtra {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == ImageExtra::default()
+    }
+
+    /// Parses the stored JSON (empty or absent: nothing set).
+    pub fn from_stored(s: Option<&str>) -> ImageExtra {
+        s.filter(|s| !s.is_empty()).and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()
+    }
+}
+
 /// One image of a manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManifestImage {
@@ -78,10 +251,12 @@ pub struct ManifestImage {
     pub name: String,
     /// Path relative to the image folder.
     pub file: String,
-    /// Candidate class.
-    pub class: String,
+    /// Candidate class (browse) or original label.
+    pub class: Option<String>,
     /// Known to show its class.
     pub known_positive: bool,
+    /// Task data.
+    pub extra: ImageExtra,
 }
 
 /// A validated manifest.
@@ -97,8 +272,11 @@ pub struct Manifest {
     pub pages_per_hit: usize,
     /// Red-circle cursor and "click on the object".
     pub pointer_nudge: bool,
-    /// Classes used by the images, by WordNet id.
+    /// Classes used by the images (candidate, original and proposed
+    /// labels), by key.
     pub classes: BTreeMap<String, ClassText>,
+    /// Tag icons (empty for other tasks).
+    pub categories: Vec<Category>,
     /// Images in manifest order.
     pub images: Vec<ManifestImage>,
     /// The manifest text as given (kept in the database).
@@ -109,9 +287,10 @@ pub struct Manifest {
 /// once stored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PageSpec<I> {
-    /// The class the page asks about.
+    /// The class the page asks about (browse) or the image's original label
+    /// (empty when none).
     pub class: String,
-    /// The candidate images.
+    /// The images.
     pub images: Vec<I>,
 }
 
@@ -122,14 +301,19 @@ pub struct HitSpec {
     pub task: Task,
     /// Red-circle cursor and "click on the object".
     pub pointer_nudge: bool,
-    /// Names and descriptions of the classes of the pages.
+    /// Names and descriptions of the classes the pages use.
     pub classes: Vec<ClassText>,
+    /// Tag icons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<Category>,
     /// Pages, with image database ids.
     pub pages: Vec<PageSpec<i64>>,
 }
 
 const MAX_IMAGES_PER_PAGE: usize = 500;
 const MAX_PAGES_PER_HIT: usize = 100;
+const MAX_PROPOSED: usize = 50;
+const MAX_OBJECTS: usize = 500;
 
 fn field<'a>(obj: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())
@@ -142,6 +326,89 @@ pub fn is_safe_relative(file: &str) -> bool {
         && !file.contains('\0')
         && !file.contains('\\')
         && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// Keys an image may carry for a task.
+fn image_keys(task: Task) -> &'static [&'static str] {
+    match task {
+        Task::Browse => &["name", "file", "class", "known_positive", "gold"],
+        Task::Tag => &["name", "file", "class", "objects", "image_id"],
+        Task::Verify => &["name", "file", "class", "proposed", "gold"],
+        Task::Region => &["name", "file", "class", "objects"],
+    }
+}
+
+fn parse_objects(v: &Value, path: &Path, at: &str) -> Result<Vec<KnownObject>> {
+    let list = v.as_array().ok_or_else(|| Error::format(path, at, "expected an array of objects"))?;
+    if list.len() > MAX_OBJECTS {
+        return Err(Error::format(path, at, format!("{} objects; at most {MAX_OBJECTS} are accepted", list.len())));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (k, o) in list.iter().enumerate() {
+        let at = format!("{at}[{k}]");
+        let o = o.as_object().ok_or_else(|| Error::format(path, &at, "expected an object {category, box | segmentation}"))?;
+        if let Some(key) = o.keys().find(|k| !["category", "box", "segmentation"].contains(&k.as_str())) {
+            return Err(Error::format(path, format!("{at}.{key}"), "unknown key; expected category, box, segmentation"));
+        }
+        let category = match field(o, "category") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(Error::format(path, format!("{at}.category"), "expected a non-empty string")),
+        };
+        let shape = match (field(o, "box"), field(o, "segmentation")) {
+            (Some(b), None) => {
+                let nums: Option<Vec<f64>> = b.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect());
+                match nums {
+                    Some(n) if n.len() == 4 && n.iter().all(|x| x.is_finite()) && n[0] <= n[2] && n[1] <= n[3] => {
+                        Shape::Box([n[0], n[1], n[2], n[3]])
+                    }
+                    _ => {
+                        return Err(Error::format(
+                            path,
+                            format!("{at}.box"),
+                            "expected [x0, y0, x1, y1] in pixels with x0 <= x1 and y0 <= y1",
+                        ))
+                    }
+                }
+            }
+            (None, Some(Value::Object(seg))) => {
+                let sat = format!("{at}.segmentation");
+                let size: Option<Vec<usize>> = field(seg, "size")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(|x| x.as_u64().map(|n| n as usize)).collect());
+                let (h, w) = match size {
+                    Some(s) if s.len() == 2 && s[0] > 0 && s[1] > 0 && s[0] * s[1] <= 100_000_000 => (s[0], s[1]),
+                    _ => return Err(Error::format(path, format!("{sat}.size"), "expected [height, width] (positive)")),
+                };
+                let rle = match field(seg, "counts") {
+                    Some(Value::String(c)) => Rle::from_counts_string(c, h, w),
+                    Some(Value::Array(a)) => match a.iter().map(|x| x.as_u64().map(|n| n as u32)).collect::<Option<Vec<_>>>() {
+                        Some(c) => Rle::from_uncompressed(c, h, w),
+                        None => {
+                            return Err(Error::format(path, format!("{sat}.counts"), "expected non-negative integers"))
+                        }
+                    },
+                    _ => {
+                        return Err(Error::format(
+                            path,
+                            format!("{sat}.counts"),
+                            "expected a COCO RLE counts string or an array of run lengths",
+                        ))
+                    }
+                }
+                .map_err(|e| Error::format(path, format!("{sat}.counts"), e.to_string()))?;
+                Shape::Mask(h, w, rle.to_counts_string())
+            }
+            _ => {
+                return Err(Error::format(
+                    path,
+                    &at,
+                    "expected exactly one of \"box\" ([x0, y0, x1, y1]) and \"segmentation\" (COCO RLE)",
+                ))
+            }
+        };
+        out.push(KnownObject { category, shape });
+    }
+    Ok(out)
 }
 
 impl Manifest {
@@ -158,7 +425,8 @@ impl Manifest {
             Error::format(path, format!("line {}, column {}", e.line(), e.column()), format!("not valid JSON: {e}"))
         })?;
         let obj = root.as_object().ok_or_else(|| Error::format(path, "top level", "expected a JSON object"))?;
-        let known = ["name", "task", "images_per_page", "pages_per_hit", "pointer_nudge", "classes", "images"];
+        let known =
+            ["name", "task", "images_per_page", "pages_per_hit", "pointer_nudge", "classes", "categories", "images"];
         if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(Error::format(path, k.as_str(), format!("unknown key; expected one of {}", known.join(", "))));
         }
@@ -166,16 +434,11 @@ impl Manifest {
             Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => s.trim().to_string(),
             _ => return Err(Error::format(path, "name", "expected a non-empty string (at most 200 bytes)")),
         };
+        let tasks = "\"browse\", \"tag\", \"verify\" or \"region\"";
         let task = match field(obj, "task") {
-            Some(Value::String(s)) if s == "browse" => Task::Browse,
-            Some(Value::String(s)) => {
-                return Err(Error::format(
-                    path,
-                    "task",
-                    format!("{s:?} is not a task this build serves; expected \"browse\""),
-                ))
-            }
-            _ => return Err(Error::format(path, "task", "expected a string (\"browse\")")),
+            Some(Value::String(s)) => Task::parse(s)
+                .ok_or_else(|| Error::format(path, "task", format!("{s:?} is not a task; expected {tasks}")))?,
+            _ => return Err(Error::format(path, "task", format!("expected a string ({tasks})"))),
         };
         let count = |key: &str, default: usize, max: usize| -> Result<usize> {
             match field(obj, key) {
@@ -187,10 +450,18 @@ impl Manifest {
                     .ok_or_else(|| Error::format(path, key, format!("expected an integer from 1 to {max}"))),
             }
         };
-        let images_per_page = count("images_per_page", 48, MAX_IMAGES_PER_PAGE)?;
-        let pages_per_hit = count("pages_per_hit", 10, MAX_PAGES_PER_HIT)?;
+        let images_per_page = if task == Task::Browse {
+            count("images_per_page", 48, MAX_IMAGES_PER_PAGE)?
+        } else {
+            count("images_per_page", 1, 1)
+                .map_err(|_| Error::format(path, "images_per_page", format!("{} pages show one image; expected 1", task.name())))?
+        };
+        let pages_per_hit = count("pages_per_hit", task.default_pages_per_hit(), MAX_PAGES_PER_HIT)?;
         let pointer_nudge = match field(obj, "pointer_nudge") {
             None => false,
+            Some(Value::Bool(b)) if *b && task != Task::Browse => {
+                return Err(Error::format(path, "pointer_nudge", "only browse pages have the pointer nudge"))
+            }
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(Error::format(path, "pointer_nudge", "expected true or false")),
         };
@@ -215,19 +486,61 @@ impl Manifest {
             }
             Some(_) => return Err(Error::format(path, "classes", "expected an object keyed by WordNet id")),
         }
+        let categories = match (task, field(obj, "categories")) {
+            (Task::Tag, None) => coco_categories(),
+            (Task::Tag, Some(Value::Array(a))) if !a.is_empty() && a.len() <= 1000 => {
+                let mut out: Vec<Category> = Vec::with_capacity(a.len());
+                for (i, c) in a.iter().enumerate() {
+                    let at = format!("categories[{i}]");
+                    let c: Category = serde_json::from_value(c.clone())
+                        .map_err(|_| Error::format(path, &at, "expected {\"name\": string, \"superclass\": string}"))?;
+                    if c.name.is_empty() || c.superclass.is_empty() {
+                        return Err(Error::format(path, &at, "name and superclass must not be empty"));
+                    }
+                    if out.iter().any(|o| o.name == c.name) {
+                        return Err(Error::format(path, &at, format!("{:?} appears twice", c.name)));
+                    }
+                    out.push(c);
+                }
+                out
+            }
+            (Task::Tag, Some(_)) => {
+                return Err(Error::format(path, "categories", "expected a non-empty array (at most 1000) of {name, superclass}"))
+            }
+            (_, None) => Vec::new(),
+            (_, Some(_)) => return Err(Error::format(path, "categories", "only tag projects have icon categories")),
+        };
         let list = match field(obj, "images") {
             Some(Value::Array(a)) if !a.is_empty() => a,
             _ => return Err(Error::format(path, "images", "expected a non-empty array of images")),
         };
         let table = ClassTable::imagenet();
+        let mut classes = BTreeMap::new();
+        let mut class_text = |class: &str, at: &str| -> Result<()> {
+            if classes.contains_key(class) {
+                return Ok(());
+            }
+            let builtin = table.index_of_wnid(class).and_then(|k| table.get(k));
+            let (oname, odesc) = overrides.get(class).cloned().unwrap_or((None, None));
+            let name = oname.or_else(|| builtin.map(|c| c.name().to_string())).ok_or_else(|| {
+                Error::format(path, at, format!("{class:?} is not an ImageNet WordNet id; give its name under \"classes\""))
+            })?;
+            let description = odesc.or_else(|| builtin.map(|c| c.gloss.clone())).unwrap_or_default();
+            classes.insert(class.to_string(), ClassText { wnid: class.to_string(), name, description });
+            Ok(())
+        };
+        let allowed = image_keys(task);
         let mut images = Vec::with_capacity(list.len());
         let mut names = HashSet::with_capacity(list.len());
-        let mut classes = BTreeMap::new();
         for (i, v) in list.iter().enumerate() {
             let at = |k: &str| format!("images[{i}].{k}");
             let o = v.as_object().ok_or_else(|| Error::format(path, format!("images[{i}]"), "expected an object"))?;
-            if let Some(k) = o.keys().find(|k| !["name", "file", "class", "known_positive"].contains(&k.as_str())) {
-                return Err(Error::format(path, at(k), "unknown key; expected name, file, class, known_positive"));
+            if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
+                return Err(Error::format(
+                    path,
+                    at(k),
+                    format!("unknown key for a {} project; expected {}", task.name(), allowed.join(", ")),
+                ));
             }
             let s = |k: &str| -> Result<String> {
                 match field(o, k) {
@@ -254,26 +567,82 @@ impl Manifest {
                     format!("{name:?} appears twice; image names must be unique"),
                 ));
             }
-            let class = s("class")?;
+            let class = match (task, field(o, "class")) {
+                (Task::Browse, _) => Some(s("class")?),
+                (_, None) => None,
+                (_, Some(_)) => Some(s("class")?),
+            };
+            if let Some(c) = &class {
+                class_text(c, &at("class"))?;
+            }
             let known_positive = match field(o, "known_positive") {
                 None => false,
                 Some(Value::Bool(b)) => *b,
                 Some(_) => return Err(Error::format(path, at("known_positive"), "expected true or false")),
             };
-            if !classes.contains_key(&class) {
-                let builtin = table.index_of_wnid(&class).and_then(|k| table.get(k));
-                let (oname, odesc) = overrides.get(&class).cloned().unwrap_or((None, None));
-                let name = oname.or_else(|| builtin.map(|c| c.name().to_string())).ok_or_else(|| {
-                    Error::format(
-                        path,
-                        at("class"),
-                        format!("{class:?} is not an ImageNet WordNet id; give its name under \"classes\""),
-                    )
-                })?;
-                let description = odesc.or_else(|| builtin.map(|c| c.gloss.clone())).unwrap_or_default();
-                classes.insert(class.clone(), ClassText { wnid: class.clone(), name, description });
+            let mut extra = ImageExtra::default();
+            if task == Task::Verify {
+                let list = match field(o, "proposed") {
+                    Some(Value::Array(a)) if !a.is_empty() && a.len() <= MAX_PROPOSED => a,
+                    _ => {
+                        return Err(Error::format(
+                            path,
+                            at("proposed"),
+                            format!("expected a non-empty array (at most {MAX_PROPOSED}) of labels to verify"),
+                        ))
+                    }
+                };
+                for (k, l) in list.iter().enumerate() {
+                    let lat = format!("{}[{k}]", at("proposed"));
+                    let l = l.as_str().filter(|l| !l.is_empty()).ok_or_else(|| Error::format(path, &lat, "expected a class key"))?;
+                    if extra.proposed.iter().any(|p| p == l) {
+                        return Err(Error::format(path, &lat, format!("{l:?} appears twice")));
+                    }
+                    class_text(l, &lat)?;
+                    extra.proposed.push(l.to_string());
+                }
             }
-            images.push(ManifestImage { name, file, class, known_positive });
+            match (task, field(o, "gold")) {
+                (_, None) => {}
+                (Task::Browse, Some(Value::Bool(b))) => extra.gold_selected = Some(*b),
+                (Task::Browse, Some(_)) => {
+                    return Err(Error::format(path, at("gold"), "expected true (must be selected) or false (must not)"))
+                }
+                (_, Some(Value::Object(m))) if !m.is_empty() => {
+                    for (label, ans) in m {
+                        let gat = format!("{}.{label}", at("gold"));
+                        if !extra.proposed.contains(label) {
+                            return Err(Error::format(path, &gat, "expected one of the image's proposed labels"));
+                        }
+                        match ans.as_str() {
+                            Some(a @ ("yes" | "no")) => {
+                                extra.gold_answers.insert(label.clone(), a.to_string());
+                            }
+                            _ => return Err(Error::format(path, &gat, "expected \"yes\" or \"no\"")),
+                        }
+                    }
+                }
+                (_, Some(_)) => {
+                    return Err(Error::format(path, at("gold"), "expected an object {label: \"yes\" | \"no\"}"))
+                }
+            }
+            if let Some(v) = field(o, "objects") {
+                extra.objects = parse_objects(v, path, &at("objects"))?;
+                for (k, ob) in extra.objects.iter().enumerate() {
+                    let oat = format!("{}[{k}].category", at("objects"));
+                    if task == Task::Tag && !categories.iter().any(|c| c.name == ob.category) {
+                        return Err(Error::format(path, &oat, format!("{:?} is not an icon category of the project", ob.category)));
+                    }
+                    if task == Task::Region {
+                        class_text(&ob.category, &oat)?;
+                    }
+                }
+            }
+            if let Some(v) = field(o, "image_id") {
+                extra.image_id =
+                    Some(v.as_u64().ok_or_else(|| Error::format(path, at("image_id"), "expected a non-negative integer"))?);
+            }
+            images.push(ManifestImage { name, file, class, known_positive, extra });
         }
         Ok(Manifest {
             name,
@@ -282,6 +651,7 @@ impl Manifest {
             pages_per_hit,
             pointer_nudge,
             classes,
+            categories,
             images,
             source: text.to_string(),
         })
@@ -289,10 +659,16 @@ impl Manifest {
 
     /// The HITs: for each, its pages as positions in [`Manifest::images`].
     pub fn hits(&self) -> Vec<Vec<PageSpec<usize>>> {
+        if self.task != Task::Browse {
+            let pages: Vec<PageSpec<usize>> = (0..self.images.len())
+                .map(|i| PageSpec { class: self.images[i].class.clone().unwrap_or_default(), images: vec![i] })
+                .collect();
+            return pages.chunks(self.pages_per_hit).map(<[_]>::to_vec).collect();
+        }
         let mut by_class: BTreeMap<&str, (usize, Vec<usize>)> = BTreeMap::new();
         for (i, im) in self.images.iter().enumerate() {
             let n = by_class.len();
-            by_class.entry(&im.class).or_insert((n, Vec::new())).1.push(i);
+            by_class.entry(im.class.as_deref().unwrap_or("")).or_insert((n, Vec::new())).1.push(i);
         }
         // Classes in order of first appearance.
         let mut order: Vec<(&str, (usize, Vec<usize>))> = by_class.into_iter().collect();

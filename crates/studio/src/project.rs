@@ -51,8 +51,9 @@ pub async fn create(db: &Db, manifest: &Manifest) -> Result<Created> {
             id: 0,
             name: im.name.clone(),
             file: im.file.clone(),
-            class: Some(im.class.clone()),
+            class: im.class.clone(),
             known_positive: im.known_positive,
+            extra: (!im.extra.is_empty()).then(|| serde_json::to_string(&im.extra).unwrap_or_default()),
         })
         .collect();
     let hits = manifest.hits();
@@ -67,15 +68,24 @@ pub async fn create(db: &Db, manifest: &Manifest) -> Result<Created> {
     let (project_id, _) = db
         .insert_project(&manifest.name, task.name(), &manifest.source, &rows, &hit_rows, |k, pages| {
             let mut texts: Vec<ClassText> = Vec::new();
+            let mut add = |c: &str| {
+                if !texts.iter().any(|t| t.wnid == c) {
+                    texts.extend(manifest.classes.get(c).cloned());
+                }
+            };
             for p in &hits[k] {
-                if !texts.iter().any(|t| t.wnid == p.class) {
-                    texts.extend(manifest.classes.get(&p.class).cloned());
+                add(&p.class);
+                for &i in &p.images {
+                    for l in &manifest.images[i].extra.proposed {
+                        add(l);
+                    }
                 }
             }
             let spec = HitSpec {
                 task,
                 pointer_nudge: nudge,
                 classes: texts,
+                categories: manifest.categories.clone(),
                 pages: pages
                     .iter()
                     .zip(&hits[k])

@@ -8,6 +8,7 @@
 //! | GET | `/api/hit/{token}/page/{i}?assignment=&key=` | page `i`: class, images, autosaved draft |
 //! | POST | `/api/hit/{token}/page/{i}` | submit page `i` (one transaction); `{"status": "saved" \| "already_saved"}` |
 //! | PUT | `/api/hit/{token}/draft/{i}` | autosave partial work of page `i` |
+//! | GET | `/api/hit/{token}/suggest/{i}?assignment=&key=&q=&x0=&y0=&x1=&y1=` | region task: ranked classes for a box (model) or a query (class-name search) |
 //! | GET | `/img/{token}/{image id}` | an image of the HIT (only images of its pages) |
 //! | GET | `/admin/workers?key=&project=` | per-worker statistics (the admin key is printed at start) |
 //!
@@ -30,20 +31,45 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::browse::{validate_page, PageContext};
-use crate::db::{Db, RecordRow, SaveOutcome};
-use crate::manifest::HitSpec;
+use crate::browse::{validate_page, PageContext, ValidRecord};
+use crate::db::{Db, HitRow, RecordRow, SaveOutcome};
+use crate::manifest::{HitSpec, ImageExtra, Task};
+use crate::region::{search_classes, validate_region, RegionContext, Suggestion};
+use crate::tag::{validate_tag, TagContext};
+use crate::verify::{validate_verify, VerifyContext};
 use crate::secret::{is_token, token_hash, WorkerKey};
 use crate::Result;
 
+/// Ranked classes for a box of an image: the model behind the Region task's
+/// suggestions (the CLI implements it with the relabel region query).
+pub trait RegionSuggester: Send + Sync {
+    /// The `k` most probable classes `(class key, probability)` of the box
+    /// `[x0, y0, x1, y1]` (normalised to the image) of the image called
+    /// `name`, stored at `file`; most probable first. Errors are messages
+    /// for the annotator's page.
+    fn suggest(&self, name: &str, file: &std::path::Path, bbox: [f64; 4], k: usize) -> std::result::Result<Vec<(String, f64)>, String>;
+}
+
 /// Settings of a server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// The image folder (files are served only through the database's
     /// image table, never by a path from the request).
     pub images: PathBuf,
     /// Largest accepted request body in bytes.
     pub max_body: usize,
+    /// The model behind Region suggestions; class-name search when `None`.
+    pub suggester: Option<Arc<dyn RegionSuggester>>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("images", &self.images)
+            .field("max_body", &self.max_body)
+            .field("suggester", &self.suggester.is_some())
+            .finish()
+    }
 }
 
 /// A server error: a status and a message, sent as `{"error": message}`.
@@ -85,6 +111,7 @@ struct AppState {
     key: WorkerKey,
     admin_key: String,
     images: PathBuf,
+    suggester: Option<Arc<dyn RegionSuggester>>,
 }
 
 type Shared = Arc<AppState>;
@@ -101,7 +128,8 @@ fn assignment_key(key: &WorkerKey, assignment: i64) -> String {
 /// The router of a studio server over `db`.
 pub fn router(db: Db, key: WorkerKey, config: &ServerConfig) -> Result<Router> {
     let images = config.images.canonicalize().map_err(|e| crate::Error::io(&config.images, e))?;
-    let state = Arc::new(AppState { db, admin_key: admin_key(&key), key, images });
+    let state =
+        Arc::new(AppState { db, admin_key: admin_key(&key), key, images, suggester: config.suggester.clone() });
     Ok(Router::new()
         .route("/", get(index))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
@@ -110,6 +138,7 @@ pub fn router(db: Db, key: WorkerKey, config: &ServerConfig) -> Result<Router> {
         .route("/api/hit/{token}/start", post(start))
         .route("/api/hit/{token}/page/{index}", get(page).post(submit))
         .route("/api/hit/{token}/draft/{index}", put(draft))
+        .route("/api/hit/{token}/suggest/{index}", get(suggest))
         .route("/img/{token}/{image}", get(image))
         .route("/admin/workers", get(workers))
         .fallback(|| async { ApiError::not_found("page") })
@@ -146,12 +175,21 @@ pub fn script_json(v: &Value) -> String {
 }
 
 const STUDIO_CSS: &str = include_str!("../assets/studio.css");
+const COMMON_JS: &str = include_str!("../assets/common.js");
 const BROWSE_JS: &str = include_str!("../assets/browse.js");
+const TAG_JS: &str = include_str!("../assets/tag.js");
+const VERIFY_JS: &str = include_str!("../assets/verify.js");
+const REGION_JS: &str = include_str!("../assets/region.js");
 
 async fn asset(UrlPath(file): UrlPath<String>) -> Response {
+    let js = "text/javascript; charset=utf-8";
     let (body, kind) = match file.as_str() {
         "studio.css" => (STUDIO_CSS, "text/css; charset=utf-8"),
-        "browse.js" => (BROWSE_JS, "text/javascript; charset=utf-8"),
+        "common.js" => (COMMON_JS, js),
+        "browse.js" => (BROWSE_JS, js),
+        "tag.js" => (TAG_JS, js),
+        "verify.js" => (VERIFY_JS, js),
+        "region.js" => (REGION_JS, js),
         _ => return ApiError::not_found("file").into_response(),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
@@ -195,16 +233,23 @@ async fn hit_page(
         "hit": hit.ordinal,
         "pages": spec.pages.len(),
         "pointer_nudge": spec.pointer_nudge,
+        "categories": spec.categories,
+        "model": state.suggester.is_some(),
         "worker": q.worker,
     });
-    let title = class.map(|c| c.name.as_str()).unwrap_or("annotation");
+    let title = match spec.task {
+        Task::Browse => class.map(|c| c.name.as_str()).unwrap_or("annotation"),
+        Task::Tag => "tag the objects",
+        Task::Verify => "verify labels",
+        Task::Region => "label regions",
+    };
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} — labelscope studio</title><link rel=\"stylesheet\" href=\"/static/studio.css\"></head>\
          <body><main id=\"app\" data-task=\"{task}\"><p class=\"loading\">Loading…</p></main>\
          <script id=\"hit-data\" type=\"application/json\">{data}</script>\
-         <script src=\"/static/browse.js\"></script></body></html>",
+         <script src=\"/static/common.js\"></script><script src=\"/static/{task}.js\"></script></body></html>",
         title = escape_html(title),
         task = escape_html(spec.task.name()),
         data = script_json(&data),
@@ -273,6 +318,20 @@ async fn page(
     let rows = state.db.images(hit.project_id, &p.images).await?;
     let images: Vec<Value> =
         rows.iter().map(|r| json!({ "id": r.id, "url": format!("/img/{token}/{}", r.id) })).collect();
+    // Verify pages list the labels to answer (gold answers stay on the server).
+    let proposed: Vec<Value> = if spec.task == Task::Verify {
+        let extra = ImageExtra::from_stored(rows.first().and_then(|r| r.extra.as_deref()));
+        extra
+            .proposed
+            .iter()
+            .map(|l| match spec.classes.iter().find(|c| &c.wnid == l) {
+                Some(c) => json!({"wnid": c.wnid, "name": c.name, "description": c.description}),
+                None => json!({"wnid": l, "name": l, "description": ""}),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let draft = match state.db.draft(q.assignment, index as i64).await? {
         Some(d) => serde_json::from_str::<Value>(&d).unwrap_or(Value::Null),
         None => Value::Null,
@@ -283,6 +342,7 @@ async fn page(
         "pages": spec.pages.len(),
         "class": class.map(|c| json!({"wnid": c.wnid, "name": c.name, "description": c.description})),
         "images": images,
+        "proposed": proposed,
         "draft": draft,
         "submitted": submitted,
     }))
@@ -303,13 +363,43 @@ fn assignment_fields(v: &Value) -> ApiResult<(i64, String)> {
 }
 
 /// The HIT of `token` and a JSON body that carries one of its assignments
-/// with the right key: `(spec, body, assignment)`.
-async fn authorised(state: &AppState, token: &str, body: &Bytes) -> ApiResult<(HitSpec, Value, i64)> {
+/// with the right key: `(hit, spec, body, assignment)`.
+async fn authorised(state: &AppState, token: &str, body: &Bytes) -> ApiResult<(HitRow, HitSpec, Value, i64)> {
     let (hit, spec) = hit_of(state, token).await?;
     let v = parse_json(body)?;
     let (assignment, key) = assignment_fields(&v)?;
     check_assignment(state, hit.id, assignment, &key).await?;
-    Ok((spec, v, assignment))
+    Ok((hit, spec, v, assignment))
+}
+
+/// Whether `key` may label a region of a HIT: a class of the HIT or an
+/// ImageNet WordNet id.
+fn is_class(spec: &HitSpec, key: &str) -> bool {
+    spec.classes.iter().any(|c| c.wnid == key)
+        || labelscope_core::classes::ClassTable::imagenet().index_of_wnid(key).is_some()
+}
+
+/// Validates a page submission of any task: its records.
+async fn validate(state: &AppState, hit: &HitRow, spec: &HitSpec, index: usize, v: &Value) -> ApiResult<Vec<ValidRecord>> {
+    let p = spec.pages.get(index).ok_or_else(|| ApiError::not_found("page"))?;
+    let image = || p.images.first().copied().ok_or_else(|| ApiError::not_found("image"));
+    Ok(match spec.task {
+        Task::Browse => {
+            let expected: HashSet<i64> = p.images.iter().copied().collect();
+            validate_page(v, &PageContext { expected: &expected }).map_err(ApiError::bad)?
+        }
+        Task::Tag => vec![validate_tag(v, &TagContext { image: image()?, categories: &spec.categories }).map_err(ApiError::bad)?],
+        Task::Verify => {
+            let id = image()?;
+            let row = state.db.images(hit.project_id, &[id]).await?.pop().ok_or_else(|| ApiError::not_found("image"))?;
+            let extra = ImageExtra::from_stored(row.extra.as_deref());
+            vec![validate_verify(v, &VerifyContext { image: id, proposed: &extra.proposed }).map_err(ApiError::bad)?]
+        }
+        Task::Region => {
+            let check = |k: &str| is_class(spec, k);
+            vec![validate_region(v, &RegionContext { image: image()?, is_class: &check }).map_err(ApiError::bad)?]
+        }
+    })
 }
 
 async fn submit(
@@ -317,11 +407,8 @@ async fn submit(
     UrlPath((token, index)): UrlPath<(String, usize)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (spec, v, assignment) = authorised(&state, &token, &body).await?;
-    let p = spec.pages.get(index).ok_or_else(|| ApiError::not_found("page"))?;
-    let expected: HashSet<i64> = p.images.iter().copied().collect();
-    let ctx = PageContext { expected: &expected };
-    let records = validate_page(&v, &ctx).map_err(ApiError::bad)?;
+    let (hit, spec, v, assignment) = authorised(&state, &token, &body).await?;
+    let records = validate(&state, &hit, &spec, index, &v).await?;
     let rows: Vec<RecordRow> = records
         .into_iter()
         .map(|r| RecordRow { image_id: r.image_id, selected: r.selected, data: r.data.to_string() })
@@ -339,13 +426,90 @@ async fn draft(
     UrlPath((token, index)): UrlPath<(String, usize)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (spec, v, assignment) = authorised(&state, &token, &body).await?;
+    let (_, spec, v, assignment) = authorised(&state, &token, &body).await?;
     if index >= spec.pages.len() {
         return Err(ApiError::not_found("page"));
     }
     let d = v.get("draft").ok_or_else(|| ApiError::bad("draft: expected the page's partial work"))?;
     state.db.save_draft(assignment, index as i64, &d.to_string()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct SuggestQuery {
+    assignment: i64,
+    key: String,
+    q: Option<String>,
+    x0: Option<f64>,
+    y0: Option<f64>,
+    x1: Option<f64>,
+    y1: Option<f64>,
+}
+
+/// Suggestions shown per request.
+const SUGGESTIONS: usize = 10;
+
+async fn suggest(
+    State(state): State<Shared>,
+    UrlPath((token, index)): UrlPath<(String, usize)>,
+    Query(q): Query<SuggestQuery>,
+) -> ApiResult<Response> {
+    let (hit, spec) = hit_of(&state, &token).await?;
+    check_assignment(&state, hit.id, q.assignment, &q.key).await?;
+    if spec.task != Task::Region {
+        return Err(ApiError::not_found("suggestions"));
+    }
+    let p = spec.pages.get(index).ok_or_else(|| ApiError::not_found("page"))?;
+    let query = q.q.unwrap_or_default();
+    if query.len() > 200 {
+        return Err(ApiError::bad("q: at most 200 bytes"));
+    }
+    let names = |list: Vec<(String, f64)>| -> Vec<Suggestion> {
+        let table = labelscope_core::classes::ClassTable::imagenet();
+        list.into_iter()
+            .map(|(wnid, score)| {
+                let name = spec
+                    .classes
+                    .iter()
+                    .find(|c| c.wnid == wnid)
+                    .map(|c| c.name.clone())
+                    .or_else(|| table.index_of_wnid(&wnid).and_then(|k| table.get(k)).map(|c| c.name().to_string()))
+                    .unwrap_or_else(|| wnid.clone());
+                Suggestion { wnid, name, score }
+            })
+            .collect()
+    };
+    let bbox = match (q.x0, q.y0, q.x1, q.y1) {
+        (Some(x0), Some(y0), Some(x1), Some(y1)) => {
+            let b = [x0, y0, x1, y1];
+            if !b.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)) || x0 >= x1 || y0 >= y1 {
+                return Err(ApiError::bad("x0, y0, x1, y1: expected a non-empty box inside [0, 1]"));
+            }
+            Some(b)
+        }
+        (None, None, None, None) => None,
+        _ => return Err(ApiError::bad("x0, y0, x1, y1: give all four or none")),
+    };
+    let (source, list) = match (&state.suggester, bbox, query.trim().is_empty()) {
+        (Some(model), Some(b), true) => {
+            let id = p.images.first().copied().ok_or_else(|| ApiError::not_found("image"))?;
+            let row = state.db.images(hit.project_id, &[id]).await?.pop().ok_or_else(|| ApiError::not_found("image"))?;
+            let file = state.images.join(&row.file);
+            let model = model.clone();
+            let found = tokio::task::spawn_blocking(move || model.suggest(&row.name, &file, b, SUGGESTIONS))
+                .await
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("region query failed: {e}")))?
+                .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("region query: {e}")))?;
+            ("model", names(found))
+        }
+        _ => {
+            let extra: Vec<(String, String)> = spec.classes.iter().map(|c| (c.wnid.clone(), c.name.clone())).collect();
+            ("search", search_classes(&query, &extra, SUGGESTIONS))
+        }
+    };
+    let list: Vec<Value> =
+        list.into_iter().map(|s| json!({"wnid": s.wnid, "name": s.name, "score": s.score})).collect();
+    Ok(axum::Json(json!({"source": source, "model": state.suggester.is_some(), "suggestions": list})).into_response())
 }
 
 fn content_type(file: &str) -> &'static str {
