@@ -23,6 +23,7 @@ mod proposals;
 mod relabel;
 mod relabel_quality;
 mod studio;
+mod studio_region;
 mod weights;
 
 use std::process::ExitCode;

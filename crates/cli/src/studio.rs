@@ -54,6 +54,18 @@ pub struct ServeArgs {
     /// Write the HIT links of `--manifest`'s project to this file (one per line).
     #[arg(long, requires = "manifest")]
     pub links: Option<PathBuf>,
+    /// Region task: feature cache (`labelscope relabel` features) of the project's images; with
+    /// `--region-head`, suggestions for a drawn box come from the relabel region query.
+    #[arg(long, value_name = "DIR", requires = "region_head")]
+    pub region_cache: Option<PathBuf>,
+    /// Region task: the region labeler head (safetensors) applied to the pooled box features.
+    #[arg(long, value_name = "FILE", requires = "region_cache")]
+    pub region_head: Option<PathBuf>,
+    /// Device of the region head (`cpu`, `cuda`, `cuda:N`).
+    #[arg(long, default_value = "cpu")]
+    pub region_device: String,
+    #[command(flatten)]
+    pub class_args: crate::args::ClassArgs,
 }
 
 /// `labelscope studio`.
@@ -70,8 +82,19 @@ pub enum ExportFormat {
     ImagenetAb,
     /// CSV, one row per (image, showing).
     RecordsCsv,
-    /// CSV, one row per event (hover, trace sample, click).
+    /// CSV, one row per event (hover, trace sample, click, icon action, tab, answer, box drawing).
     EventsCsv,
+    /// COCO-AB JSON array (tag projects; read by `labelscope byproducts`).
+    CocoAb,
+}
+
+/// Vote aggregation methods.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AggregateMethod {
+    /// Share of yes answers.
+    Majority,
+    /// Dawid–Skene posterior (per-worker confusion).
+    DawidSkene,
 }
 
 /// The studio's administration commands.
@@ -117,21 +140,80 @@ pub enum StudioCommand {
         /// Project name.
         #[arg(long)]
         project: String,
-        /// Reject below this recall on known-positive images.
-        #[arg(long, default_value_t = 0.333)]
-        min_known_recall: f64,
-        /// Reject below this many selections per candidate shown (30 of 480).
-        #[arg(long, default_value_t = 0.0625)]
-        min_selection_rate: f64,
-        /// Reject below this fraction of the HIT's pages completed (9 of 10).
-        #[arg(long, default_value_t = 0.9)]
-        min_pages_fraction: f64,
+        #[command(flatten)]
+        rules: RuleArgs,
         /// Output file (written atomically).
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Aggregate a verify project's answers into label probabilities and label sets.
+    Aggregate {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Project name.
+        #[arg(long)]
+        project: String,
+        /// How answers become probabilities.
+        #[arg(long, value_enum, default_value = "dawid-skene")]
+        method: AggregateMethod,
+        /// Keep a label at this probability or above (ImageNet-ReaL: 0.8).
+        #[arg(long, default_value_t = 0.8)]
+        threshold: f64,
+        /// Majority: leave "maybe" answers out instead of counting them as half a yes.
+        #[arg(long)]
+        ignore_maybe: bool,
+        /// Count every assignment, also those the quality-control rules reject.
+        #[arg(long)]
+        all_assignments: bool,
+        #[command(flatten)]
+        rules: RuleArgs,
+        /// Write label sets by class key (`{image: ["n02085620", ...]}`) instead of ImageNet class
+        /// indices (`{image: [151, ...]}`, read by `labelscope eval --labels`).
+        #[arg(long)]
+        by_key: bool,
+        /// Label sets (JSON, written atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write every (image, label) with its votes and probability as CSV.
+        #[arg(long, value_name = "FILE")]
+        items: Option<PathBuf>,
+    },
     /// List the projects.
     List(DbArgs),
+}
+
+/// The quality-control thresholds (defaults: the task's published rules).
+#[derive(Debug, Args, Clone)]
+pub struct RuleArgs {
+    /// Reject below this recall on known-positive images (browse).
+    #[arg(long, default_value_t = 0.333)]
+    min_known_recall: f64,
+    /// Reject below this many selections per candidate shown (browse; 30 of 480).
+    #[arg(long, default_value_t = 0.0625)]
+    min_selection_rate: f64,
+    /// Reject below this fraction of the HIT's pages completed [default: 0.9; tag 0.8 = 16 of 20].
+    #[arg(long)]
+    min_pages_fraction: Option<f64>,
+    /// Reject below this accuracy on gold (attention-check) answers.
+    #[arg(long, default_value_t = 0.75)]
+    min_gold_accuracy: f64,
+    /// Reject below this accuracy against known objects (tag icon localisation, region boxes).
+    #[arg(long, default_value_t = 0.75)]
+    min_object_accuracy: f64,
+}
+
+impl RuleArgs {
+    async fn rules(&self, db: &Db, project: &str) -> Result<labelscope_studio::qc::QcRules> {
+        let (_, task) = labelscope_studio::qc::project_task(db, project).await?;
+        let base = labelscope_studio::qc::QcRules::for_task(task);
+        Ok(labelscope_studio::qc::QcRules {
+            min_known_recall: self.min_known_recall,
+            min_selection_rate: self.min_selection_rate,
+            min_pages_fraction: self.min_pages_fraction.unwrap_or(base.min_pages_fraction),
+            min_gold_accuracy: self.min_gold_accuracy,
+            min_object_accuracy: self.min_object_accuracy,
+        })
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -175,8 +257,20 @@ pub fn serve(a: ServeArgs) -> Result<()> {
                 eprintln!("project {name:?} exists; not created again");
             }
         }
-        let router =
-            server::router(db.clone(), key.clone(), &ServerConfig { images: a.images.clone(), max_body: a.max_body })?;
+        let suggester: Option<std::sync::Arc<dyn server::RegionSuggester>> = match (&a.region_cache, &a.region_head) {
+            (Some(cache), Some(head)) => {
+                let classes = match &a.class_args.classes {
+                    Some(p) => labelscope_core::classes::ClassTable::from_path(p)?,
+                    None => labelscope_core::classes::ClassTable::imagenet().clone(),
+                };
+                let s = crate::studio_region::CacheSuggester::open(cache, head, &a.region_device, classes)?;
+                eprintln!("region suggestions from {} with {}", cache.display(), head.display());
+                Some(std::sync::Arc::new(s))
+            }
+            _ => None,
+        };
+        let config = ServerConfig { images: a.images.clone(), max_body: a.max_body, suggester };
+        let router = server::router(db.clone(), key.clone(), &config)?;
         let admin = server::admin_key(&key);
         server::serve(router, a.addr, |bound| {
             eprintln!("labelscope studio listening on http://{bound}");
@@ -214,6 +308,7 @@ pub fn run(a: StudioArgs) -> Result<()> {
                     ExportFormat::ImagenetAb => labelscope_studio::export::imagenet_ab(&d, &project, &output).await?,
                     ExportFormat::RecordsCsv => labelscope_studio::export::csv_records(&d, &project, &output).await?,
                     ExportFormat::EventsCsv => labelscope_studio::export::csv_events(&d, &project, &output).await?,
+                    ExportFormat::CocoAb => labelscope_studio::export::coco_ab(&d, &project, &output).await?,
                 };
                 if n == 0 {
                     bail!("project {project:?} has no submitted records yet; nothing exported");
@@ -224,16 +319,17 @@ pub fn run(a: StudioArgs) -> Result<()> {
                     output.display()
                 );
             }
-            StudioCommand::Qc { db, project, min_known_recall, min_selection_rate, min_pages_fraction, output } => {
+            StudioCommand::Qc { db, project, rules, output } => {
                 let d = open(&db).await?;
-                let rules = labelscope_studio::qc::QcRules { min_known_recall, min_selection_rate, min_pages_fraction };
-                let verdicts = labelscope_studio::qc::project_verdicts(&d, &project, &rules).await?;
+                let rules = rules.rules(&d, &project).await?;
+                let verdicts = labelscope_studio::qc::project_verdicts(&d, &project, Some(&rules)).await?;
                 let mut csv = String::from(
-                    "assignment,hit,worker,pages,hit_pages,selected,shown,known_selected,known_shown,accepted,reasons\n",
+                    "assignment,hit,worker,pages,hit_pages,selected,shown,known_selected,known_shown,gold_right,\
+                     gold_asked,objects_right,objects_checked,accepted,reasons\n",
                 );
                 for v in &verdicts {
                     csv.push_str(&format!(
-                        "{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
+                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n",
                         v.assignment,
                         v.hit,
                         v.worker,
@@ -243,6 +339,10 @@ pub fn run(a: StudioArgs) -> Result<()> {
                         v.selections.1,
                         v.known.0,
                         v.known.1,
+                        v.gold.0,
+                        v.gold.1,
+                        v.objects.0,
+                        v.objects.1,
                         u8::from(v.accepted),
                         v.reasons.join("; ").replace('"', "'")
                     ));
@@ -253,6 +353,60 @@ pub fn run(a: StudioArgs) -> Result<()> {
                 }
                 let rejected = verdicts.iter().filter(|v| !v.accepted).count();
                 eprintln!("{} assignments: {} accepted, {rejected} rejected", verdicts.len(), verdicts.len() - rejected);
+            }
+            StudioCommand::Aggregate {
+                db,
+                project,
+                method,
+                threshold,
+                ignore_maybe,
+                all_assignments,
+                rules,
+                by_key,
+                output,
+                items,
+            } => {
+                use labelscope_studio::aggregate::{aggregate, items_csv, Method};
+                let d = open(&db).await?;
+                let mut exclude = std::collections::HashSet::new();
+                if !all_assignments {
+                    let rules = rules.rules(&d, &project).await?;
+                    for v in labelscope_studio::qc::project_verdicts(&d, &project, Some(&rules)).await? {
+                        if !v.accepted {
+                            exclude.insert(v.assignment);
+                        }
+                    }
+                }
+                let m = match method {
+                    AggregateMethod::Majority => Method::Majority(if ignore_maybe {
+                        labelscope_core::votes::MaybePolicy::Ignore
+                    } else {
+                        labelscope_core::votes::MaybePolicy::Half
+                    }),
+                    AggregateMethod::DawidSkene => Method::DawidSkene(Default::default()),
+                };
+                let agg = aggregate(&d, &project, m, threshold, &exclude).await?;
+                let text = if by_key { agg.sets_by_key_json() } else { agg.label_sets(&output)?.to_json() };
+                labelscope_core::atomic::write_atomic(&output, text.as_bytes())?;
+                if let Some(p) = &items {
+                    labelscope_core::atomic::write_atomic(p, items_csv(&agg).as_bytes())?;
+                }
+                let kept = agg.items.iter().filter(|i| i.kept).count();
+                let empty = agg.sets.iter().filter(|(_, l)| l.is_empty()).count();
+                eprintln!(
+                    "{} images, {} labels proposed, {kept} kept at {threshold} ({empty} images with no label); \
+                     {} votes of {} workers ({} rejected assignments left out){}",
+                    agg.sets.len(),
+                    agg.items.len(),
+                    agg.votes,
+                    agg.workers,
+                    exclude.len(),
+                    match agg.em {
+                        Some((it, conv)) => format!("; Dawid–Skene {it} iterations, {}", if conv { "converged" } else { "not converged" }),
+                        None => String::new(),
+                    }
+                );
+                eprintln!("label sets written to {}", output.display());
             }
             StudioCommand::List(d) => {
                 let db = open(&d).await?;

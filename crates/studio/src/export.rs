@@ -5,9 +5,15 @@
 //!   showing (worker, HIT, page, `selected`, the final click as
 //!   `selectedRecord`, `estimateTime` = final click time − first trace
 //!   sample time, and the mouse trace), readable by `labelscope byproducts`.
+//! * [`coco_ab`] — the published COCO-AB layout (tag projects): one JSON
+//!   array with an object per (image, showing): `image_id`, sizes,
+//!   `timeSpent`, `workerId` (the keyed hash), `actionHistories`,
+//!   `categoryHistories`, `mouseTracking`; readable by `labelscope
+//!   byproducts`.
 //! * [`csv_records`] and [`csv_events`] — a flat form for analysis: one row
 //!   per (image, showing), and one row per recorded event (hover, trace
-//!   sample, click) with its normalised position and time.
+//!   sample, click, icon action, tab, answer, box drawing) with its
+//!   normalised position and time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -129,6 +135,74 @@ pub async fn imagenet_ab(db: &Db, project: &str, out: &Path) -> Result<u64> {
     Ok(labelscope_byproducts::imagenet::write_archive(out, members)?)
 }
 
+/// Writes a tag project's records in the COCO-AB layout (atomically), one
+/// array element per line. Returns the number of records.
+pub async fn coco_ab(db: &Db, project: &str, out: &Path) -> Result<u64> {
+    let (_, task) = crate::qc::project_task(db, project).await?;
+    if task != crate::manifest::Task::Tag {
+        return Err(Error::Invalid(format!(
+            "project {project:?} is a {} project; the COCO-AB layout holds tag (icon) records",
+            task.name()
+        )));
+    }
+    let rows = rows_of(db, project).await?;
+    let mut n = 0u64;
+    labelscope_core::atomic::write_atomic_with(out, |w| {
+        let mut w = std::io::BufWriter::new(w);
+        w.write_all(b"[\n")?;
+        for (k, (r, d)) in rows.iter().enumerate() {
+            let extra = crate::manifest::ImageExtra::from_stored(r.extra.as_deref());
+            let g = |a: &str, b: &str| d.get(a).and_then(|s| s.get(b)).cloned().unwrap_or(Value::Null);
+            let rec = serde_json::json!({
+                "image_id": extra.image_id.unwrap_or(r.image_id as u64),
+                "file_name": r.image,
+                "originalImageWidth": g("originalSize", "width"),
+                "originalImageHeight": g("originalSize", "height"),
+                "imageWidth": g("onPageSize", "width"),
+                "imageHeight": g("onPageSize", "height"),
+                "timeSpent": d.get("timeSpent").cloned().unwrap_or(Value::Null),
+                "workerId": r.worker,
+                "assignmentId": r.assignment,
+                "hitId": r.hit,
+                "pageIndex": r.page,
+                "actionHistories": d.get("actionHistories").cloned().unwrap_or(Value::Array(Vec::new())),
+                "categoryHistories": d.get("categoryHistories").cloned().unwrap_or(Value::Array(Vec::new())),
+                "mouseTracking": d.get("mouseTracking").cloned().unwrap_or(Value::Array(Vec::new())),
+            });
+            w.write_all(rec.to_string().as_bytes())?;
+            w.write_all(if k + 1 < rows.len() { b",\n" } else { b"\n" })?;
+            n += 1;
+        }
+        w.write_all(b"]\n")?;
+        w.flush()
+    })?;
+    Ok(n)
+}
+
+/// The labels a record gave, in words: browse nothing; tag the final icons;
+/// verify `label=answer`; region the box labels; `;`-separated.
+fn labels_of(d: &Value) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for i in list(d, "icons") {
+        out.extend(i.get("iconType").and_then(Value::as_str).map(str::to_string));
+    }
+    for a in list(d, "answers") {
+        if let (Some(l), Some(x)) = (a.get("label").and_then(Value::as_str), a.get("answer").and_then(Value::as_str)) {
+            out.push(format!("{l}={x}"));
+        }
+    }
+    for r in list(d, "regions") {
+        out.extend(r.get("label").and_then(Value::as_str).map(str::to_string));
+    }
+    out.join(";")
+}
+
+/// A CSV field: quoted (with doubled quotes) when it holds a comma, quote
+/// or line break.
+pub fn csv_text(s: &str) -> String {
+    csv_field(s)
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -151,7 +225,8 @@ pub async fn csv_records(db: &Db, project: &str, out: &Path) -> Result<u64> {
         writeln!(
             w,
             "image,class,hit,assignment,worker,page,selected,clicks,final_click_x,final_click_y,final_click_ms,\
-             trace_samples,hovers,original_width,original_height,on_page_width,on_page_height,page_x,page_y"
+             trace_samples,hovers,original_width,original_height,on_page_width,on_page_height,page_x,page_y,\
+             labels,actions"
         )?;
         for (r, d) in &rows {
             let clicks = list(d, "selectedRecord");
@@ -159,7 +234,7 @@ pub async fn csv_records(db: &Db, project: &str, out: &Path) -> Result<u64> {
             let g = |v: &Value, a: &str, b: &str| v.get(a).and_then(|s| s.get(b)).and_then(num);
             writeln!(
                 w,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&r.image),
                 csv_field(r.class.as_deref().unwrap_or("")),
                 r.hit,
@@ -182,6 +257,8 @@ pub async fn csv_records(db: &Db, project: &str, out: &Path) -> Result<u64> {
                 opt(g(d, "onPageSize", "height")),
                 opt(g(d, "imagePosition", "x")),
                 opt(g(d, "imagePosition", "y")),
+                csv_field(&labels_of(d)),
+                list(d, "actionHistories").len() + list(d, "answerHistory").len() + list(d, "regions").len(),
             )?;
             n += 1;
         }
@@ -191,35 +268,78 @@ pub async fn csv_records(db: &Db, project: &str, out: &Path) -> Result<u64> {
 }
 
 /// Writes one CSV row per recorded event: `kind` is `enter`, `leave`,
-/// `trace` or `click`; `x`, `y` are image-normalised (empty for hovers).
-/// Returns the number of rows.
+/// `trace`, `click` (browse), `add` / `move` / `remove` (tag icons; `x`, `y`
+/// where the icon went, or where it was for a removal; `detail` the
+/// category), `tab` (tag superclass; `detail` the superclass, `keyboard`
+/// when opened by the arrow keys), `answer` (verify; `detail`
+/// `label=answer`) or `draw` (region box drawing; `detail` the region's
+/// position and label); `x`, `y` are image-normalised (empty when there is
+/// no point). Returns the number of rows.
 pub async fn csv_events(db: &Db, project: &str, out: &Path) -> Result<u64> {
     let rows = rows_of(db, project).await?;
     let mut n = 0u64;
     labelscope_core::atomic::write_atomic_with(out, |w| {
         let mut w = std::io::BufWriter::new(w);
-        writeln!(w, "image,assignment,page,kind,time_ms,x,y")?;
+        writeln!(w, "image,assignment,page,kind,time_ms,x,y,detail")?;
         for (r, d) in &rows {
             let image = csv_field(&r.image);
-            let mut events: Vec<(f64, &str, Option<f64>, Option<f64>)> = Vec::new();
+            let mut events: Vec<(f64, &str, Option<f64>, Option<f64>, String)> = Vec::new();
+            let time = |p: &Value| p.get("time").or_else(|| p.get("timeAt")).and_then(num).unwrap_or(0.0);
+            let xy = |p: Option<&Value>| (p.and_then(|p| p.get("x")).and_then(num), p.and_then(|p| p.get("y")).and_then(num));
             for h in list(d, "hoveredRecord") {
                 let kind = if h.get("action").and_then(Value::as_str) == Some("leave") { "leave" } else { "enter" };
-                events.push((h.get("time").and_then(num).unwrap_or(0.0), kind, None, None));
+                events.push((time(h), kind, None, None, String::new()));
             }
             for (key, kind) in [("mouseTracking", "trace"), ("selectedRecord", "click")] {
                 for p in list(d, key) {
-                    events.push((
-                        p.get("time").and_then(num).unwrap_or(0.0),
-                        kind,
-                        p.get("x").and_then(num),
-                        p.get("y").and_then(num),
-                    ));
+                    let (x, y) = xy(Some(p));
+                    events.push((time(p), kind, x, y, String::new()));
+                }
+            }
+            for a in list(d, "actionHistories") {
+                let kind = match a.get("actionType").and_then(Value::as_str) {
+                    Some("move") => "move",
+                    Some("remove") => "remove",
+                    _ => "add",
+                };
+                let (x, y) = xy(a.get("pointTo").or_else(|| a.get("pointFrom")));
+                let icon = a.get("iconType").and_then(Value::as_str).unwrap_or_default().to_string();
+                events.push((time(a), kind, x, y, icon));
+            }
+            for c in list(d, "categoryHistories") {
+                let mut detail = c.get("superclass").and_then(Value::as_str).unwrap_or_default().to_string();
+                if c.get("keyboard").and_then(Value::as_bool) == Some(true) {
+                    detail.push_str(" (keyboard)");
+                }
+                events.push((time(c), "tab", None, None, detail));
+            }
+            for a in list(d, "answerHistory") {
+                let detail = format!(
+                    "{}={}",
+                    a.get("label").and_then(Value::as_str).unwrap_or_default(),
+                    a.get("answer").and_then(Value::as_str).unwrap_or_default()
+                );
+                events.push((time(a), "answer", None, None, detail));
+            }
+            for (k, reg) in list(d, "regions").iter().enumerate() {
+                let detail = format!("region {k}: {}", reg.get("label").and_then(Value::as_str).unwrap_or_default());
+                for p in list(reg, "drawTrace") {
+                    let (x, y) = xy(Some(p));
+                    events.push((time(p), "draw", x, y, detail.clone()));
                 }
             }
             // Stable sort: events at the same time keep the order above.
             events.sort_by(|a, b| a.0.total_cmp(&b.0));
-            for (t, kind, x, y) in events {
-                writeln!(w, "{image},{},{},{kind},{t},{},{}", r.assignment, r.page, opt(x), opt(y))?;
+            for (t, kind, x, y, detail) in events {
+                writeln!(
+                    w,
+                    "{image},{},{},{kind},{t},{},{},{}",
+                    r.assignment,
+                    r.page,
+                    opt(x),
+                    opt(y),
+                    csv_field(&detail)
+                )?;
                 n += 1;
             }
         }

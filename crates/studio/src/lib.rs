@@ -11,11 +11,16 @@
 //!   tasks' page submissions (ImageNet Browse, COCO Tag, ReaL-style Verify,
 //!   Region boxes with class suggestions); [`fields`] holds their shared
 //!   field checks.
-//! * [`qc`] — HIT rejection rules (known-positive recall, selections, pages).
-//! * [`export`] — ImageNet-AB archives and flat CSV of the stored records.
+//! * [`qc`] — HIT rejection rules (known-positive recall, selections, pages,
+//!   gold answers, icon localisation against known objects).
+//! * [`aggregate`] — Verify votes to label probabilities (majority,
+//!   Dawid–Skene) and label sets.
+//! * [`export`] — ImageNet-AB archives, COCO-AB arrays and flat CSV of the
+//!   stored records.
 //! * [`secret`] — HIT tokens and the keyed worker-id hash.
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod browse;
 pub mod db;
 pub mod error;

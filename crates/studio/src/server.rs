@@ -47,7 +47,20 @@ pub trait RegionSuggester: Send + Sync {
     /// `[x0, y0, x1, y1]` (normalised to the image) of the image called
     /// `name`, stored at `file`; most probable first. Errors are messages
     /// for the annotator's page.
-    fn suggest(&self, name: &str, file: &std::path::Path, bbox: [f64; 4], k: usize) -> std::result::Result<Vec<(String, f64)>, String>;
+    fn suggest(
+        &self,
+        name: &str,
+        file: &std::path::Path,
+        bbox: [f64; 4],
+        k: usize,
+    ) -> std::result::Result<Vec<(String, f64)>, String>;
+
+    /// Whether `key` is one of the model's classes (a region may be labelled
+    /// with any class the model can suggest).
+    fn knows(&self, key: &str) -> bool;
+
+    /// The display name of one of the model's classes.
+    fn class_name(&self, key: &str) -> Option<String>;
 }
 
 /// Settings of a server.
@@ -372,11 +385,12 @@ async fn authorised(state: &AppState, token: &str, body: &Bytes) -> ApiResult<(H
     Ok((hit, spec, v, assignment))
 }
 
-/// Whether `key` may label a region of a HIT: a class of the HIT or an
-/// ImageNet WordNet id.
-fn is_class(spec: &HitSpec, key: &str) -> bool {
+/// Whether `key` may label a region of a HIT: a class of the HIT, an
+/// ImageNet WordNet id, or a class of the region model.
+fn is_class(state: &AppState, spec: &HitSpec, key: &str) -> bool {
     spec.classes.iter().any(|c| c.wnid == key)
         || labelscope_core::classes::ClassTable::imagenet().index_of_wnid(key).is_some()
+        || state.suggester.as_ref().is_some_and(|m| m.knows(key))
 }
 
 /// Validates a page submission of any task: its records.
@@ -396,7 +410,7 @@ async fn validate(state: &AppState, hit: &HitRow, spec: &HitSpec, index: usize, 
             vec![validate_verify(v, &VerifyContext { image: id, proposed: &extra.proposed }).map_err(ApiError::bad)?]
         }
         Task::Region => {
-            let check = |k: &str| is_class(spec, k);
+            let check = |k: &str| is_class(state, spec, k);
             vec![validate_region(v, &RegionContext { image: image()?, is_class: &check }).map_err(ApiError::bad)?]
         }
     })
@@ -473,6 +487,7 @@ async fn suggest(
                     .iter()
                     .find(|c| c.wnid == wnid)
                     .map(|c| c.name.clone())
+                    .or_else(|| state.suggester.as_ref().and_then(|m| m.class_name(&wnid)))
                     .or_else(|| table.index_of_wnid(&wnid).and_then(|k| table.get(k)).map(|c| c.name().to_string()))
                     .unwrap_or_else(|| wnid.clone());
                 Suggestion { wnid, name, score }

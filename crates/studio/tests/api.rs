@@ -96,7 +96,7 @@ fn start(rt: &tokio::runtime::Runtime, db_url: Option<String>) -> Studio {
         db.migrate().await.unwrap();
         let created = labelscope_studio::project::create(&db, &manifest).await.unwrap();
         let router =
-            server::router(db.clone(), key.clone(), &ServerConfig { images: images.clone(), max_body: 256 << 10 })
+            server::router(db.clone(), key.clone(), &ServerConfig { images: images.clone(), max_body: 256 << 10, suggester: None })
                 .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -181,7 +181,7 @@ fn full_flow(s: &Studio, rt: &tokio::runtime::Runtime) {
     assert_eq!(rows.iter().filter(|r| r.selected).count(), 1);
 
     // Quality control: one of the HIT's two pages is not enough.
-    let verdicts = rt.block_on(labelscope_studio::qc::project_verdicts(&s.db, "demo", &Default::default())).unwrap();
+    let verdicts = rt.block_on(labelscope_studio::qc::project_verdicts(&s.db, "demo", None)).unwrap();
     let v = verdicts.iter().find(|v| v.assignment == a).unwrap();
     assert_eq!((v.pages, v.selections, v.known), ((1, 2), (1, 4), (1, 1)));
     assert_eq!(v.reasons.len(), 1, "{:?}", v.reasons);
