@@ -2,55 +2,18 @@
 //! temporary SQLite database (and PostgreSQL when `LABELSCOPE_TEST_POSTGRES`
 //! names a server; required when `CI=true`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use std::net::SocketAddr;
 use std::path::Path;
+
+use common::{http, json_of, runtime};
 
 use labelscope_studio::db::Db;
 use labelscope_studio::manifest::Manifest;
 use labelscope_studio::secret::WorkerKey;
 use labelscope_studio::server::{self, ServerConfig};
 use serde_json::{json, Value};
-
-/// A minimal HTTP/1.1 client: returns (status, body).
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let body = body.unwrap_or(b"");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    // The server may answer (413) before reading a large body.
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text_end = out.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
-    let head = String::from_utf8_lossy(&out[..text_end]).to_string();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut body = out[text_end + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 2 + n + 2..];
-    }
-    out
-}
-
-fn json_of(body: &[u8]) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
-}
 
 struct Studio {
     addr: SocketAddr,
@@ -229,7 +192,8 @@ fn full_flow(s: &Studio, rt: &tokio::runtime::Runtime) {
     // Class text is escaped in the page, including inside the embedded JSON.
     let (_, body) = http(s.addr, "GET", &format!("/hit/{}", s.tokens[2]), None);
     let html = String::from_utf8(body).unwrap();
-    assert_eq!(html.matches("<script").count(), 2, "{html}");
+    // The data element and our two script files, nothing else.
+    assert_eq!(html.matches("<script").count(), 3, "{html}");
     let (_, body) = http(s.addr, "GET", &format!("/api/hit/{}/page/0?assignment={b}&key={bkey}", s.tokens[2]), None);
     assert_eq!(json_of(&body)["class"]["description"], json!("a <b>small</b> feline & friend"));
 
@@ -320,10 +284,6 @@ fn export_round_trip(s: &Studio, rt: &tokio::runtime::Runtime, dir: &Path) {
     assert!(events > rows);
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
 #[test]
 fn sqlite_full_flow_fuzz_and_export() {
     let rt = runtime();
@@ -369,8 +329,20 @@ fn migrations_are_idempotent_and_refuse_newer_schemas() {
         let db = Db::open(&path).await.unwrap();
         assert_eq!(db.schema_version().await.unwrap(), 0);
         assert!(db.check_schema().await.is_err());
-        assert_eq!(db.migrate().await.unwrap(), vec![1]);
+        // A database made by the first release keeps its rows through the later migrations.
+        assert_eq!(db.migrate_to(1).await.unwrap(), vec![1]);
+        assert_eq!(db.schema_version().await.unwrap(), 1);
+        sqlx::raw_sql(
+            "INSERT INTO projects (name, task, manifest, created_ms) VALUES ('old', 'browse', '{}', 0); \
+             INSERT INTO images (project_id, name, file, class, known_positive) VALUES (1, 'a', 'a.jpg', 'n01440764', 1);",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(db.migrate().await.unwrap(), vec![2]);
         assert_eq!(db.migrate().await.unwrap(), Vec::<i64>::new());
+        let images = db.project_images(1).await.unwrap();
+        assert_eq!((images[0].name.as_str(), images[0].known_positive, images[0].extra.as_deref()), ("a", true, None));
         db.check_schema().await.unwrap();
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(db.pool()).await.unwrap();
         assert_eq!(mode, "wal");
