@@ -86,6 +86,8 @@ pub enum ExportFormat {
     EventsCsv,
     /// COCO-AB JSON array (tag projects; read by `labelscope byproducts`).
     CocoAb,
+    /// JSON lines, one stored record per line (any task; full fidelity).
+    RecordsJsonl,
 }
 
 /// Vote aggregation methods.
@@ -309,6 +311,9 @@ pub fn run(a: StudioArgs) -> Result<()> {
                     ExportFormat::RecordsCsv => labelscope_studio::export::csv_records(&d, &project, &output).await?,
                     ExportFormat::EventsCsv => labelscope_studio::export::csv_events(&d, &project, &output).await?,
                     ExportFormat::CocoAb => labelscope_studio::export::coco_ab(&d, &project, &output).await?,
+                    ExportFormat::RecordsJsonl => {
+                        labelscope_studio::export::jsonl_records(&d, &project, &output).await?
+                    }
                 };
                 if n == 0 {
                     bail!("project {project:?} has no submitted records yet; nothing exported");

@@ -24,16 +24,17 @@ pub struct CacheSuggester {
 
 impl CacheSuggester {
     /// Opens the cache and loads the head (on `device`); checks that they fit
-    /// together and that the head's classes match `classes`.
+    /// together and that `classes` names every class of the head.
     pub fn open(cache: &Path, head: &Path, device: &str, classes: ClassTable) -> Result<CacheSuggester> {
         let dev = crate::nnio::device(device)?;
         let c = FeatureCache::open(cache).with_context(|| format!("opening the feature cache {}", cache.display()))?;
         let h = RegionHead::load(head, &dev).with_context(|| format!("loading the region head {}", head.display()))?;
         query::check_head(&c, &h).with_context(|| format!("region head {}", head.display()))?;
         let n = h.config().classes;
-        if n != classes.len() {
+        if n > classes.len() {
             anyhow::bail!(
-                "region head {} predicts {n} classes but the class table has {}; give the head's class list with --classes",
+                "region head {} predicts {n} classes but the class table has only {}; give the head's class list with \
+                 --classes",
                 head.display(),
                 classes.len()
             );

@@ -11,14 +11,14 @@
 //! cells 2·e0, 2·e1, 2·e2, 2·e2) and a linear head W = I, b = (0, 0, 0.5):
 //! box 0,0,112,112 pools cell (0,0) exactly → logits (2, 0, 0.5).
 
-use std::collections::HashMap;
+#[path = "support/region_model.rs"]
+mod region_model;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use candle_core::{Device, Tensor};
 use labelscope_core::rle::Rle;
-use labelscope_nn::head::{HeadConfig, RegionHead};
-use labelscope_relabel::cache::{CacheSpec, CacheWriter, ImageFeatures, Shard, TokenKind};
+use region_model::{write_cache, write_head};
 use labelscope_relabel::output::{JsonImage, JsonLabel, JsonOutput, JsonProposal};
 
 fn bin() -> Command {
@@ -159,32 +159,6 @@ fn report_errors() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).1.contains("share no image id"), "{}", text(&o).1);
-}
-
-fn write_cache(dir: &Path) {
-    let spec = CacheSpec {
-        backbone: "hand".into(),
-        recipe: "resize256-crop224".into(),
-        tokens: TokenKind::Patch,
-        dim: 3,
-        cls: false,
-    };
-    let mut w = CacheWriter::open(dir, &spec, Shard::ALL).unwrap();
-    let a = [2.0f32, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 2.0];
-    w.append_batch(&[ImageFeatures { id: "a", h: 2, w: 2, patches: &a, cls: None }]).unwrap();
-    w.finish(&["a"]).unwrap();
-}
-
-fn write_head(path: &Path, in_dim: usize) {
-    let mut wv = vec![0.0f32; 3 * in_dim];
-    for i in 0..3 {
-        wv[i * in_dim + i] = 1.0;
-    }
-    let mut t = HashMap::new();
-    t.insert("fc.weight".to_string(), Tensor::from_vec(wv, (3, in_dim), &Device::Cpu).unwrap());
-    t.insert("fc.bias".to_string(), Tensor::from_vec(vec![0.0f32, 0.0, 0.5], 3, &Device::Cpu).unwrap());
-    let h = RegionHead::from_tensors(HeadConfig::linear(in_dim, 3), &t, Path::new("hand"), &Device::Cpu).unwrap();
-    h.save(path).unwrap();
 }
 
 #[test]

@@ -43,12 +43,19 @@ fn serve(dir: &Path, first: bool) -> (Child, SocketAddr) {
     if first {
         cmd.arg("--manifest").arg(dir.join("m.json")).arg("--links").arg(dir.join("links.txt"));
     }
+    listening(cmd)
+}
+
+/// Spawns a `serve` command and waits for its address (read from its log).
+fn listening(mut cmd: Command) -> (Child, SocketAddr) {
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
+    let mut log = String::new();
     loop {
         line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "server exited before listening");
+        assert!(err.read_line(&mut line).unwrap() > 0, "server exited before listening:\n{log}");
+        log.push_str(&line);
         if let Some(rest) = line.trim().strip_prefix("labelscope studio listening on http://") {
             let addr = rest.parse().unwrap();
             // Keep draining the log so the server never blocks on it.
@@ -216,8 +223,9 @@ fn e2e_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../studio/e2e")
 }
 
-#[test]
-fn browse_task_in_headless_chromium() {
+/// The Chromium binary when it and the Node modules are installed; `None`
+/// (skip) otherwise, which fails under `CI=true`.
+fn chromium() -> Option<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let ready = Path::new(&chromium).exists() && e2e_dir().join("node_modules/playwright-core").exists();
     if !ready {
@@ -226,8 +234,254 @@ fn browse_task_in_headless_chromium() {
             "CI=true but Chromium ({chromium}) or crates/studio/e2e/node_modules is missing (.ci/run installs them)"
         );
         eprintln!("skipped: needs {chromium} and `npm ci` in crates/studio/e2e");
-        return;
+        return None;
     }
+    Some(chromium)
+}
+
+/// Runs a Playwright script of crates/studio/e2e; fails the test with its output when it fails.
+fn node(chromium: &str, script: &str, args: &[&str]) {
+    let run = Command::new("node").arg(e2e_dir().join(script)).args(args).env("CHROMIUM", chromium).output().unwrap();
+    assert!(
+        run.status.success(),
+        "browser run {script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// `labelscope studio export --format records-jsonl`: the stored records, in order.
+fn export_jsonl(dir: &Path, project: &str) -> Vec<Value> {
+    let out = dir.join(format!("{project}.jsonl"));
+    let o = bin()
+        .args(["studio", "export", "--project", project, "--format", "records-jsonl", "--db"])
+        .arg(dir.join("studio.sqlite"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A project folder with `n` generated PNGs (`{prefix}{i}.png`, w × h) and the manifest of `task`.
+fn project_dir(prefix: &str, n: usize, (w, h): (u32, u32), manifest: impl Fn(Vec<Value>) -> Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let mut list = Vec::new();
+    for i in 0..n {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x as usize + i) as u8, y as u8, 90]));
+        let file = if n == 1 && prefix == "a" { "a.png".to_string() } else { format!("{prefix}{i}.png") };
+        img.save(images.join(&file)).unwrap();
+        list.push(json!({"file": file}));
+    }
+    std::fs::write(dir.path().join("m.json"), manifest(list).to_string()).unwrap();
+    dir
+}
+
+fn first_link(dir: &Path, addr: SocketAddr) -> String {
+    let links = std::fs::read_to_string(dir.join("links.txt")).unwrap();
+    let token = links.lines().next().unwrap().rsplit('/').next().unwrap().to_string();
+    format!("http://{addr}/hit/{token}")
+}
+
+fn close(f: f64, want: f64, pixels: f64) -> bool {
+    (f - want).abs() <= 1.0 / pixels + 1e-9
+}
+
+#[test]
+fn tag_task_in_headless_chromium() {
+    let Some(chromium) = chromium() else { return };
+    let dir = project_dir("t", 2, (400, 300), |images| {
+        json!({"name": "tags", "task": "tag", "images": images, "categories": [
+            {"name": "dog", "superclass": "animal"}, {"name": "cat", "superclass": "animal"},
+            {"name": "person", "superclass": "person"}, {"name": "car", "superclass": "vehicle"}]})
+    });
+    let (mut child, addr) = serve(dir.path(), true);
+    let out = dir.path().join("did.json");
+    node(&chromium, "tag.mjs", &[&first_link(dir.path(), addr), out.to_str().unwrap()]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let did: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let recs = export_jsonl(dir.path(), "tags");
+    assert_eq!(recs.len(), 2);
+    assert_eq!(did["pages"][0]["used"], 1, "a placed category's icon is marked used");
+    for (d, r) in did["pages"].as_array().unwrap().iter().zip(&recs) {
+        assert_eq!(r["page"], d["page"]);
+        let rec = &r["record"];
+        let (w, h) = (d["width"].as_f64().unwrap(), d["height"].as_f64().unwrap());
+        let want = d["actions"].as_array().unwrap();
+        let got = rec["actionHistories"].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{rec}");
+        for (g, x) in got.iter().zip(want) {
+            assert_eq!((&g["actionType"], &g["iconType"]), (&x["type"], &x["icon"]), "{g}");
+            let p = if x["type"] == "remove" { &g["pointFrom"] } else { &g["pointTo"] };
+            let (px, py) = (p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
+            assert!(close(px, x["x"].as_f64().unwrap(), w) && close(py, x["y"].as_f64().unwrap(), h), "{g} vs {x}");
+        }
+        let tabs: Vec<(Value, Value)> =
+            rec["categoryHistories"].as_array().unwrap().iter().map(|c| (c["superclass"].clone(), c["keyboard"].clone())).collect();
+        let want_tabs: Vec<(Value, Value)> =
+            d["tabs"].as_array().unwrap().iter().map(|c| (c["superclass"].clone(), c["keyboard"].clone())).collect();
+        assert_eq!(tabs, want_tabs);
+        assert_eq!(rec["originalSize"], json!({"width": 400.0, "height": 300.0}));
+        assert!(rec["timeSpent"].as_f64().unwrap() > 0.0);
+    }
+    // The move starts where the add put the icon; the final icons.
+    let a0 = &recs[0]["record"]["actionHistories"];
+    assert_eq!(a0[1]["pointFrom"], a0[0]["pointTo"]);
+    let icons: Vec<&str> =
+        recs[0]["record"]["icons"].as_array().unwrap().iter().map(|i| i["iconType"].as_str().unwrap()).collect();
+    assert_eq!(icons, ["dog", "cat"]);
+    assert_eq!(recs[1]["record"]["icons"].as_array().unwrap().len(), 1);
+    assert!(!recs[0]["record"]["mouseTracking"].as_array().unwrap().is_empty(), "mouse trace recorded");
+    // And the COCO-AB export holds the same actions.
+    let coco = dir.path().join("coco.json");
+    let o = bin()
+        .args(["studio", "export", "--project", "tags", "--format", "coco-ab", "--db"])
+        .arg(dir.path().join("studio.sqlite"))
+        .arg("-o")
+        .arg(&coco)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let arr: Value = serde_json::from_slice(&std::fs::read(&coco).unwrap()).unwrap();
+    assert_eq!(arr[0]["actionHistories"], recs[0]["record"]["actionHistories"]);
+}
+
+#[test]
+fn verify_task_in_headless_chromium() {
+    let Some(chromium) = chromium() else { return };
+    let dir = project_dir("v", 2, (300, 200), |images| {
+        let images: Vec<Value> = images
+            .into_iter()
+            .map(|mut i| {
+                i["class"] = json!("n02085620");
+                i["proposed"] = json!(["n02085620", "n02123045"]);
+                i
+            })
+            .collect();
+        json!({"name": "checks", "task": "verify", "images": images})
+    });
+    let (mut child, addr) = serve(dir.path(), true);
+    let out = dir.path().join("did.json");
+    node(&chromium, "verify.mjs", &[&first_link(dir.path(), addr), out.to_str().unwrap()]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let did: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(did["labels"], json!(["n02085620", "n02123045"]));
+    let recs = export_jsonl(dir.path(), "checks");
+    assert_eq!(recs.len(), 2);
+    for (d, r) in did["pages"].as_array().unwrap().iter().zip(&recs) {
+        let rec = &r["record"];
+        assert_eq!(d["early"], true, "submit waits for every label");
+        let answers: Vec<Value> =
+            rec["answers"].as_array().unwrap().iter().map(|a| json!([a["label"], a["answer"]])).collect();
+        assert_eq!(Value::Array(answers), d["answers"]);
+        assert_eq!(rec["answerHistory"].as_array().unwrap().len() as u64, d["clicks"].as_u64().unwrap());
+        for f in ["wrong_original_label", "drawing", "heavy_edit", "inappropriate"] {
+            let want = d["flags"].as_array().unwrap().iter().any(|x| x == f);
+            assert_eq!(rec["flags"][f], json!(want), "{f}");
+        }
+        assert_eq!(rec["alternative"], d["alternative"]);
+    }
+    assert_eq!(recs[0]["record"]["answerHistory"][0]["answer"], "maybe", "the changed answer is kept");
+    assert!(!recs[0]["record"]["mouseTracking"].as_array().unwrap().is_empty());
+    // Aggregation of the one worker: Chihuahua yes on both images; tabby no / maybe.
+    let labels = dir.path().join("labels.json");
+    let o = bin()
+        .args(["studio", "aggregate", "--project", "checks", "--method", "majority", "--db"])
+        .arg(dir.path().join("studio.sqlite"))
+        .arg("-o")
+        .arg(&labels)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sets: Value = serde_json::from_slice(&std::fs::read(&labels).unwrap()).unwrap();
+    assert_eq!(sets, json!({"v0": [151], "v1": [151]}));
+}
+
+/// Draws a box in the Region page; returns the stored record of the page.
+fn region_run(chromium: &str, dir: &Path, extra: &[&str], query: &str) -> (Value, Value) {
+    let mut cmd = bin();
+    cmd.args(["serve", "--db"])
+        .arg(dir.join("studio.sqlite"))
+        .arg("--images")
+        .arg(dir.join("images"))
+        .args(["--addr", "127.0.0.1:0", "--manifest"])
+        .arg(dir.join("m.json"))
+        .arg("--links")
+        .arg(dir.join("links.txt"))
+        .args(extra);
+    let (mut child, addr) = listening(cmd);
+    let out = dir.join("did.json");
+    node(chromium, "region.mjs", &[&first_link(dir, addr), out.to_str().unwrap(), query]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let did: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let recs = export_jsonl(dir, "boxes");
+    assert_eq!(recs.len(), 1);
+    (did["pages"][0].clone(), recs[0]["record"].clone())
+}
+
+#[path = "support/region_model.rs"]
+mod region_model;
+
+#[test]
+fn region_task_in_headless_chromium_with_search_and_with_the_region_model() {
+    let Some(chromium) = chromium() else { return };
+    let manifest = |images: Vec<Value>| json!({"name": "boxes", "task": "region", "images": images});
+    // Class-name search.
+    let dir = project_dir("a", 1, (448, 448), manifest);
+    let (d, rec) = region_run(&chromium, dir.path(), &[], "tabby");
+    assert_eq!(d["model"], false);
+    let r = &rec["regions"][0];
+    assert_eq!(rec["regions"].as_array().unwrap().len(), 1, "the cancelled box is not stored");
+    assert_eq!((r["label"].as_str(), r["source"].as_str(), r["query"].as_str()), (Some("n02123045"), Some("search"), Some("tabby")));
+    let (w, h) = (d["width"].as_f64().unwrap(), d["height"].as_f64().unwrap());
+    let want = d["box"].as_array().unwrap();
+    for (k, key) in ["x0", "y0", "x1", "y1"].iter().enumerate() {
+        let size = if k % 2 == 0 { w } else { h };
+        assert!(close(r["box"][key].as_f64().unwrap(), want[k].as_f64().unwrap(), size), "{key}: {r}");
+    }
+    assert!(r["drawTrace"].as_array().unwrap().len() >= 3, "drawing trace: {r}");
+
+    // The relabel region query: a cache of image "a" and a head over the classes cat, dog, car.
+    let dir = project_dir("a", 1, (448, 448), manifest);
+    let cache = dir.path().join("cache");
+    region_model::write_cache(&cache);
+    let head = dir.path().join("head.safetensors");
+    region_model::write_head(&head, 3);
+    let classes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../relabel/tests/fixtures/quality/classes.txt");
+    let args = ["--region-cache", cache.to_str().unwrap(), "--region-head", head.to_str().unwrap(), "--classes", classes.to_str().unwrap()];
+    let (d, rec) = region_run(&chromium, dir.path(), &args, "");
+    assert_eq!(d["model"], true);
+    let r = &rec["regions"][0];
+    assert_eq!(r["source"], "model");
+    // The same box through `labelscope relabel query` on the 448 x 448 image: the same ranking.
+    let b: Vec<f64> = ["x0", "y0", "x1", "y1"].iter().map(|k| r["box"][k].as_f64().unwrap() * 448.0).collect();
+    let o = bin()
+        .args(["relabel", "query", "--cache", cache.to_str().unwrap(), "--head", head.to_str().unwrap(), "--classes"])
+        .arg(&classes)
+        .args(["--image", "a", "--image-size", "448,448", "--top", "3", "--json", "--box"])
+        .arg(format!("{},{},{},{}", b[0], b[1], b[2], b[3]))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let q: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The class list's ids are c0, c1, ... by index.
+    let names: Vec<String> =
+        q["classes"].as_array().unwrap().iter().map(|c| format!("c{}", c["class"].as_u64().unwrap())).collect();
+    let stored: Vec<&str> = r["suggestions"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(stored, names);
+    assert_eq!(r["label"].as_str(), Some(names[0].as_str()));
+    assert_eq!(d["wnid"].as_str(), Some(names[0].as_str()));
+}
+
+#[test]
+fn browse_task_in_headless_chromium() {
+    let Some(chromium) = chromium() else { return };
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images).unwrap();
@@ -244,22 +498,9 @@ fn browse_task_in_headless_chromium() {
     let links = std::fs::read_to_string(dir.path().join("links.txt")).unwrap();
     let token = links.lines().next().unwrap().rsplit('/').next().unwrap().to_string();
     let out = dir.path().join("did.json");
-    let run = Command::new("node")
-        .arg(e2e_dir().join("browse.mjs"))
-        .arg(format!("http://{addr}/hit/{token}"))
-        .arg("2")
-        .arg(&out)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .unwrap();
+    node(&chromium, "browse.mjs", &[&format!("http://{addr}/hit/{token}"), "2", out.to_str().unwrap()]);
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        run.status.success(),
-        "browser run failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
     let did: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(did["nudge"], json!(true), "the pointer-nudge instruction is shown");
     let did = did["images"].as_array().unwrap().clone();

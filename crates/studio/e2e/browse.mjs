@@ -4,23 +4,13 @@
 // the Rust test to compare with the database.
 // Usage: node browse.mjs URL PAGES OUT.json
 import { writeFileSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { open, start, finish } from './common.mjs';
 
 const [url, pagesArg, out] = process.argv.slice(2);
 const pages = Number(pagesArg);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
-const errors = [];
+const { browser, page, errors } = await open(url);
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  await page.goto(url);
-  await page.fill('#worker', 'browser-worker-1');
-  await page.click('#start');
+  await start(page, 'browser-worker-1');
   const done = [];
   let nudge = null;
   for (let p = 0; p < pages; p++) {
@@ -55,9 +45,5 @@ try {
   await page.waitForSelector('#complete');
   writeFileSync(out, JSON.stringify({ images: done, nudge, errors }));
 } finally {
-  await browser.close();
-}
-if (errors.length) {
-  console.error(errors.join('\n'));
-  process.exit(1);
+  await finish(browser, errors);
 }

@@ -10,6 +10,7 @@
 //!   `timeSpent`, `workerId` (the keyed hash), `actionHistories`,
 //!   `categoryHistories`, `mouseTracking`; readable by `labelscope
 //!   byproducts`.
+//! * [`jsonl_records`] — every stored record as one JSON line (any task).
 //! * [`csv_records`] and [`csv_events`] — a flat form for analysis: one row
 //!   per (image, showing), and one row per recorded event (hover, trace
 //!   sample, click, icon action, tab, answer, box drawing) with its
@@ -177,6 +178,25 @@ pub async fn coco_ab(db: &Db, project: &str, out: &Path) -> Result<u64> {
         w.flush()
     })?;
     Ok(n)
+}
+
+/// Writes every stored record as JSON lines (full fidelity, any task):
+/// `{"image", "class", "hit", "assignment", "worker", "page", "selected",
+/// "record"}` per line, `record` being the validated submission of that
+/// image. Returns the number of lines.
+pub async fn jsonl_records(db: &Db, project: &str, out: &Path) -> Result<u64> {
+    let rows = rows_of(db, project).await?;
+    labelscope_core::atomic::write_atomic_with(out, |w| {
+        let mut w = std::io::BufWriter::new(w);
+        for (r, d) in &rows {
+            let line = serde_json::json!({"image": r.image, "class": r.class, "hit": r.hit, "assignment": r.assignment,
+                                          "worker": r.worker, "page": r.page, "selected": r.selected, "record": d});
+            w.write_all(line.to_string().as_bytes())?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()
+    })?;
+    Ok(rows.len() as u64)
 }
 
 /// The labels a record gave, in words: browse nothing; tag the final icons;
