@@ -788,4 +788,98 @@ mod tests {
             assert!(!is_safe_relative(bad), "{bad:?}");
         }
     }
+
+    #[test]
+    fn task_layouts_and_task_data() {
+        let m = parse(r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "image_id": 139,
+                          "objects": [{"category": "dog", "box": [1, 2, 30, 40]},
+                                      {"category": "cat", "segmentation": {"size": [2, 2], "counts": [1, 2, 1]}}]},
+                         {"file": "b.jpg"}]}"#)
+        .unwrap();
+        assert_eq!((m.images_per_page, m.pages_per_hit), (1, 20));
+        assert_eq!(m.categories.len(), 80);
+        let mut supers: Vec<&str> = m.categories.iter().map(|c| c.superclass.as_str()).collect();
+        supers.dedup();
+        assert_eq!(supers.len(), 12, "{supers:?}");
+        assert_eq!(m.categories.iter().find(|c| c.name == "toothbrush").unwrap().superclass, "indoor");
+        assert_eq!(m.categories.iter().find(|c| c.name == "tv").unwrap().superclass, "electronic");
+        assert_eq!(m.images[0].extra.image_id, Some(139));
+        assert_eq!(m.images[0].class, None);
+        // Column-major [1, 2, 1] on 2 x 2: pixels (row 1, col 0) and (row 0, col 1) are set.
+        let cat = &m.images[0].extra.objects[1];
+        assert!(cat.contains(0.25, 0.75, 2.0, 2.0) && cat.contains(0.75, 0.25, 2.0, 2.0));
+        assert!(!cat.contains(0.25, 0.25, 2.0, 2.0) && !cat.contains(0.75, 0.75, 2.0, 2.0));
+        assert!(m.images[0].extra.objects[0].contains(15.0 / 640.0, 20.0 / 480.0, 640.0, 480.0));
+        assert_eq!(m.hits().len(), 1);
+        assert_eq!(m.hits()[0].len(), 2);
+
+        let m = parse(r#"{"name": "v", "task": "verify", "pages_per_hit": 2,
+                          "images": [{"file": "a.jpg", "class": "n01440764", "proposed": ["n01440764", "n02085620"],
+                                      "gold": {"n02085620": "no"}}, {"file": "b.jpg", "proposed": ["n01440764"]},
+                                     {"file": "c.jpg", "proposed": ["n01440764"]}]}"#)
+        .unwrap();
+        assert_eq!(m.images[0].extra.gold_answers["n02085620"], "no");
+        assert_eq!(m.classes["n02085620"].name, "Chihuahua");
+        assert_eq!(m.hits().iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1]);
+        let m = parse(r#"{"name": "b", "task": "browse", "images": [{"file": "a.jpg", "class": "n01440764", "gold": false}]}"#)
+            .unwrap();
+        assert_eq!(m.images[0].extra.gold_selected, Some(false));
+    }
+
+    #[test]
+    fn task_data_errors_name_the_key() {
+        let cases = [
+            (r#"{"name": "v", "task": "verify", "images": [{"file": "a.jpg"}]}"#, "images[0].proposed", "non-empty array"),
+            (
+                r#"{"name": "v", "task": "verify", "images": [{"file": "a.jpg", "proposed": ["n01440764", "n01440764"]}]}"#,
+                "images[0].proposed[1]",
+                "appears twice",
+            ),
+            (
+                r#"{"name": "v", "task": "verify", "images": [{"file": "a.jpg", "proposed": ["n01440764"], "gold": {"n02085620": "yes"}}]}"#,
+                "images[0].gold.n02085620",
+                "proposed labels",
+            ),
+            (
+                r#"{"name": "v", "task": "verify", "images": [{"file": "a.jpg", "proposed": ["n01440764"], "gold": {"n01440764": "maybe"}}]}"#,
+                "images[0].gold.n01440764",
+                "\"yes\" or \"no\"",
+            ),
+            (
+                r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "objects": [{"category": "unicorn", "box": [0, 0, 1, 1]}]}]}"#,
+                "images[0].objects[0].category",
+                "not an icon category",
+            ),
+            (
+                r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "objects": [{"category": "dog", "box": [5, 0, 1, 1]}]}]}"#,
+                "images[0].objects[0].box",
+                "x0 <= x1",
+            ),
+            (
+                r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "objects": [{"category": "dog", "segmentation": {"size": [2, 2], "counts": [1, 1]}}]}]}"#,
+                "images[0].objects[0].segmentation.counts",
+                "",
+            ),
+            (
+                r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "objects": [{"category": "dog"}]}]}"#,
+                "images[0].objects[0]",
+                "exactly one of",
+            ),
+            (r#"{"name": "t", "task": "tag", "images_per_page": 4, "images": [{"file": "a.jpg"}]}"#, "images_per_page", "one image"),
+            (r#"{"name": "t", "task": "tag", "pointer_nudge": true, "images": [{"file": "a.jpg"}]}"#, "pointer_nudge", "only browse"),
+            (r#"{"name": "b", "task": "browse", "categories": [], "images": [{"file": "a.jpg", "class": "n01440764"}]}"#, "categories", "only tag"),
+            (
+                r#"{"name": "t", "task": "tag", "categories": [{"name": "a", "superclass": "x"}, {"name": "a", "superclass": "y"}], "images": [{"file": "a.jpg"}]}"#,
+                "categories[1]",
+                "appears twice",
+            ),
+            (r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "proposed": ["n01440764"]}]}"#, "images[0].proposed", "unknown key for a tag project"),
+            (r#"{"name": "b", "task": "browse", "images": [{"file": "a.jpg", "class": "n01440764", "gold": "yes"}]}"#, "images[0].gold", "true (must be selected)"),
+            (r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "image_id": -3}]}"#, "images[0].image_id", "non-negative integer"),
+        ];
+        for (text, at, what) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.starts_with("m.json: ") && e.contains(at) && e.contains(what), "{text} -> {e}");
+        }
+    }
 }

@@ -218,41 +218,7 @@ fn fuzz(s: &Studio) {
     .to_string()
     .into_bytes();
     let url = format!("/api/hit/{}/page/0", s.tokens[1]);
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let specials: &[&[u8]] =
-        &[b"null", b"-1", b"1e400", b"\"", b"[", b"}", b"{}", b"\"\\ud800\"", b"9999999999999999999999", b"true"];
-    let mut saved = 0;
-    for round in 0..400 {
-        let mut b = good.clone();
-        for _ in 0..1 + next() % 4 {
-            if b.is_empty() {
-                break;
-            }
-            let pos = (next() % b.len() as u64) as usize;
-            match next() % 4 {
-                0 => b[pos] = (next() % 256) as u8,
-                1 => {
-                    b.remove(pos);
-                }
-                2 => {
-                    let sp = specials[(next() % specials.len() as u64) as usize];
-                    b.splice(pos..pos, sp.iter().copied());
-                }
-                _ => b.truncate(pos),
-            }
-        }
-        let (st, body) = http(s.addr, "POST", &url, Some(&b));
-        assert!(st < 500, "round {round}: {st} {}", String::from_utf8_lossy(&body));
-        if st == 200 {
-            saved += 1;
-        }
-    }
+    let saved = common::fuzz_posts(s.addr, &url, &good, 400);
     // Most mutations are rejected; the server is still healthy afterwards.
     assert!(saved < 400);
     let (st, _) = http(s.addr, "POST", &url, Some(&good));

@@ -204,6 +204,29 @@ fn tag_flow(s: &Studio, rt: &tokio::runtime::Runtime) {
     rt.block_on(labelscope_studio::export::csv_events(&s.db, "coco-tag", &ev)).unwrap();
     let text = std::fs::read_to_string(&ev).unwrap();
     assert!(text.contains(",move,900,0.6,0.4,car") && text.contains(",tab,200,,,animal (keyboard)"), "{text}");
+    fuzz(s, tag_page(ids[4], &[("dog", 0.5, 0.5), ("cat", 0.2, 0.2)]));
+}
+
+/// Fuzzed submissions of page 4 (or 3) of HIT 0 by a new worker: 4xx, never 5xx; then the
+/// valid body is still accepted.
+fn fuzz(s: &Studio, body: Value) {
+    let a = begin(s, 0, "fuzzer");
+    let last = s_pages(s, &a) - 1;
+    let mut good = body;
+    good["assignment"] = json!(a.0);
+    good["key"] = json!(a.1);
+    good["time_spent_ms"] = json!(100);
+    let url = format!("/api/hit/{}/page/{last}", s.tokens[0]);
+    let good = good.to_string().into_bytes();
+    let saved = common::fuzz_posts(s.addr, &url, &good, 300);
+    assert!(saved < 300);
+    let (st, _) = http(s.addr, "POST", &url, Some(&good));
+    assert_eq!(st, 200);
+}
+
+fn s_pages(s: &Studio, (a, key): &(i64, String)) -> usize {
+    let (_, body) = http(s.addr, "GET", &format!("/api/hit/{}/page/0?assignment={a}&key={key}", s.tokens[0]), None);
+    json_of(&body)["pages"].as_u64().unwrap() as usize
 }
 
 // ---------------------------------------------------------------- verify
@@ -311,6 +334,13 @@ fn verify_flow(s: &Studio, rt: &tokio::runtime::Runtime) {
     let csv = labelscope_studio::aggregate::items_csv(&ds);
     assert_eq!(csv.lines().count(), 9);
     assert!(csv.starts_with("image,label,yes,no,maybe,probability,kept\nv0,n02085620,5,0,0,"), "{csv}");
+    // The label sets read back as evaluation ground truth.
+    let back = labelscope_core::labels::parse_labels(&sets.to_json(), Path::new("labels.json"), None, table).unwrap();
+    let back = back.to_sets().unwrap();
+    assert_eq!(back.get("v1"), Some(&[151][..]));
+    assert_eq!(back.get("v2"), Some(&[][..]));
+    assert_eq!(back.get("v3"), Some(&[151][..]));
+    fuzz(s, verify_page(ids[3], "yes", "no"));
 }
 
 // ---------------------------------------------------------------- region
@@ -393,6 +423,8 @@ fn region_flow(s: &Studio, model: bool, rt: &tokio::runtime::Runtime) {
         let v = rt.block_on(project_verdicts(&s.db, "boxes", None)).unwrap();
         assert_eq!(v[0].objects, (1, 2));
         assert!(!v[0].accepted);
+        let id1 = page(s, 0, 1, &a)["images"][0]["id"].as_i64().unwrap();
+        fuzz(s, with(sizes(id1), json!({"regions": [region(CAT, [0.5, 0.0, 1.0, 0.5], "search", 1000.0)], "mouseTracking": []})));
     }
 }
 

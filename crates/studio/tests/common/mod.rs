@@ -50,3 +50,108 @@ pub fn json_of(body: &[u8]) -> Value {
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
+
+/// A xorshift generator (deterministic fuzzing).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Posts `rounds` mutations of the valid body `good` to `url`: byte-level
+/// (flipped, removed, inserted JSON specials, truncation) for half of them,
+/// and structural for the other half (a random value anywhere in the JSON
+/// replaced by another type, an out-of-range number, a long string, a huge
+/// array, or a key removed). Every answer must be below 500. Returns how
+/// many were accepted (200).
+pub fn fuzz_posts(addr: SocketAddr, url: &str, good: &[u8], rounds: usize) -> usize {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ good.len() as u64);
+    let specials: &[&[u8]] =
+        &[b"null", b"-1", b"1e400", b"\"", b"[", b"}", b"{}", b"\"\\ud800\"", b"9999999999999999999999", b"true"];
+    let parsed: Value = serde_json::from_slice(good).unwrap();
+    let mut saved = 0;
+    for round in 0..rounds {
+        let b = if round % 2 == 0 {
+            let mut b = good.to_vec();
+            for _ in 0..1 + rng.below(4) {
+                if b.is_empty() {
+                    break;
+                }
+                let pos = rng.below(b.len());
+                match rng.below(4) {
+                    0 => b[pos] = rng.below(256) as u8,
+                    1 => {
+                        b.remove(pos);
+                    }
+                    2 => {
+                        let sp = specials[rng.below(specials.len())];
+                        b.splice(pos..pos, sp.iter().copied());
+                    }
+                    _ => b.truncate(pos),
+                }
+            }
+            b
+        } else {
+            let mut v = parsed.clone();
+            for _ in 0..1 + rng.below(3) {
+                mutate(&mut v, &mut rng);
+            }
+            v.to_string().into_bytes()
+        };
+        let (st, body) = http(addr, "POST", url, Some(&b));
+        assert!(st < 500, "round {round}: {st} {}", String::from_utf8_lossy(&body));
+        if st == 200 {
+            saved += 1;
+        }
+    }
+    saved
+}
+
+/// Replaces one random value inside `v` (never the assignment or key, so
+/// that the validators behind authorisation are reached).
+fn mutate(v: &mut Value, rng: &mut Rng) {
+    let descend = rng.below(4) != 0;
+    match v {
+        Value::Object(m) if descend => {
+            let keys: Vec<String> = m.keys().filter(|k| *k != "assignment" && *k != "key").cloned().collect();
+            if !keys.is_empty() {
+                let k = keys[rng.below(keys.len())].clone();
+                if rng.below(8) == 0 {
+                    m.remove(&k);
+                } else if let Some(child) = m.get_mut(&k) {
+                    mutate(child, rng);
+                }
+                return;
+            }
+        }
+        Value::Array(a) if descend && !a.is_empty() => {
+            let i = rng.below(a.len());
+            mutate(&mut a[i], rng);
+            return;
+        }
+        _ => {}
+    }
+    *v = match rng.below(10) {
+        0 => Value::Null,
+        1 => serde_json::json!(-1),
+        2 => serde_json::json!(1e300),
+        3 => serde_json::json!("x".repeat(rng.below(5000))),
+        4 => serde_json::json!([]),
+        5 => serde_json::json!({}),
+        6 => serde_json::json!(true),
+        7 => Value::Array(vec![serde_json::json!({"x": 0.5, "y": 0.5, "time": 1}); 25_000]),
+        8 => serde_json::json!("</script><img src=x onerror=alert(1)>"),
+        _ => serde_json::json!(u64::MAX),
+    };
+}
