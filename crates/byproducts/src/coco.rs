@@ -87,7 +87,20 @@ fn bare_message(e: &serde_json::Error) -> String {
 /// records per thread whatever the file size. A record of the wrong shape is
 /// an error naming its index, line and column, unless `skip_bad`; broken
 /// JSON (truncation, syntax) is always an error with its line and column.
-pub fn read_array(path: &Path, opts: &ReadOptions, mut each: impl FnMut(CocoRecord)) -> Result<ReadSummary> {
+pub fn read_array(path: &Path, opts: &ReadOptions, each: impl FnMut(CocoRecord)) -> Result<ReadSummary> {
+    read_array_of(path, opts, "an object with image_id and actionHistories", each)
+}
+
+/// [`read_array`] for any element type: each element of the JSON array is
+/// deserialised as a `T` on the parser threads; an element of the wrong
+/// shape is an error naming its index, line, column and `expected`, unless
+/// `skip_bad`.
+pub fn read_array_of<T: serde::de::DeserializeOwned + Send>(
+    path: &Path,
+    opts: &ReadOptions,
+    expected: &str,
+    mut each: impl FnMut(T),
+) -> Result<ReadSummary> {
     let (reader, count) = open_counting(path)?;
     let mut summary = ReadSummary::default();
     let skip_bad = opts.skip_bad;
@@ -95,7 +108,7 @@ pub fn read_array(path: &Path, opts: &ReadOptions, mut each: impl FnMut(CocoReco
         opts.worker_threads(),
         opts.progress.map(|f| (&*count, f)),
         |push: &mut dyn FnMut(RawElement) -> bool| split_json_array(reader, path, push),
-        |el: RawElement| match serde_json::from_slice::<CocoRecord>(&el.bytes) {
+        |el: RawElement| match serde_json::from_slice::<T>(&el.bytes) {
             Ok(r) => Ok(r),
             Err(e) => Err((
                 e.classify() == serde_json::error::Category::Data,
@@ -114,7 +127,7 @@ pub fn read_array(path: &Path, opts: &ReadOptions, mut each: impl FnMut(CocoReco
                 Ok(())
             }
             Err((true, at, msg)) => {
-                Err(Error::format(path, at, format!("{msg} (expected an object with image_id and actionHistories)")))
+                Err(Error::format(path, at, format!("{msg} (expected {expected})")))
             }
             Err((false, at, msg)) => Err(Error::format(path, at, format!("not valid JSON: {msg}"))),
         },

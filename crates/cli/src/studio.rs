@@ -90,6 +90,15 @@ pub enum ExportFormat {
     RecordsJsonl,
 }
 
+/// Release layouts `studio import` reads.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ImportFormatArg {
+    /// ImageNet-AB `.tar.gz` (becomes a browse project).
+    ImagenetAb,
+    /// COCO-AB JSON array (becomes a tag project).
+    CocoAb,
+}
+
 /// Vote aggregation methods.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AggregateMethod {
@@ -179,6 +188,25 @@ pub enum StudioCommand {
         /// Also write every (image, label) with its votes and probability as CSV.
         #[arg(long, value_name = "FILE")]
         items: Option<PathBuf>,
+    },
+    /// Import an ImageNet-AB or COCO-AB release as a new project (browse or tag).
+    Import {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Name of the new project.
+        #[arg(long)]
+        project: String,
+        /// Layout of the release.
+        #[arg(long, value_enum)]
+        format: ImportFormatArg,
+        /// The release: an ImageNet-AB `.tar.gz` or a COCO-AB JSON array.
+        release: PathBuf,
+        /// Parser threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Skip malformed records (counted) instead of stopping at the first.
+        #[arg(long)]
+        skip_bad: bool,
     },
     /// List the projects.
     List(DbArgs),
@@ -412,6 +440,29 @@ pub fn run(a: StudioArgs) -> Result<()> {
                     }
                 );
                 eprintln!("label sets written to {}", output.display());
+            }
+            StudioCommand::Import { db, project, format, release, threads, skip_bad } => {
+                use labelscope_studio::import::{import, ImportFormat};
+                let d = open(&db).await?;
+                let key = WorkerKey::load_or_create(&db.key_path())?;
+                let f = match format {
+                    ImportFormatArg::ImagenetAb => ImportFormat::ImagenetAb,
+                    ImportFormatArg::CocoAb => ImportFormat::CocoAb,
+                };
+                let started = std::time::Instant::now();
+                let s = import(&d, &key, &project, f, &release, threads, skip_bad).await?;
+                eprintln!(
+                    "project {project:?}: {} images, {} HITs, {} assignments, {} pages, {} records imported from {} in \
+                     {:.1} s{}",
+                    s.images,
+                    s.hits,
+                    s.assignments,
+                    s.pages,
+                    s.records,
+                    release.display(),
+                    started.elapsed().as_secs_f64(),
+                    if s.skipped > 0 { format!(" ({} malformed records skipped)", s.skipped) } else { String::new() }
+                );
             }
             StudioCommand::List(d) => {
                 let db = open(&d).await?;

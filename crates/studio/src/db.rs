@@ -197,6 +197,30 @@ pub struct ExportRow {
     pub extra: Option<String>,
 }
 
+/// One imported record ([`Db::import_batch`]).
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    /// The HIT's database id.
+    pub hit_id: i64,
+    /// Keyed hash of the worker id.
+    pub worker_hash: String,
+    /// Page of the HIT (0-based).
+    pub page_index: i64,
+    /// The image's database id.
+    pub image_id: i64,
+    /// Selected / labelled.
+    pub selected: bool,
+    /// The record JSON (the studio's layout of the task).
+    pub data: String,
+}
+
+/// Assignment and page ids an import has created or found.
+#[derive(Debug, Default)]
+pub struct ImportIds {
+    assignments: std::collections::HashMap<(i64, String), i64>,
+    pages: std::collections::HashMap<(i64, i64), i64>,
+}
+
 /// Per-worker totals over a project.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerRow {
@@ -716,6 +740,97 @@ impl Db {
                 })
             })
             .collect()
+    }
+
+    /// Stores imported records (one transaction per call): each row's
+    /// assignment (HIT, worker hash) and page are created when first seen
+    /// (`ids` remembers them across calls). Returns the assignments and pages
+    /// created.
+    pub async fn import_batch(&self, rows: &[ImportRow], ids: &mut ImportIds) -> Result<(u64, u64)> {
+        let mut tx = self.write_tx().await?;
+        let (mut new_assignments, mut new_pages) = (0u64, 0u64);
+        let now = now_ms();
+        for r in rows {
+            let akey = (r.hit_id, r.worker_hash.clone());
+            let assignment = match ids.assignments.get(&akey) {
+                Some(&a) => a,
+                None => {
+                    let done = sqlx::query(
+                        "INSERT INTO assignments (hit_id, worker_hash, started_ms) VALUES ($1, $2, $3) \
+                         ON CONFLICT (hit_id, worker_hash) DO NOTHING",
+                    )
+                    .bind(r.hit_id)
+                    .bind(&r.worker_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    new_assignments += done.rows_affected();
+                    let a: i64 = sqlx::query("SELECT id FROM assignments WHERE hit_id = $1 AND worker_hash = $2")
+                        .bind(r.hit_id)
+                        .bind(&r.worker_hash)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get(0)?;
+                    ids.assignments.insert(akey, a);
+                    a
+                }
+            };
+            let page = match ids.pages.get(&(assignment, r.page_index)) {
+                Some(&p) => p,
+                None => {
+                    let done = sqlx::query(
+                        "INSERT INTO pages (assignment_id, page_index, payload, received_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (assignment_id, page_index) DO NOTHING",
+                    )
+                    .bind(assignment)
+                    .bind(r.page_index)
+                    .bind("{\"imported\":true}")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    new_pages += done.rows_affected();
+                    let p: i64 = sqlx::query("SELECT id FROM pages WHERE assignment_id = $1 AND page_index = $2")
+                        .bind(assignment)
+                        .bind(r.page_index)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get(0)?;
+                    ids.pages.insert((assignment, r.page_index), p);
+                    p
+                }
+            };
+            sqlx::query("INSERT INTO records (page_id, image_id, selected, data) VALUES ($1, $2, $3, $4)")
+                .bind(page)
+                .bind(r.image_id)
+                .bind(i64::from(r.selected))
+                .bind(&r.data)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((new_assignments, new_pages))
+    }
+
+    /// Deletes a project with everything stored under it (one transaction);
+    /// used to undo an import that failed half-way.
+    pub async fn delete_project(&self, project_id: i64) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let hits = "SELECT id FROM hits WHERE project_id = $1";
+        let assignments = format!("SELECT id FROM assignments WHERE hit_id IN ({hits})");
+        let pages = format!("SELECT id FROM pages WHERE assignment_id IN ({assignments})");
+        for sql in [
+            format!("DELETE FROM records WHERE page_id IN ({pages})"),
+            format!("DELETE FROM pages WHERE assignment_id IN ({assignments})"),
+            format!("DELETE FROM drafts WHERE assignment_id IN ({assignments})"),
+            format!("DELETE FROM assignments WHERE hit_id IN ({hits})"),
+            "DELETE FROM hits WHERE project_id = $1".to_string(),
+            "DELETE FROM images WHERE project_id = $1".to_string(),
+            "DELETE FROM projects WHERE id = $1".to_string(),
+        ] {
+            sqlx::query(&sql).bind(project_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Number of rows in a table (tests and statistics).

@@ -17,6 +17,7 @@
 //!   Dawid–Skene) and label sets.
 //! * [`export`] — ImageNet-AB archives, COCO-AB arrays and flat CSV of the
 //!   stored records.
+//! * [`import`] — ImageNet-AB and COCO-AB releases into projects.
 //! * [`secret`] — HIT tokens and the keyed worker-id hash.
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod db;
 pub mod error;
 pub mod export;
 pub mod fields;
+pub mod import;
 pub mod manifest;
 pub mod project;
 pub mod qc;
