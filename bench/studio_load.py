@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Load test of the annotation studio with wrk: sustained page submissions.
 
-Creates a Browse project (pages of 48 images, HITs of 10 pages), starts
+Creates a Browse project (pages of 48 images, HITs of 10 pages) or, with
+--task tag, a Tag project (one image per page, HITs of 20 pages; each page
+with three icons added, one moved, tab changes and a 150-sample mouse
+trace), starts
 `labelscope serve` on 127.0.0.1 with a fresh SQLite database, starts many
 assignments through the API, then lets wrk submit distinct pages (every
 request a new (assignment, page), each image record with a mouse trace, hover
@@ -11,6 +14,7 @@ that no request failed, and prints the submissions/s, latency percentiles
 and the payload size per page.
 
     python3 bench/studio_load.py --bin target/release/labelscope --duration 60
+    python3 bench/studio_load.py --bin target/release/labelscope --duration 60 --task tag
 """
 
 import argparse
@@ -27,6 +31,7 @@ import urllib.request
 
 IMAGES_PER_PAGE = 48
 PAGES_PER_HIT = 10
+TAG_PAGES_PER_HIT = 20
 
 
 def post(base, path, body):
@@ -61,16 +66,40 @@ def page_records(ids, rng):
     return out
 
 
+def tag_page(image_id, rng):
+    """One Tag page: three icons added, one moved, two tab changes, 150 trace samples (~10 s at 16 ms, with pauses)."""
+    t = 200.0
+    trace = []
+    for _ in range(150):
+        t += 16 + rng.random() * 50
+        trace.append({"x": round(rng.random(), 4), "y": round(rng.random(), 4), "timeAt": round(t, 1)})
+    actions, tabs = [], []
+    for k, (icon, sup) in enumerate([("dog", "animal"), ("person", "person"), ("car", "vehicle")]):
+        tabs.append({"superclass": sup, "timeAt": round(300.0 + 900 * k, 1), "keyboard": k == 2})
+        actions.append({"actionType": "add", "iconType": icon, "pointTo": {"x": round(rng.random(), 4), "y": round(rng.random(), 4)},
+                        "timeAt": round(400.0 + 900 * k, 1)})
+    p = actions[0]["pointTo"]
+    actions.append({"actionType": "move", "iconType": "dog", "pointFrom": p, "pointTo": {"x": 0.5, "y": 0.5}, "timeAt": 3000.0})
+    return {"time_spent_ms": round(t), "imageID": image_id, "originalSize": {"width": 640, "height": 480},
+            "onPageSize": {"width": 800, "height": 600}, "imagePosition": {"x": 10, "y": 140}, "timeSpent": round(t),
+            "actionHistories": actions, "categoryHistories": tabs, "mouseTracking": trace}
+
+
 LUA = r"""
 local slots = dofile(os.getenv("SLOTS_LUA"))
 local templates = slots.templates
-local list = slots.list
+-- The slots travel as one string (a table literal of 100k+ entries exceeds
+-- LuaJIT's constant limit): "path assignment key template" per line.
+local list = {}
+for path, a, key, t in slots.data:gmatch("(%S+) (%d+) (%S+) (%d+)\n") do
+  list[#list + 1] = {path, a, key, tonumber(t)}
+end
 local n = 0
 local errors = 0
 request = function()
   n = n + 1
   local s = list[((n - 1) % #list) + 1]
-  local body = '{"assignment":' .. s[2] .. ',"key":"' .. s[3] .. '","time_spent_ms":41250,"images":' .. templates[s[4]] .. '}'
+  local body = '{"assignment":' .. s[2] .. ',"key":"' .. s[3] .. '",' .. templates[s[4]] .. '}'
   return wrk.format("POST", s[1], {["Content-Type"] = "application/json"}, body)
 end
 response = function(status, headers, body)
@@ -95,7 +124,11 @@ def main():
     ap.add_argument("--hits", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1500, help="assignments per HIT")
     ap.add_argument("--port", type=int, default=18431)
+    ap.add_argument("--task", choices=["browse", "tag"], default="browse")
     args = ap.parse_args()
+    tag = args.task == "tag"
+    pages_per_hit = TAG_PAGES_PER_HIT if tag else PAGES_PER_HIT
+    per_page = 1 if tag else IMAGES_PER_PAGE
 
     with tempfile.TemporaryDirectory() as tmp:
         images = os.path.join(tmp, "images")
@@ -104,14 +137,14 @@ def main():
         entries = []
         for h in range(args.hits):
             wnid = wnids[h % len(wnids)]
-            for k in range(IMAGES_PER_PAGE * PAGES_PER_HIT):
+            for k in range(per_page * pages_per_hit):
                 name = f"{wnid}_{h}_{k}.png"
                 with open(os.path.join(images, name), "wb") as f:
                     f.write(b"\x89PNG\r\n\x1a\n")
-                entries.append({"file": name, "class": wnid, "known_positive": k % 48 == 0})
+                entries.append({"file": name} if tag else {"file": name, "class": wnid, "known_positive": k % 48 == 0})
         manifest = os.path.join(tmp, "m.json")
         with open(manifest, "w") as f:
-            json.dump({"name": "load", "task": "browse", "images": entries}, f)
+            json.dump({"name": "load", "task": args.task, "images": entries}, f)
         db = os.path.join(tmp, "studio.sqlite")
         links = os.path.join(tmp, "links.txt")
         server = subprocess.Popen([args.bin, "serve", "--db", db, "--images", images, "--addr", f"127.0.0.1:{args.port}",
@@ -131,12 +164,16 @@ def main():
             for ti, token in enumerate(tokens):
                 for w in range(args.workers):
                     a = post(base, f"/api/hit/{token}/start", {"worker": f"load-{ti}-{w}"})
-                    for p in range(PAGES_PER_HIT):
+                    for p in range(pages_per_hit):
                         if (ti, p) not in template_index:
                             pg = get(base, f"/api/hit/{token}/page/{p}?assignment={a['assignment']}&key={a['key']}")
                             ids = [im["id"] for im in pg["images"]]
                             template_index[(ti, p)] = len(templates) + 1
-                            templates.append(json.dumps(page_records(ids, rng), separators=(",", ":")))
+                            if tag:
+                                body = json.dumps(tag_page(ids[0], rng), separators=(",", ":"))[1:-1]
+                            else:
+                                body = '"time_spent_ms":41250,"images":' + json.dumps(page_records(ids, rng), separators=(",", ":"))
+                            templates.append(body)
                         slots.append((f"/api/hit/{token}/page/{p}", a["assignment"], a["key"], template_index[(ti, p)]))
             rng.shuffle(slots)
             print(f"{len(slots)} page slots over {len(tokens)} HITs x {args.workers} assignments "
@@ -145,13 +182,13 @@ def main():
             with open(lua_slots, "w") as f:
                 f.write("return {templates = {")
                 f.write(",".join("[==[" + t + "]==]" for t in templates))
-                f.write("}, list = {")
-                f.write(",".join(f'{{"{s[0]}",{s[1]},"{s[2]}",{s[3]}}}' for s in slots))
-                f.write("}}\n")
+                f.write("}, data = [==[\n")
+                f.write("".join(f"{s[0]} {s[1]} {s[2]} {s[3]}\n" for s in slots))
+                f.write("]==]}\n")
             script = os.path.join(tmp, "load.lua")
             with open(script, "w") as f:
                 f.write(LUA)
-            body_bytes = [len('{"assignment":1,"key":"' + "0" * 32 + '","time_spent_ms":41250,"images":') + len(t) + 1 for t in templates]
+            body_bytes = [len('{"assignment":1,"key":"' + "0" * 32 + '",') + len(t) + 1 for t in templates]
             out = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", "-s", script, base],
                                  env={**os.environ, "SLOTS_LUA": lua_slots}, capture_output=True, text=True)
             sys.stderr.write(out.stderr)
@@ -170,15 +207,16 @@ def main():
         secs = r["duration_us"] / 1e6
         print(f"machine: {os.uname().machine}, {os.cpu_count()} cores; wrk -t1 -c{args.connections} -d{args.duration}s on the same machine")
         print(f"requests {r['requests']} in {secs:.1f} s = {r['requests'] / secs:.0f} submissions/s "
-              f"({r['requests'] * IMAGES_PER_PAGE / secs:.0f} image records/s)")
+              f"({r['requests'] * per_page / secs:.0f} image records/s)")
         print(f"latency p50 {r['p50_us'] / 1000:.1f} ms, p90 {r['p90_us'] / 1000:.1f} ms, p99 {r['p99_us'] / 1000:.1f} ms, "
               f"max {r['max_us'] / 1000:.1f} ms")
-        print(f"payload per page: {sum(body_bytes) / len(body_bytes) / 1024:.1f} KiB (48 images, 16 trace samples each)")
+        what = "1 image: 4 actions, 3 tabs, 150 trace samples" if tag else "48 images, 16 trace samples each"
+        print(f"task {args.task}; payload per page: {sum(body_bytes) / len(body_bytes) / 1024:.1f} KiB ({what})")
         print(f"non-200 answers {r['errors_status']}, socket errors {r['errors_socket']}; "
               f"pages stored {pages} for {expected} acknowledged (in flight at the end: {pages - expected}), records {records}")
         # Requests still in flight when wrk stops may be stored without being counted.
         lost = pages < expected or pages > min(len(slots), expected + args.connections)
-        if r["errors_status"] or r["errors_socket"] or lost or records != pages * IMAGES_PER_PAGE:
+        if r["errors_status"] or r["errors_socket"] or lost or records != pages * per_page:
             sys.exit("FAILED: errors or lost pages")
 
 

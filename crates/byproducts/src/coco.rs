@@ -126,9 +126,7 @@ pub fn read_array_of<T: serde::de::DeserializeOwned + Send>(
                 summary.skip(format!("{at}: {msg}"));
                 Ok(())
             }
-            Err((true, at, msg)) => {
-                Err(Error::format(path, at, format!("{msg} (expected {expected})")))
-            }
+            Err((true, at, msg)) => Err(Error::format(path, at, format!("{msg} (expected {expected})"))),
             Err((false, at, msg)) => Err(Error::format(path, at, format!("not valid JSON: {msg}"))),
         },
     )?;

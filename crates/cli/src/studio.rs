@@ -385,7 +385,11 @@ pub fn run(a: StudioArgs) -> Result<()> {
                     None => print!("{csv}"),
                 }
                 let rejected = verdicts.iter().filter(|v| !v.accepted).count();
-                eprintln!("{} assignments: {} accepted, {rejected} rejected", verdicts.len(), verdicts.len() - rejected);
+                eprintln!(
+                    "{} assignments: {} accepted, {rejected} rejected",
+                    verdicts.len(),
+                    verdicts.len() - rejected
+                );
             }
             StudioCommand::Aggregate {
                 db,
@@ -435,7 +439,10 @@ pub fn run(a: StudioArgs) -> Result<()> {
                     agg.workers,
                     exclude.len(),
                     match agg.em {
-                        Some((it, conv)) => format!("; Dawid–Skene {it} iterations, {}", if conv { "converged" } else { "not converged" }),
+                        Some((it, conv)) => format!(
+                            "; Dawid–Skene {it} iterations, {}",
+                            if conv { "converged" } else { "not converged" }
+                        ),
                         None => String::new(),
                     }
                 );

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use labelscope_core::rle::Rle;
-use region_model::{write_cache, write_head};
 use labelscope_relabel::output::{JsonImage, JsonLabel, JsonOutput, JsonProposal};
+use region_model::{write_cache, write_head};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_labelscope"))

@@ -265,7 +265,12 @@ fn export_jsonl(dir: &Path, project: &str) -> Vec<Value> {
 }
 
 /// A project folder with `n` generated PNGs (`{prefix}{i}.png`, w × h) and the manifest of `task`.
-fn project_dir(prefix: &str, n: usize, (w, h): (u32, u32), manifest: impl Fn(Vec<Value>) -> Value) -> tempfile::TempDir {
+fn project_dir(
+    prefix: &str,
+    n: usize,
+    (w, h): (u32, u32),
+    manifest: impl Fn(Vec<Value>) -> Value,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images).unwrap();
@@ -320,8 +325,12 @@ fn tag_task_in_headless_chromium() {
             let (px, py) = (p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
             assert!(close(px, x["x"].as_f64().unwrap(), w) && close(py, x["y"].as_f64().unwrap(), h), "{g} vs {x}");
         }
-        let tabs: Vec<(Value, Value)> =
-            rec["categoryHistories"].as_array().unwrap().iter().map(|c| (c["superclass"].clone(), c["keyboard"].clone())).collect();
+        let tabs: Vec<(Value, Value)> = rec["categoryHistories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["superclass"].clone(), c["keyboard"].clone()))
+            .collect();
         let want_tabs: Vec<(Value, Value)> =
             d["tabs"].as_array().unwrap().iter().map(|c| (c["superclass"].clone(), c["keyboard"].clone())).collect();
         assert_eq!(tabs, want_tabs);
@@ -438,7 +447,10 @@ fn region_task_in_headless_chromium_with_search_and_with_the_region_model() {
     assert_eq!(d["model"], false);
     let r = &rec["regions"][0];
     assert_eq!(rec["regions"].as_array().unwrap().len(), 1, "the cancelled box is not stored");
-    assert_eq!((r["label"].as_str(), r["source"].as_str(), r["query"].as_str()), (Some("n02123045"), Some("search"), Some("tabby")));
+    assert_eq!(
+        (r["label"].as_str(), r["source"].as_str(), r["query"].as_str()),
+        (Some("n02123045"), Some("search"), Some("tabby"))
+    );
     let (w, h) = (d["width"].as_f64().unwrap(), d["height"].as_f64().unwrap());
     let want = d["box"].as_array().unwrap();
     for (k, key) in ["x0", "y0", "x1", "y1"].iter().enumerate() {
@@ -454,7 +466,14 @@ fn region_task_in_headless_chromium_with_search_and_with_the_region_model() {
     let head = dir.path().join("head.safetensors");
     region_model::write_head(&head, 3);
     let classes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../relabel/tests/fixtures/quality/classes.txt");
-    let args = ["--region-cache", cache.to_str().unwrap(), "--region-head", head.to_str().unwrap(), "--classes", classes.to_str().unwrap()];
+    let args = [
+        "--region-cache",
+        cache.to_str().unwrap(),
+        "--region-head",
+        head.to_str().unwrap(),
+        "--classes",
+        classes.to_str().unwrap(),
+    ];
     let (d, rec) = region_run(&chromium, dir.path(), &args, "");
     assert_eq!(d["model"], true);
     let r = &rec["regions"][0];

@@ -27,7 +27,9 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::fields::{array, boolean, number, obj, only_keys, points, position, size, submission, MAX_EVENTS, MAX_TIME, MAX_TRACE};
+use crate::fields::{
+    array, boolean, number, obj, only_keys, points, position, size, submission, MAX_EVENTS, MAX_TIME, MAX_TRACE,
+};
 
 /// What a page must hold.
 pub struct PageContext<'a> {

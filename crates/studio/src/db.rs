@@ -33,9 +33,9 @@ struct Migration {
 /// The schema, in order. Never edit a released migration: add a new one.
 const MIGRATIONS: &[Migration] = &[
     Migration {
-    version: 1,
-    name: "projects, images, hits, assignments, pages, records, drafts",
-    sql: r#"
+        version: 1,
+        name: "projects, images, hits, assignments, pages, records, drafts",
+        sql: r#"
 CREATE TABLE projects (
     id {id},
     name TEXT NOT NULL UNIQUE,
@@ -196,6 +196,10 @@ pub struct ExportRow {
     /// The image's task data (JSON), if any.
     pub extra: Option<String>,
 }
+
+/// Records per multi-row `INSERT` of an import (4 parameters each; well
+/// under SQLite's and PostgreSQL's parameter limits).
+const IMPORT_ROWS_PER_INSERT: usize = 200;
 
 /// One imported record ([`Db::import_batch`]).
 #[derive(Debug, Clone)]
@@ -500,10 +504,8 @@ impl Db {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let marks: Vec<String> = (0..chunk.len()).map(|k| format!("${}", k + 2)).collect();
-            let sql = format!(
-                "SELECT {IMAGE_COLUMNS} FROM images WHERE project_id = $1 AND id IN ({})",
-                marks.join(", ")
-            );
+            let sql =
+                format!("SELECT {IMAGE_COLUMNS} FROM images WHERE project_id = $1 AND id IN ({})", marks.join(", "));
             let mut q = sqlx::query(&sql).bind(project_id);
             for &id in chunk {
                 q = q.bind(id);
@@ -519,11 +521,10 @@ impl Db {
 
     /// All images of a project, in manifest order.
     pub async fn project_images(&self, project_id: i64) -> Result<Vec<ImageRow>> {
-        let rows =
-            sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE project_id = $1 ORDER BY id"))
-                .bind(project_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE project_id = $1 ORDER BY id"))
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(image_row).collect()
     }
 
@@ -750,6 +751,7 @@ impl Db {
         let mut tx = self.write_tx().await?;
         let (mut new_assignments, mut new_pages) = (0u64, 0u64);
         let now = now_ms();
+        let mut pending: Vec<(i64, &ImportRow)> = Vec::with_capacity(rows.len());
         for r in rows {
             let akey = (r.hit_id, r.worker_hash.clone());
             let assignment = match ids.assignments.get(&akey) {
@@ -799,13 +801,19 @@ impl Db {
                     p
                 }
             };
-            sqlx::query("INSERT INTO records (page_id, image_id, selected, data) VALUES ($1, $2, $3, $4)")
-                .bind(page)
-                .bind(r.image_id)
-                .bind(i64::from(r.selected))
-                .bind(&r.data)
-                .execute(&mut *tx)
-                .await?;
+            pending.push((page, r));
+        }
+        // Multi-row inserts: far fewer statements for large imports.
+        for chunk in pending.chunks(IMPORT_ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|k| format!("(${}, ${}, ${}, ${})", 4 * k + 1, 4 * k + 2, 4 * k + 3, 4 * k + 4))
+                .collect();
+            let sql = format!("INSERT INTO records (page_id, image_id, selected, data) VALUES {}", values.join(", "));
+            let mut q = sqlx::query(&sql);
+            for (page, r) in chunk {
+                q = q.bind(*page).bind(r.image_id).bind(i64::from(r.selected)).bind(&r.data);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok((new_assignments, new_pages))

@@ -305,7 +305,9 @@ pub async fn csv_events(db: &Db, project: &str, out: &Path) -> Result<u64> {
             let image = csv_field(&r.image);
             let mut events: Vec<(f64, &str, Option<f64>, Option<f64>, String)> = Vec::new();
             let time = |p: &Value| p.get("time").or_else(|| p.get("timeAt")).and_then(num).unwrap_or(0.0);
-            let xy = |p: Option<&Value>| (p.and_then(|p| p.get("x")).and_then(num), p.and_then(|p| p.get("y")).and_then(num));
+            let xy = |p: Option<&Value>| {
+                (p.and_then(|p| p.get("x")).and_then(num), p.and_then(|p| p.get("y")).and_then(num))
+            };
             for h in list(d, "hoveredRecord") {
                 let kind = if h.get("action").and_then(Value::as_str) == Some("leave") { "leave" } else { "enter" };
                 events.push((time(h), kind, None, None, String::new()));

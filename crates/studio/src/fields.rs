@@ -95,10 +95,7 @@ pub fn unit_point(o: &Map<String, Value>, key: &str, at: &str) -> Result<(f64, f
 /// Checks that `t` is not earlier than `*last`, then moves `*last` to it.
 pub fn in_order(t: f64, last: &mut f64, at: &str, time_key: &str) -> Result<(), String> {
     if t < *last {
-        return Err(format!(
-            "{at}.{time_key}: {t} is earlier than the entry before ({}); expected time order",
-            *last
-        ));
+        return Err(format!("{at}.{time_key}: {t} is earlier than the entry before ({}); expected time order", *last));
     }
     *last = t;
     Ok(())

@@ -162,17 +162,22 @@ fn first_pass(format: ImportFormat, path: &Path, threads: usize, skip_bad: bool)
         })?,
         ImportFormat::CocoAb => {
             let mut worker_pages = HashMap::new();
-            let s = labelscope_byproducts::coco::read_array_of(path, &opts, "a COCO-AB record with image_id", |r: CocoIn| {
-                let extra = ImageExtra { image_id: Some(r.image_id), ..ImageExtra::default() };
-                let k = l.image(&coco_name(&r), None, extra);
-                for a in &r.actions {
-                    if let Some(i) = a.get("iconType").and_then(Value::as_str) {
-                        l.icons.insert(i.to_string());
+            let s = labelscope_byproducts::coco::read_array_of(
+                path,
+                &opts,
+                "a COCO-AB record with image_id",
+                |r: CocoIn| {
+                    let extra = ImageExtra { image_id: Some(r.image_id), ..ImageExtra::default() };
+                    let k = l.image(&coco_name(&r), None, extra);
+                    for a in &r.actions {
+                        if let Some(i) = a.get("iconType").and_then(Value::as_str) {
+                            l.icons.insert(i.to_string());
+                        }
                     }
-                }
-                let (hit, page) = coco_keys(&r, &mut worker_pages);
-                l.hits.entry(hit).or_default().entry(page).or_default().insert(k);
-            })?;
+                    let (hit, page) = coco_keys(&r, &mut worker_pages);
+                    l.hits.entry(hit).or_default().entry(page).or_default().insert(k);
+                },
+            )?;
             s
         }
     };
@@ -210,7 +215,11 @@ fn imagenet_rows(
         let trace: Vec<Value> =
             s.trace.iter().map(|p| json!({"x": p.point.x, "y": p.point.y, "time": p.time_ms})).collect();
         let t0 = s.trace.first().map(|p| p.time_ms);
-        let hovered = if t0.is_none() && s.estimate_time_ms.is_some() { json!([{"action": "enter", "time": 0.0}]) } else { json!([]) };
+        let hovered = if t0.is_none() && s.estimate_time_ms.is_some() {
+            json!([{"action": "enter", "time": 0.0}])
+        } else {
+            json!([])
+        };
         let clicks = match (s.selected, s.click) {
             (true, Some(c)) => {
                 let time = t0.unwrap_or(0.0) + s.estimate_time_ms.unwrap_or(0.0);
@@ -398,14 +407,19 @@ pub async fn import(
             }
             ImportFormat::CocoAb => {
                 let mut worker_pages = HashMap::new();
-                labelscope_byproducts::coco::read_array_of(&owned, &opts, "a COCO-AB record with image_id", |r: CocoIn| {
-                    if let Some(&id) = image_ids.get(&coco_name(&r)) {
-                        batch.extend(coco_row(&r, id, &hits, &mut worker_pages, &key2));
-                    }
-                    if batch.len() >= BATCH {
-                        flush(&mut batch, &mut open);
-                    }
-                })?;
+                labelscope_byproducts::coco::read_array_of(
+                    &owned,
+                    &opts,
+                    "a COCO-AB record with image_id",
+                    |r: CocoIn| {
+                        if let Some(&id) = image_ids.get(&coco_name(&r)) {
+                            batch.extend(coco_row(&r, id, &hits, &mut worker_pages, &key2));
+                        }
+                        if batch.len() >= BATCH {
+                            flush(&mut batch, &mut open);
+                        }
+                    },
+                )?;
             }
         }
         flush(&mut batch, &mut open);

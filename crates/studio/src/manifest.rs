@@ -346,9 +346,15 @@ fn parse_objects(v: &Value, path: &Path, at: &str) -> Result<Vec<KnownObject>> {
     let mut out = Vec::with_capacity(list.len());
     for (k, o) in list.iter().enumerate() {
         let at = format!("{at}[{k}]");
-        let o = o.as_object().ok_or_else(|| Error::format(path, &at, "expected an object {category, box | segmentation}"))?;
+        let o = o
+            .as_object()
+            .ok_or_else(|| Error::format(path, &at, "expected an object {category, box | segmentation}"))?;
         if let Some(key) = o.keys().find(|k| !["category", "box", "segmentation"].contains(&k.as_str())) {
-            return Err(Error::format(path, format!("{at}.{key}"), "unknown key; expected category, box, segmentation"));
+            return Err(Error::format(
+                path,
+                format!("{at}.{key}"),
+                "unknown key; expected category, box, segmentation",
+            ));
         }
         let category = match field(o, "category") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -381,7 +387,11 @@ fn parse_objects(v: &Value, path: &Path, at: &str) -> Result<Vec<KnownObject>> {
                 };
                 let rle = match field(seg, "counts") {
                     Some(Value::String(c)) => Rle::from_counts_string(c, h, w),
-                    Some(Value::Array(a)) => match a.iter().map(|x| x.as_u64().map(|n| n as u32)).collect::<Option<Vec<_>>>() {
+                    Some(Value::Array(a)) => match a
+                        .iter()
+                        .map(|x| x.as_u64().map(|n| n as u32))
+                        .collect::<Option<Vec<_>>>()
+                    {
                         Some(c) => Rle::from_uncompressed(c, h, w),
                         None => {
                             return Err(Error::format(path, format!("{sat}.counts"), "expected non-negative integers"))
@@ -453,8 +463,9 @@ impl Manifest {
         let images_per_page = if task == Task::Browse {
             count("images_per_page", 48, MAX_IMAGES_PER_PAGE)?
         } else {
-            count("images_per_page", 1, 1)
-                .map_err(|_| Error::format(path, "images_per_page", format!("{} pages show one image; expected 1", task.name())))?
+            count("images_per_page", 1, 1).map_err(|_| {
+                Error::format(path, "images_per_page", format!("{} pages show one image; expected 1", task.name()))
+            })?
         };
         let pages_per_hit = count("pages_per_hit", task.default_pages_per_hit(), MAX_PAGES_PER_HIT)?;
         let pointer_nudge = match field(obj, "pointer_nudge") {
@@ -505,7 +516,11 @@ impl Manifest {
                 out
             }
             (Task::Tag, Some(_)) => {
-                return Err(Error::format(path, "categories", "expected a non-empty array (at most 1000) of {name, superclass}"))
+                return Err(Error::format(
+                    path,
+                    "categories",
+                    "expected a non-empty array (at most 1000) of {name, superclass}",
+                ))
             }
             (_, None) => Vec::new(),
             (_, Some(_)) => return Err(Error::format(path, "categories", "only tag projects have icon categories")),
@@ -523,7 +538,11 @@ impl Manifest {
             let builtin = table.index_of_wnid(class).and_then(|k| table.get(k));
             let (oname, odesc) = overrides.get(class).cloned().unwrap_or((None, None));
             let name = oname.or_else(|| builtin.map(|c| c.name().to_string())).ok_or_else(|| {
-                Error::format(path, at, format!("{class:?} is not an ImageNet WordNet id; give its name under \"classes\""))
+                Error::format(
+                    path,
+                    at,
+                    format!("{class:?} is not an ImageNet WordNet id; give its name under \"classes\""),
+                )
             })?;
             let description = odesc.or_else(|| builtin.map(|c| c.gloss.clone())).unwrap_or_default();
             classes.insert(class.to_string(), ClassText { wnid: class.to_string(), name, description });
@@ -594,7 +613,10 @@ impl Manifest {
                 };
                 for (k, l) in list.iter().enumerate() {
                     let lat = format!("{}[{k}]", at("proposed"));
-                    let l = l.as_str().filter(|l| !l.is_empty()).ok_or_else(|| Error::format(path, &lat, "expected a class key"))?;
+                    let l = l
+                        .as_str()
+                        .filter(|l| !l.is_empty())
+                        .ok_or_else(|| Error::format(path, &lat, "expected a class key"))?;
                     if extra.proposed.iter().any(|p| p == l) {
                         return Err(Error::format(path, &lat, format!("{l:?} appears twice")));
                     }
@@ -631,7 +653,11 @@ impl Manifest {
                 for (k, ob) in extra.objects.iter().enumerate() {
                     let oat = format!("{}[{k}].category", at("objects"));
                     if task == Task::Tag && !categories.iter().any(|c| c.name == ob.category) {
-                        return Err(Error::format(path, &oat, format!("{:?} is not an icon category of the project", ob.category)));
+                        return Err(Error::format(
+                            path,
+                            &oat,
+                            format!("{:?} is not an icon category of the project", ob.category),
+                        ));
                     }
                     if task == Task::Region {
                         class_text(&ob.category, &oat)?;
@@ -639,8 +665,9 @@ impl Manifest {
                 }
             }
             if let Some(v) = field(o, "image_id") {
-                extra.image_id =
-                    Some(v.as_u64().ok_or_else(|| Error::format(path, at("image_id"), "expected a non-negative integer"))?);
+                extra.image_id = Some(
+                    v.as_u64().ok_or_else(|| Error::format(path, at("image_id"), "expected a non-negative integer"))?,
+                );
             }
             images.push(ManifestImage { name, file, class, known_positive, extra });
         }
@@ -791,10 +818,12 @@ mod tests {
 
     #[test]
     fn task_layouts_and_task_data() {
-        let m = parse(r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "image_id": 139,
+        let m = parse(
+            r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "image_id": 139,
                           "objects": [{"category": "dog", "box": [1, 2, 30, 40]},
                                       {"category": "cat", "segmentation": {"size": [2, 2], "counts": [1, 2, 1]}}]},
-                         {"file": "b.jpg"}]}"#)
+                         {"file": "b.jpg"}]}"#,
+        )
         .unwrap();
         assert_eq!((m.images_per_page, m.pages_per_hit), (1, 20));
         assert_eq!(m.categories.len(), 80);
@@ -813,23 +842,31 @@ mod tests {
         assert_eq!(m.hits().len(), 1);
         assert_eq!(m.hits()[0].len(), 2);
 
-        let m = parse(r#"{"name": "v", "task": "verify", "pages_per_hit": 2,
+        let m = parse(
+            r#"{"name": "v", "task": "verify", "pages_per_hit": 2,
                           "images": [{"file": "a.jpg", "class": "n01440764", "proposed": ["n01440764", "n02085620"],
                                       "gold": {"n02085620": "no"}}, {"file": "b.jpg", "proposed": ["n01440764"]},
-                                     {"file": "c.jpg", "proposed": ["n01440764"]}]}"#)
+                                     {"file": "c.jpg", "proposed": ["n01440764"]}]}"#,
+        )
         .unwrap();
         assert_eq!(m.images[0].extra.gold_answers["n02085620"], "no");
         assert_eq!(m.classes["n02085620"].name, "Chihuahua");
         assert_eq!(m.hits().iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1]);
-        let m = parse(r#"{"name": "b", "task": "browse", "images": [{"file": "a.jpg", "class": "n01440764", "gold": false}]}"#)
-            .unwrap();
+        let m = parse(
+            r#"{"name": "b", "task": "browse", "images": [{"file": "a.jpg", "class": "n01440764", "gold": false}]}"#,
+        )
+        .unwrap();
         assert_eq!(m.images[0].extra.gold_selected, Some(false));
     }
 
     #[test]
     fn task_data_errors_name_the_key() {
         let cases = [
-            (r#"{"name": "v", "task": "verify", "images": [{"file": "a.jpg"}]}"#, "images[0].proposed", "non-empty array"),
+            (
+                r#"{"name": "v", "task": "verify", "images": [{"file": "a.jpg"}]}"#,
+                "images[0].proposed",
+                "non-empty array",
+            ),
             (
                 r#"{"name": "v", "task": "verify", "images": [{"file": "a.jpg", "proposed": ["n01440764", "n01440764"]}]}"#,
                 "images[0].proposed[1]",
@@ -865,17 +902,41 @@ mod tests {
                 "images[0].objects[0]",
                 "exactly one of",
             ),
-            (r#"{"name": "t", "task": "tag", "images_per_page": 4, "images": [{"file": "a.jpg"}]}"#, "images_per_page", "one image"),
-            (r#"{"name": "t", "task": "tag", "pointer_nudge": true, "images": [{"file": "a.jpg"}]}"#, "pointer_nudge", "only browse"),
-            (r#"{"name": "b", "task": "browse", "categories": [], "images": [{"file": "a.jpg", "class": "n01440764"}]}"#, "categories", "only tag"),
+            (
+                r#"{"name": "t", "task": "tag", "images_per_page": 4, "images": [{"file": "a.jpg"}]}"#,
+                "images_per_page",
+                "one image",
+            ),
+            (
+                r#"{"name": "t", "task": "tag", "pointer_nudge": true, "images": [{"file": "a.jpg"}]}"#,
+                "pointer_nudge",
+                "only browse",
+            ),
+            (
+                r#"{"name": "b", "task": "browse", "categories": [], "images": [{"file": "a.jpg", "class": "n01440764"}]}"#,
+                "categories",
+                "only tag",
+            ),
             (
                 r#"{"name": "t", "task": "tag", "categories": [{"name": "a", "superclass": "x"}, {"name": "a", "superclass": "y"}], "images": [{"file": "a.jpg"}]}"#,
                 "categories[1]",
                 "appears twice",
             ),
-            (r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "proposed": ["n01440764"]}]}"#, "images[0].proposed", "unknown key for a tag project"),
-            (r#"{"name": "b", "task": "browse", "images": [{"file": "a.jpg", "class": "n01440764", "gold": "yes"}]}"#, "images[0].gold", "true (must be selected)"),
-            (r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "image_id": -3}]}"#, "images[0].image_id", "non-negative integer"),
+            (
+                r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "proposed": ["n01440764"]}]}"#,
+                "images[0].proposed",
+                "unknown key for a tag project",
+            ),
+            (
+                r#"{"name": "b", "task": "browse", "images": [{"file": "a.jpg", "class": "n01440764", "gold": "yes"}]}"#,
+                "images[0].gold",
+                "true (must be selected)",
+            ),
+            (
+                r#"{"name": "t", "task": "tag", "images": [{"file": "a.jpg", "image_id": -3}]}"#,
+                "images[0].image_id",
+                "non-negative integer",
+            ),
         ];
         for (text, at, what) in cases {
             let e = parse(text).unwrap_err().to_string();

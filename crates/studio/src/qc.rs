@@ -168,10 +168,7 @@ pub fn check_record(task: Task, selected: bool, data: &Value, extra: &ImageExtra
                 let bx = [&b["x0"], &b["y0"], &b["x1"], &b["y1"]].map(|v| v.as_f64().unwrap_or(0.0));
                 c.objects.1 += 1;
                 let label = r["label"].as_str().unwrap_or_default();
-                let hit = extra
-                    .objects
-                    .iter()
-                    .any(|o| o.category == label && iou(bx, o.normalised_box(w, h)) >= 0.5);
+                let hit = extra.objects.iter().any(|o| o.category == label && iou(bx, o.normalised_box(w, h)) >= 0.5);
                 c.objects.0 += i64::from(hit);
             }
         }
@@ -243,7 +240,8 @@ pub async fn project_task(db: &Db, project: &str) -> Result<(i64, Task)> {
         .project_by_name(project)
         .await?
         .ok_or_else(|| Error::Invalid(format!("no project named {project:?} in the database")))?;
-    let task = Task::parse(&task).ok_or_else(|| Error::Schema(format!("project {project:?} has unknown task {task:?}")))?;
+    let task =
+        Task::parse(&task).ok_or_else(|| Error::Schema(format!("project {project:?} has unknown task {task:?}")))?;
     Ok((pid, task))
 }
 
@@ -358,7 +356,8 @@ mod tests {
         check_record(Task::Tag, true, &data, &extra, &mut c);
         assert_eq!(c.objects, (2, 5));
         // Regions: IoU with the dog box [100/640, 200/480, 300/640, 300/480].
-        let region = |l: &str, b: [f64; 4]| json!({"label": l, "box": {"x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3]}});
+        let region =
+            |l: &str, b: [f64; 4]| json!({"label": l, "box": {"x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3]}});
         let data = json!({"originalSize": {"width": 640, "height": 480}, "regions": [
             region("dog", [100.0 / 640.0, 200.0 / 480.0, 300.0 / 640.0, 300.0 / 480.0]),  // IoU 1
             region("dog", [100.0 / 640.0, 200.0 / 480.0, 200.0 / 640.0, 300.0 / 480.0]),  // IoU 0.5

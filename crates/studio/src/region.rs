@@ -205,7 +205,10 @@ mod tests {
             (json!([region("n1", [0.5, 0.2, 0.1, 0.9], 500.0)]), "is empty"),
             (json!([region("cat", [0.1, 0.2, 0.5, 0.9], 500.0)]), "regions[0].label"),
             (json!([region("n1", [0.1, 0.2, 1.5, 0.9], 500.0)]), "regions[0].box.x1"),
-            (json!([region("n1", [0.1, 0.2, 0.5, 0.9], 500.0), region("n1", [0.1, 0.2, 0.5, 0.9], 400.0)]), "time order"),
+            (
+                json!([region("n1", [0.1, 0.2, 0.5, 0.9], 500.0), region("n1", [0.1, 0.2, 0.5, 0.9], 400.0)]),
+                "time order",
+            ),
         ];
         for (regions, what) in cases {
             let e = validate_region(&page(regions), &ctx).unwrap_err();

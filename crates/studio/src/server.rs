@@ -35,9 +35,9 @@ use crate::browse::{validate_page, PageContext, ValidRecord};
 use crate::db::{Db, HitRow, RecordRow, SaveOutcome};
 use crate::manifest::{HitSpec, ImageExtra, Task};
 use crate::region::{search_classes, validate_region, RegionContext, Suggestion};
+use crate::secret::{is_token, token_hash, WorkerKey};
 use crate::tag::{validate_tag, TagContext};
 use crate::verify::{validate_verify, VerifyContext};
-use crate::secret::{is_token, token_hash, WorkerKey};
 use crate::Result;
 
 /// Ranked classes for a box of an image: the model behind the Region task's
@@ -141,8 +141,7 @@ fn assignment_key(key: &WorkerKey, assignment: i64) -> String {
 /// The router of a studio server over `db`.
 pub fn router(db: Db, key: WorkerKey, config: &ServerConfig) -> Result<Router> {
     let images = config.images.canonicalize().map_err(|e| crate::Error::io(&config.images, e))?;
-    let state =
-        Arc::new(AppState { db, admin_key: admin_key(&key), key, images, suggester: config.suggester.clone() });
+    let state = Arc::new(AppState { db, admin_key: admin_key(&key), key, images, suggester: config.suggester.clone() });
     Ok(Router::new()
         .route("/", get(index))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
@@ -394,7 +393,13 @@ fn is_class(state: &AppState, spec: &HitSpec, key: &str) -> bool {
 }
 
 /// Validates a page submission of any task: its records.
-async fn validate(state: &AppState, hit: &HitRow, spec: &HitSpec, index: usize, v: &Value) -> ApiResult<Vec<ValidRecord>> {
+async fn validate(
+    state: &AppState,
+    hit: &HitRow,
+    spec: &HitSpec,
+    index: usize,
+    v: &Value,
+) -> ApiResult<Vec<ValidRecord>> {
     let p = spec.pages.get(index).ok_or_else(|| ApiError::not_found("page"))?;
     let image = || p.images.first().copied().ok_or_else(|| ApiError::not_found("image"));
     Ok(match spec.task {
@@ -402,10 +407,14 @@ async fn validate(state: &AppState, hit: &HitRow, spec: &HitSpec, index: usize, 
             let expected: HashSet<i64> = p.images.iter().copied().collect();
             validate_page(v, &PageContext { expected: &expected }).map_err(ApiError::bad)?
         }
-        Task::Tag => vec![validate_tag(v, &TagContext { image: image()?, categories: &spec.categories }).map_err(ApiError::bad)?],
+        Task::Tag => {
+            vec![validate_tag(v, &TagContext { image: image()?, categories: &spec.categories })
+                .map_err(ApiError::bad)?]
+        }
         Task::Verify => {
             let id = image()?;
-            let row = state.db.images(hit.project_id, &[id]).await?.pop().ok_or_else(|| ApiError::not_found("image"))?;
+            let row =
+                state.db.images(hit.project_id, &[id]).await?.pop().ok_or_else(|| ApiError::not_found("image"))?;
             let extra = ImageExtra::from_stored(row.extra.as_deref());
             vec![validate_verify(v, &VerifyContext { image: id, proposed: &extra.proposed }).map_err(ApiError::bad)?]
         }
@@ -508,7 +517,8 @@ async fn suggest(
     let (source, list) = match (&state.suggester, bbox, query.trim().is_empty()) {
         (Some(model), Some(b), true) => {
             let id = p.images.first().copied().ok_or_else(|| ApiError::not_found("image"))?;
-            let row = state.db.images(hit.project_id, &[id]).await?.pop().ok_or_else(|| ApiError::not_found("image"))?;
+            let row =
+                state.db.images(hit.project_id, &[id]).await?.pop().ok_or_else(|| ApiError::not_found("image"))?;
             let file = state.images.join(&row.file);
             let model = model.clone();
             let found = tokio::task::spawn_blocking(move || model.suggest(&row.name, &file, b, SUGGESTIONS))
@@ -577,12 +587,35 @@ async fn workers(State(state): State<Shared>, Query(q): Query<AdminQuery>) -> Ap
         html.push_str(&format!(
             "<h2>{} <small>({} · {} HITs)</small></h2><table><thead><tr><th>worker (keyed hash)</th>\
              <th>assignments</th><th>pages</th><th>images shown</th><th>selected</th><th>selection rate</th>\
-             <th>known positives shown</th><th>recall on known positives</th></tr></thead><tbody>",
+             <th>known positives shown</th><th>recall on known positives</th><th>gold accuracy</th>\
+             <th>known-object accuracy</th></tr></thead><tbody>",
             escape_html(&name),
             escape_html(&task),
             hits
         ));
+        // Gold answers and known objects, summed per worker over their assignments.
+        let mut checks: std::collections::HashMap<String, crate::qc::Checks> = std::collections::HashMap::new();
+        if let Some(t) = Task::parse(&task) {
+            let per_assignment = crate::qc::assignment_checks(t, &state.db.export_rows(pid).await?)?;
+            for a in state.db.assignment_stats(pid).await? {
+                if let Some(c) = per_assignment.get(&a.assignment) {
+                    let w = checks.entry(a.worker.clone()).or_default();
+                    w.gold.0 += c.gold.0;
+                    w.gold.1 += c.gold.1;
+                    w.objects.0 += c.objects.0;
+                    w.objects.1 += c.objects.1;
+                }
+            }
+        }
+        let share = |(right, total): (i64, i64)| {
+            if total > 0 {
+                format!("{:.3} ({right} of {total})", right as f64 / total as f64)
+            } else {
+                "–".to_string()
+            }
+        };
         for w in state.db.worker_stats(pid).await? {
+            let c = checks.get(&w.worker).copied().unwrap_or_default();
             let rate = if w.shown > 0 { format!("{:.3}", w.selected as f64 / w.shown as f64) } else { "–".into() };
             let recall = if w.known_shown > 0 {
                 format!("{:.3}", w.known_selected as f64 / w.known_shown as f64)
@@ -591,13 +624,15 @@ async fn workers(State(state): State<Shared>, Query(q): Query<AdminQuery>) -> Ap
             };
             html.push_str(&format!(
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{rate}</td><td>{}</td>\
-                 <td>{recall}</td></tr>",
+                 <td>{recall}</td><td>{}</td><td>{}</td></tr>",
                 escape_html(&w.worker),
                 w.assignments,
                 w.pages,
                 w.shown,
                 w.selected,
-                w.known_shown
+                w.known_shown,
+                share(c.gold),
+                share(c.objects)
             ));
         }
         html.push_str("</tbody></table>");

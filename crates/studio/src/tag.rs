@@ -149,8 +149,7 @@ pub fn validate_tag(v: &Value, ctx: &TagContext<'_>) -> Result<ValidRecord, Stri
         categories.push(json!({"superclass": sup, "timeAt": t, "keyboard": keyboard}));
     }
     let trace = points(top, "mouseTracking", at, MAX_TRACE, "timeAt")?;
-    let final_icons: Vec<Value> =
-        icons.iter().map(|(c, (x, y))| json!({"iconType": c, "x": x, "y": y})).collect();
+    let final_icons: Vec<Value> = icons.iter().map(|(c, (x, y))| json!({"iconType": c, "x": x, "y": y})).collect();
     Ok(ValidRecord {
         image_id: id,
         selected: !icons.is_empty(),
@@ -195,7 +194,10 @@ mod tests {
         ]));
         let r = validate_tag(&v, &ctx).unwrap();
         assert!(r.selected);
-        assert_eq!(r.data["icons"], json!([{"iconType": "dog", "x": 0.25, "y": 0.5}, {"iconType": "cat", "x": 0.9, "y": 0.1}]));
+        assert_eq!(
+            r.data["icons"],
+            json!([{"iconType": "dog", "x": 0.25, "y": 0.5}, {"iconType": "cat", "x": 0.9, "y": 0.1}])
+        );
         // The removal's pointFrom is filled in from the replay.
         assert_eq!(r.data["actionHistories"][3]["pointFrom"], json!({"x": 0.7, "y": 0.5}));
         let none = validate_tag(&page(json!([])), &ctx).unwrap();
@@ -206,16 +208,26 @@ mod tests {
     fn refuses_impossible_histories() {
         let cats = coco_categories();
         let ctx = TagContext { image: 5, categories: &cats };
-        let add = |c: &str, t: f64| json!({"actionType": "add", "iconType": c, "pointTo": {"x": 0.5, "y": 0.5}, "timeAt": t});
+        let add =
+            |c: &str, t: f64| json!({"actionType": "add", "iconType": c, "pointTo": {"x": 0.5, "y": 0.5}, "timeAt": t});
         let cases = vec![
             (json!([add("dog", 1.0), add("dog", 2.0)]), "already on the image"),
-            (json!([{"actionType": "move", "iconType": "dog", "pointTo": {"x": 0.1, "y": 0.1}, "timeAt": 1}]), "no \"dog\" icon"),
+            (
+                json!([{"actionType": "move", "iconType": "dog", "pointTo": {"x": 0.1, "y": 0.1}, "timeAt": 1}]),
+                "no \"dog\" icon",
+            ),
             (json!([{"actionType": "remove", "iconType": "dog", "timeAt": 1}]), "no \"dog\" icon"),
-            (json!([add("dog", 1.0), {"actionType": "move", "iconType": "dog", "pointFrom": {"x": 0.1, "y": 0.1}, "pointTo": {"x": 0.2, "y": 0.2}, "timeAt": 2}]), "pointFrom"),
+            (
+                json!([add("dog", 1.0), {"actionType": "move", "iconType": "dog", "pointFrom": {"x": 0.1, "y": 0.1}, "pointTo": {"x": 0.2, "y": 0.2}, "timeAt": 2}]),
+                "pointFrom",
+            ),
             (json!([add("unicorn", 1.0)]), "not an icon of this task"),
             (json!([add("dog", 5.0), add("cat", 2.0)]), "time order"),
             (json!([{"actionType": "add", "iconType": "dog", "timeAt": 1}]), "pointTo"),
-            (json!([{"actionType": "add", "iconType": "dog", "pointTo": {"x": 1.5, "y": 0.5}, "timeAt": 1}]), "pointTo.x"),
+            (
+                json!([{"actionType": "add", "iconType": "dog", "pointTo": {"x": 1.5, "y": 0.5}, "timeAt": 1}]),
+                "pointTo.x",
+            ),
             (json!([{"actionType": "drop", "iconType": "dog", "timeAt": 1}]), "actionType"),
         ];
         for (actions, what) in cases {

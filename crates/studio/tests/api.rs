@@ -58,9 +58,12 @@ fn start(rt: &tokio::runtime::Runtime, db_url: Option<String>) -> Studio {
         let db = Db::open(&target).await.unwrap();
         db.migrate().await.unwrap();
         let created = labelscope_studio::project::create(&db, &manifest).await.unwrap();
-        let router =
-            server::router(db.clone(), key.clone(), &ServerConfig { images: images.clone(), max_body: 256 << 10, suggester: None })
-                .unwrap();
+        let router = server::router(
+            db.clone(),
+            key.clone(),
+            &ServerConfig { images: images.clone(), max_body: 256 << 10, suggester: None },
+        )
+        .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -262,24 +265,9 @@ fn sqlite_full_flow_fuzz_and_export() {
 
 #[test]
 fn postgres_full_flow() {
-    let Ok(url) = std::env::var("LABELSCOPE_TEST_POSTGRES") else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but LABELSCOPE_TEST_POSTGRES is not set");
-        eprintln!("skipped: set LABELSCOPE_TEST_POSTGRES=postgres://... to run against PostgreSQL");
-        return;
-    };
     let rt = runtime();
-    // A fresh schema per run.
-    let schema = format!("t{}", std::process::id());
-    rt.block_on(async {
-        let db = Db::open(&url).await.unwrap();
-        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-            .execute(db.pool())
-            .await
-            .unwrap();
-        db.close().await;
-    });
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let s = start(&rt, Some(format!("{url}{sep}options=-c%20search_path%3D{schema}")));
+    let Some(url) = common::pg_url(&rt, "api") else { return };
+    let s = start(&rt, Some(url));
     full_flow(&s, &rt);
     fuzz(&s);
     let dir = tempfile::tempdir().unwrap();

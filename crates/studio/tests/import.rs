@@ -65,7 +65,12 @@ fn imagenet_ab_round_trip() {
         assert_eq!((&a.wnid, a.size), (&b.wnid, b.size), "{}", b.image);
         assert_eq!(a.showings.len(), b.showings.len(), "{}", b.image);
         for (x, y) in b.showings.iter().zip(&a.showings) {
-            assert_eq!((x.selected, x.click, &x.trace, &x.page), (y.selected, y.click, &y.trace, &y.page), "{}", b.image);
+            assert_eq!(
+                (x.selected, x.click, &x.trace, &x.page),
+                (y.selected, y.click, &y.trace, &y.page),
+                "{}",
+                b.image
+            );
             match (x.estimate_time_ms, y.estimate_time_ms) {
                 (Some(p), Some(q)) => assert!((p - q).abs() < 1e-6, "{}: {p} vs {q}", b.image),
                 (p, q) => assert_eq!(p.is_some() && x.click.is_some() && x.selected, q.is_some(), "{}", b.image),
@@ -82,13 +87,25 @@ fn imagenet_ab_round_trip() {
 
 #[test]
 fn coco_ab_round_trip_and_reimport() {
+    coco_round_trip(None);
+}
+
+#[test]
+fn coco_ab_round_trip_on_postgres() {
+    let rt = common::runtime();
+    if let Some(url) = common::pg_url(&rt, "import") {
+        coco_round_trip(Some(url));
+    }
+}
+
+fn coco_round_trip(db_url: Option<String>) {
     let rt = common::runtime();
     let dir = tempfile::tempdir().unwrap();
     let release = dir.path().join("coco-ab.json");
     let cfg = SynthConfig { images: 150, classes: 12, workers: 5, ..SynthConfig::default() };
     write_coco_ab(&release, &dir.path().join("instances.json"), &cfg, &|_| {}).unwrap();
     let key = WorkerKey::from_bytes([5; 32]);
-    let db_path = dir.path().join("s.sqlite").display().to_string();
+    let db_path = db_url.unwrap_or_else(|| dir.path().join("s.sqlite").display().to_string());
     let out = dir.path().join("export.json");
     let out2 = dir.path().join("export2.json");
     let (s1, s2) = rt.block_on(async {
@@ -122,9 +139,10 @@ fn coco_ab_round_trip_and_reimport() {
         });
     for b in &before {
         let cands = &by_image[&b.image_id];
-        let a = cands.iter().find(|a| a.actions == b.actions && a.time_spent_ms == b.time_spent_ms).unwrap_or_else(|| {
-            panic!("image {}: no exported record with the same actions", b.image_id)
-        });
+        let a = cands
+            .iter()
+            .find(|a| a.actions == b.actions && a.time_spent_ms == b.time_spent_ms)
+            .unwrap_or_else(|| panic!("image {}: no exported record with the same actions", b.image_id));
         assert_eq!((a.width, a.height), (b.width, b.height));
         assert_eq!(a.last_add_points(), b.last_add_points());
         workers.push((b.worker.clone().unwrap(), a.worker.clone().unwrap()));
@@ -133,7 +151,10 @@ fn coco_ab_round_trip_and_reimport() {
     // The re-import of our export gives the same records again; its worker ids (already
     // hashes) are hashed once more, one to one.
     let strip = |v: &[labelscope_byproducts::coco::CocoRecord]| {
-        let mut x: Vec<_> = v.iter().map(|r| (r.image_id, r.actions.len(), r.time_spent_ms.map(f64::to_bits), r.worker.clone())).collect();
+        let mut x: Vec<_> = v
+            .iter()
+            .map(|r| (r.image_id, r.actions.len(), r.time_spent_ms.map(f64::to_bits), r.worker.clone()))
+            .collect();
         x.sort();
         x
     };

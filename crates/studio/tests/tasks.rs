@@ -60,15 +60,20 @@ fn start(
 }
 
 fn begin(s: &Studio, hit: usize, worker: &str) -> (i64, String) {
-    let (st, body) =
-        http(s.addr, "POST", &format!("/api/hit/{}/start", s.tokens[hit]), Some(json!({"worker": worker}).to_string().as_bytes()));
+    let (st, body) = http(
+        s.addr,
+        "POST",
+        &format!("/api/hit/{}/start", s.tokens[hit]),
+        Some(json!({"worker": worker}).to_string().as_bytes()),
+    );
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     let v = json_of(&body);
     (v["assignment"].as_i64().unwrap(), v["key"].as_str().unwrap().to_string())
 }
 
 fn page(s: &Studio, hit: usize, i: usize, (a, key): &(i64, String)) -> Value {
-    let (st, body) = http(s.addr, "GET", &format!("/api/hit/{}/page/{i}?assignment={a}&key={key}", s.tokens[hit]), None);
+    let (st, body) =
+        http(s.addr, "GET", &format!("/api/hit/{}/page/{i}?assignment={a}&key={key}", s.tokens[hit]), None);
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
     json_of(&body)
 }
@@ -77,7 +82,8 @@ fn submit(s: &Studio, hit: usize, i: usize, (a, key): &(i64, String), mut body: 
     body["assignment"] = json!(a);
     body["key"] = json!(key);
     body["time_spent_ms"] = json!(5000);
-    let (st, out) = http(s.addr, "POST", &format!("/api/hit/{}/page/{i}", s.tokens[hit]), Some(body.to_string().as_bytes()));
+    let (st, out) =
+        http(s.addr, "POST", &format!("/api/hit/{}/page/{i}", s.tokens[hit]), Some(body.to_string().as_bytes()));
     (st, if out.is_empty() { Value::Null } else { json_of(&out) })
 }
 
@@ -174,6 +180,15 @@ fn tag_flow(s: &Studio, rt: &tokio::runtime::Runtime) {
     assert_eq!(by(b.0).reasons.len(), 1, "{:?}", by(b.0).reasons);
     assert_eq!(by(c.0).objects, (1, 1));
     assert_eq!(by(c.0).reasons, vec!["3 of 5 pages completed < 4.0".to_string()]);
+    // The statistics page shows the known-object accuracy per worker.
+    let admin = server::admin_key(&WorkerKey::from_bytes([3; 32]));
+    let (st, body) = http(s.addr, "GET", &format!("/admin/workers?key={admin}"), None);
+    let html = String::from_utf8(body).unwrap();
+    assert_eq!(st, 200);
+    assert!(
+        html.contains("known-object accuracy") && html.contains("0.667 (2 of 3)") && html.contains("0.000 (0 of 2)"),
+        "{html}"
+    );
 
     // COCO-AB export, read back by the byproducts reader.
     let out = s.dir.path().join("coco-ab.json");
@@ -385,7 +400,8 @@ fn region_flow(s: &Studio, model: bool, rt: &tokio::runtime::Runtime) {
     let a = begin(s, 0, "R");
     let id0 = page(s, 0, 0, &a)["images"][0]["id"].as_i64().unwrap();
     let sug = |q: &str| {
-        let (st, body) = http(s.addr, "GET", &format!("/api/hit/{}/suggest/0?assignment={}&key={}{q}", s.tokens[0], a.0, a.1), None);
+        let (st, body) =
+            http(s.addr, "GET", &format!("/api/hit/{}/suggest/0?assignment={}&key={}{q}", s.tokens[0], a.0, a.1), None);
         (st, json_of(&body))
     };
     let (st, r) = sug("&q=tabby");
@@ -407,7 +423,10 @@ fn region_flow(s: &Studio, model: bool, rt: &tokio::runtime::Runtime) {
         http(s.addr, "GET", &format!("/api/hit/{}/suggest/0?assignment={}&key=wrong&q=cat", s.tokens[0], a.0), None);
     assert_eq!(st, 403);
     // A model class is accepted only when the server has the model.
-    let toy = with(sizes(id0), json!({"regions": [region("my-toy", [0.1, 0.1, 0.4, 0.4], "model", 1000.0)], "mouseTracking": []}));
+    let toy = with(
+        sizes(id0),
+        json!({"regions": [region("my-toy", [0.1, 0.1, 0.4, 0.4], "model", 1000.0)], "mouseTracking": []}),
+    );
     let (st, e) = submit(s, 0, 0, &a, toy.clone());
     if model {
         assert_eq!(st, 200, "{e}");
@@ -424,30 +443,17 @@ fn region_flow(s: &Studio, model: bool, rt: &tokio::runtime::Runtime) {
         assert_eq!(v[0].objects, (1, 2));
         assert!(!v[0].accepted);
         let id1 = page(s, 0, 1, &a)["images"][0]["id"].as_i64().unwrap();
-        fuzz(s, with(sizes(id1), json!({"regions": [region(CAT, [0.5, 0.0, 1.0, 0.5], "search", 1000.0)], "mouseTracking": []})));
+        fuzz(
+            s,
+            with(
+                sizes(id1),
+                json!({"regions": [region(CAT, [0.5, 0.0, 1.0, 0.5], "search", 1000.0)], "mouseTracking": []}),
+            ),
+        );
     }
 }
 
 // ---------------------------------------------------------------- runs
-
-fn pg_url(rt: &tokio::runtime::Runtime, tag: &str) -> Option<String> {
-    let Ok(url) = std::env::var("LABELSCOPE_TEST_POSTGRES") else {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but LABELSCOPE_TEST_POSTGRES is not set");
-        eprintln!("skipped: set LABELSCOPE_TEST_POSTGRES=postgres://... to run against PostgreSQL");
-        return None;
-    };
-    let schema = format!("t{}_{tag}", std::process::id());
-    rt.block_on(async {
-        let db = Db::open(&url).await.unwrap();
-        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-            .execute(db.pool())
-            .await
-            .unwrap();
-        db.close().await;
-    });
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
-}
 
 #[test]
 fn tag_on_sqlite() {
@@ -475,10 +481,10 @@ fn region_with_and_without_a_model() {
 #[test]
 fn tag_and_verify_on_postgres() {
     let rt = runtime();
-    let Some(url) = pg_url(&rt, "tag") else { return };
+    let Some(url) = common::pg_url(&rt, "tag") else { return };
     let s = start(&rt, Some(url), &tag_manifest(), None);
     tag_flow(&s, &rt);
-    let url = pg_url(&rt, "verify").unwrap();
+    let url = common::pg_url(&rt, "verify").unwrap();
     let s = start(&rt, Some(url), &verify_manifest(), None);
     verify_flow(&s, &rt);
 }

@@ -38,4 +38,3 @@ pub fn write_head(path: &Path, in_dim: usize) {
     let h = RegionHead::from_tensors(HeadConfig::linear(in_dim, 3), &t, Path::new("hand"), &Device::Cpu).unwrap();
     h.save(path).unwrap();
 }
-

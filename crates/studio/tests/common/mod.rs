@@ -155,3 +155,25 @@ fn mutate(v: &mut Value, rng: &mut Rng) {
         _ => serde_json::json!(u64::MAX),
     };
 }
+
+/// A fresh schema on the PostgreSQL server of `LABELSCOPE_TEST_POSTGRES` (its URL), or `None`
+/// (skip) when the variable is not set, which fails under `CI=true`.
+pub fn pg_url(rt: &tokio::runtime::Runtime, tag: &str) -> Option<String> {
+    let Ok(url) = std::env::var("LABELSCOPE_TEST_POSTGRES") else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but LABELSCOPE_TEST_POSTGRES is not set");
+        eprintln!("skipped: set LABELSCOPE_TEST_POSTGRES=postgres://... to run against PostgreSQL");
+        return None;
+    };
+    let schema = format!("t{}_{tag}", std::process::id());
+    rt.block_on(async {
+        let db = labelscope_studio::db::Db::open(&url).await.unwrap();
+        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+            .execute(db.pool())
+            .await
+            .unwrap();
+        db.close().await;
+    });
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
+}
+
