@@ -287,6 +287,9 @@ pub async fn csv_records(db: &Db, project: &str, out: &Path) -> Result<u64> {
     Ok(n)
 }
 
+/// One flat event: time, kind, x, y, detail.
+type Event<'a> = (f64, &'a str, Option<f64>, Option<f64>, String);
+
 /// Writes one CSV row per recorded event: `kind` is `enter`, `leave`,
 /// `trace`, `click` (browse), `add` / `move` / `remove` (tag icons; `x`, `y`
 /// where the icon went, or where it was for a removal; `detail` the
@@ -303,7 +306,7 @@ pub async fn csv_events(db: &Db, project: &str, out: &Path) -> Result<u64> {
         writeln!(w, "image,assignment,page,kind,time_ms,x,y,detail")?;
         for (r, d) in &rows {
             let image = csv_field(&r.image);
-            let mut events: Vec<(f64, &str, Option<f64>, Option<f64>, String)> = Vec::new();
+            let mut events: Vec<Event> = Vec::new();
             let time = |p: &Value| p.get("time").or_else(|| p.get("timeAt")).and_then(num).unwrap_or(0.0);
             let xy = |p: Option<&Value>| {
                 (p.and_then(|p| p.get("x")).and_then(num), p.and_then(|p| p.get("y")).and_then(num))

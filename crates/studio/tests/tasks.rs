@@ -166,9 +166,9 @@ fn tag_flow(s: &Studio, rt: &tokio::runtime::Runtime) {
     assert_eq!(submit(s, 0, 3, &b, tag_page(ids[3], &[])).0, 200);
     // Worker C: 3 of 5 pages, icons on the objects.
     let c = begin(s, 0, "C");
-    for i in 0..3 {
+    for (i, &id) in ids.iter().enumerate().take(3) {
         let icons: &[(&str, f64, f64)] = if i == 0 { &[("dog", 0.3, 0.3)] } else { &[] };
-        assert_eq!(submit(s, 0, i, &c, tag_page(ids[i], icons)).0, 200);
+        assert_eq!(submit(s, 0, i, &c, tag_page(id, icons)).0, 200);
     }
 
     let v = rt.block_on(project_verdicts(&s.db, "coco-tag", None)).unwrap();

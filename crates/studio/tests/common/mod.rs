@@ -176,4 +176,3 @@ pub fn pg_url(rt: &tokio::runtime::Runtime, tag: &str) -> Option<String> {
     let sep = if url.contains('?') { '&' } else { '?' };
     Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
 }
-
