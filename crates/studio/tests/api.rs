@@ -278,7 +278,18 @@ fn postgres_full_flow() {
 fn migrations_are_idempotent_and_refuse_newer_schemas() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.sqlite").display().to_string();
+    migrations(&rt, dir.path().join("m.sqlite").display().to_string(), true);
+}
+
+#[test]
+fn migrations_on_postgres() {
+    let rt = runtime();
+    if let Some(url) = common::pg_url(&rt, "migrate") {
+        migrations(&rt, url, false);
+    }
+}
+
+fn migrations(rt: &tokio::runtime::Runtime, path: String, sqlite: bool) {
     rt.block_on(async {
         let db = Db::open(&path).await.unwrap();
         assert_eq!(db.schema_version().await.unwrap(), 0);
@@ -298,8 +309,10 @@ fn migrations_are_idempotent_and_refuse_newer_schemas() {
         let images = db.project_images(1).await.unwrap();
         assert_eq!((images[0].name.as_str(), images[0].known_positive, images[0].extra.as_deref()), ("a", true, None));
         db.check_schema().await.unwrap();
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(db.pool()).await.unwrap();
-        assert_eq!(mode, "wal");
+        if sqlite {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(db.pool()).await.unwrap();
+            assert_eq!(mode, "wal");
+        }
         sqlx::query("INSERT INTO labelscope_migrations (version, name, applied_ms) VALUES (99, 'future', 0)")
             .execute(db.pool())
             .await
