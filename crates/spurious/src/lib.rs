@@ -10,10 +10,12 @@
 //! * [`saliency`] — alignment of a saliency map (GradCAM) with the object
 //!   mask: IoU, Dice, density gap.
 //! * [`score`] — class-balanced accuracy and the other summaries.
+//! * [`evaluate`] — the loop over a [`evaluate::Model`] and images with masks.
 #![warn(missing_docs)]
 
 pub mod ablation;
 pub mod error;
+pub mod evaluate;
 pub mod noise;
 pub mod planar;
 pub mod saliency;
