@@ -72,6 +72,8 @@ pub enum Command {
     Classify(Box<crate::classify::ClassifyArgs>),
     /// GradCAM maps or input-gradient saliency of a classifier for a folder of images.
     Gradcam(Box<crate::gradcam::GradcamArgs>),
+    /// Spurious-feature metrics (Hard ImageNet): accuracy under object ablations, RFS, GradCAM alignment.
+    Spurious(Box<crate::spurious::SpuriousArgs>),
     /// Automatic multi-label relabeling: feature cache, training regions, region labeler, aggregation, outputs.
     Relabel(crate::relabel::RelabelArgs),
     /// Measure region pooling + labeler inference and head training (see BENCHMARKS.md).

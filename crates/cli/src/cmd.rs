@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchPreprocess(a) => crate::bench_preprocess::run(a),
         Command::Classify(a) => crate::classify::run(*a),
         Command::Gradcam(a) => crate::gradcam::run(*a),
+        Command::Spurious(a) => crate::spurious::run(*a),
         Command::Relabel(a) => crate::relabel::run(a),
         Command::BenchRelabel(a) => crate::bench_relabel::run(a),
         Command::Byproducts(a) => crate::byproducts::run(a),

@@ -22,6 +22,7 @@ mod output;
 mod proposals;
 mod relabel;
 mod relabel_quality;
+mod spurious;
 mod studio;
 mod studio_region;
 mod weights;

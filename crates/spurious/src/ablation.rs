@@ -303,7 +303,11 @@ mod tests {
         assert_eq!(tile_source(&m, [17, 2, 20, 4]), Some([14, 2, 17, 4]));
         // Clipped right (1 column) vs full below (3x2): below wins; a tie keeps right's priority.
         let m = mask_of(20, 10, &[[16, 2, 19, 4]]);
-        assert_eq!(tile_source(&m, [16, 2, 19, 4]), Some([13, 2, 16, 4]), "left 3x2 = 6 beats right 1x2 and ties below");
+        assert_eq!(
+            tile_source(&m, [16, 2, 19, 4]),
+            Some([13, 2, 16, 4]),
+            "left 3x2 = 6 beats right 1x2 and ties below"
+        );
         // The patch is smaller than the box: it repeats.
         let m = mask_of(20, 10, &[[0, 0, 4, 10], [5, 0, 20, 10]]);
         assert_eq!(tile_source(&m, [0, 0, 4, 10]), Some([4, 0, 5, 10]));

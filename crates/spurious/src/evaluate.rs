@@ -269,7 +269,12 @@ pub fn evaluate_batch(
     }
     if let Some(n) = opts.noise {
         let start = into.noise.len();
-        into.noise.extend(kept.iter().map(|(_, s)| NoiseRow { class: s.class, trials: 0, fg_correct: 0, bg_correct: 0 }));
+        into.noise.extend(kept.iter().map(|(_, s)| NoiseRow {
+            class: s.class,
+            trials: 0,
+            fg_correct: 0,
+            bg_correct: 0,
+        }));
         for trial in 0..n.trials {
             for region in [Region::Foreground, Region::Background] {
                 let mut images = Vec::with_capacity(kept.len());

@@ -47,7 +47,10 @@ fn cam_at(points: &[(usize, usize)]) -> Vec<f32> {
     let mut m = vec![0.0f32; S * S];
     for y in 0..S {
         for x in 0..S {
-            let d = points.iter().map(|&(px, py)| ((x as f32 - px as f32).powi(2) + (y as f32 - py as f32).powi(2)).sqrt()).fold(f32::MAX, f32::min);
+            let d = points
+                .iter()
+                .map(|&(px, py)| ((x as f32 - px as f32).powi(2) + (y as f32 - py as f32).powi(2)).sqrt())
+                .fold(f32::MAX, f32::min);
             m[y * S + x] = (1.0 - d / 12.0).max(0.0);
         }
     }
@@ -136,9 +139,7 @@ fn an_object_classifier_loses_to_ablations_and_has_positive_rfs() {
     assert!(r.per_class.values().all(|c| c.2 > 0.0), "{r:?}");
     let mean_iou: f64 = e.alignments.iter().map(|a| a.2.iou).sum::<f64>() / e.alignments.len() as f64;
     // The map is >= 0.5 on the disc of radius 6 around the centre, all inside the 16 x 16 object.
-    let disc = (0..S * S)
-        .filter(|p| ((p % S) as f64 - 24.0).powi(2) + ((p / S) as f64 - 24.0).powi(2) <= 36.0)
-        .count();
+    let disc = (0..S * S).filter(|p| ((p % S) as f64 - 24.0).powi(2) + ((p / S) as f64 - 24.0).powi(2) <= 36.0).count();
     assert!((mean_iou - disc as f64 / 256.0).abs() < 1e-6, "{mean_iou} vs {disc}/256");
 }
 
