@@ -12,6 +12,7 @@ mod byproducts;
 mod bench_ncut;
 mod bench_preprocess;
 mod bench_relabel;
+mod bench_spurious;
 mod bench_vit;
 mod classify;
 mod cmd;

@@ -249,12 +249,17 @@ fn load(item: &Item, recipe: Recipe, filter: Filter) -> Result<Sample> {
 }
 
 /// The neural runtime's classifier as a [`Model`].
-struct Net {
+pub(crate) struct Net {
     model: labelscope_nn::Classifier,
     device: Device,
 }
 
 impl Net {
+    /// Wraps a classifier running on `device`.
+    pub(crate) fn new(model: labelscope_nn::Classifier, device: Device) -> Net {
+        Net { model, device }
+    }
+
     fn input(&self, batch: &[&Planar]) -> labelscope_spurious::Result<Tensor> {
         let (w, h) = (batch[0].width, batch[0].height);
         let n = w * h;
