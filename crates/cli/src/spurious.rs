@@ -742,3 +742,64 @@ pub fn run(a: SpuriousArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        a: SpuriousArgs,
+    }
+
+    fn args(extra: &[&str]) -> SpuriousArgs {
+        let mut v = vec!["labelscope", "--model", "resnet", "--weights", "w.safetensors", "--out", "o"];
+        v.extend_from_slice(extra);
+        Wrap::try_parse_from(v).unwrap().a
+    }
+
+    fn touch(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+    }
+
+    #[test]
+    fn hard_imagenet_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (hi, root) = (dir.path().join("hi"), dir.path().join("imagenet"));
+        // Masks: dog sled, and both ImageNet "sunglass(es)" ids; images in the class folder or flat.
+        touch(&hi.join("val/n03218198_ILSVRC2012_val_00000001.JPEG"));
+        touch(&hi.join("val/n04355933_ILSVRC2012_val_00000002.JPEG"));
+        touch(&hi.join("val/n04356056_ILSVRC2012_val_00000003.png"));
+        touch(&hi.join("val/notes.txt"));
+        touch(&root.join("val/n03218198/ILSVRC2012_val_00000001.JPEG"));
+        touch(&root.join("val/ILSVRC2012_val_00000002.JPEG"));
+        touch(&root.join("val/n04356056/ILSVRC2012_val_00000003.JPEG"));
+        let a = args(&["--hard-imagenet", hi.to_str().unwrap(), "--image-root", root.to_str().unwrap()]);
+        let map = ClassMap::hard_imagenet_on_imagenet();
+        let items = dataset(&a, &map, ClassTable::imagenet()).unwrap();
+        let got: Vec<(&str, &str)> = items.iter().map(|i| (i.id.as_str(), map.names[i.class].as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("n03218198_ILSVRC2012_val_00000001", "dog sled"),
+                ("n04355933_ILSVRC2012_val_00000002", "sunglasses"),
+                ("n04356056_ILSVRC2012_val_00000003", "sunglasses")
+            ]
+        );
+        assert!(items[1].image.ends_with("val/ILSVRC2012_val_00000002.JPEG"));
+        // A mask without its image, a class outside the map, a missing --image-root.
+        touch(&hi.join("val/n03218198_missing.JPEG"));
+        let e = dataset(&a, &map, ClassTable::imagenet()).err().unwrap().to_string();
+        assert!(e.contains("n03218198_missing.JPEG") && e.contains("none of"), "{e}");
+        std::fs::remove_file(hi.join("val/n03218198_missing.JPEG")).unwrap();
+        touch(&hi.join("val/n01440764_tench.JPEG"));
+        let e = format!("{:#}", dataset(&a, &map, ClassTable::imagenet()).err().unwrap());
+        assert!(e.contains("n01440764") && e.contains("--class-map"), "{e}");
+        let a = args(&["--hard-imagenet", hi.to_str().unwrap()]);
+        let e = dataset(&a, &map, ClassTable::imagenet()).err().unwrap().to_string();
+        assert!(e.contains("--image-root"), "{e}");
+    }
+}
