@@ -74,6 +74,8 @@ pub enum Command {
     Gradcam(Box<crate::gradcam::GradcamArgs>),
     /// Spurious-feature metrics (Hard ImageNet): accuracy under object ablations, RFS, GradCAM alignment.
     Spurious(Box<crate::spurious::SpuriousArgs>),
+    /// Training with richer supervision: DFR (last layer on a spurious-balanced subset).
+    Train(crate::train::TrainArgs),
     /// Measure the spurious-feature metrics (images/s; see BENCHMARKS.md).
     BenchSpurious(crate::bench_spurious::BenchSpuriousArgs),
     /// Automatic multi-label relabeling: feature cache, training regions, region labeler, aggregation, outputs.

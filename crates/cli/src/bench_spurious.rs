@@ -54,7 +54,12 @@ fn model(name: &str, dev: &Device) -> Result<Classifier> {
             let cfg = arch.config();
             let varmap = candle_nn::VarMap::new();
             let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, dev);
-            let m = labelscope_nn::vit_classifier::VitClassifier::new(cfg, labelscope_nn::VitVariant::timm(cfg.patch), 1000, vb)?;
+            let m = labelscope_nn::vit_classifier::VitClassifier::new(
+                cfg,
+                labelscope_nn::VitVariant::timm(cfg.patch),
+                1000,
+                vb,
+            )?;
             Ok(Classifier::Vit(m))
         }
         other => bail!("--model {other:?}: expected resnet50 or vit_small_patch16_224"),
@@ -75,7 +80,8 @@ fn samples(n: usize, size: usize) -> Vec<Sample> {
                     img.set(2, x, y, (0.5 + 0.5 * ((fx + fy) * 3.1 * (u + v)).sin()) as f32);
                 }
             }
-            let (cx, cy, rx, ry) = (0.3 + 0.4 * rng.unit(), 0.3 + 0.4 * rng.unit(), 0.1 + 0.2 * rng.unit(), 0.1 + 0.2 * rng.unit());
+            let (cx, cy, rx, ry) =
+                (0.3 + 0.4 * rng.unit(), 0.3 + 0.4 * rng.unit(), 0.1 + 0.2 * rng.unit(), 0.1 + 0.2 * rng.unit());
             let bits = (0..size * size)
                 .map(|p| {
                     let (u, v) = ((p % size) as f64 / size as f64, (p / size) as f64 / size as f64);
@@ -106,7 +112,10 @@ pub fn run(a: BenchSpuriousArgs) -> Result<()> {
         rows.push((format!("{} ablation alone (no model)", ab.name()), a.images as f64 / t.elapsed().as_secs_f64()));
     }
     let runs: Vec<(String, Options)> = vec![
-        ("clean accuracy (forward only)".into(), Options { ablations: vec![Ablation::None], noise: None, saliency: false }),
+        (
+            "clean accuracy (forward only)".into(),
+            Options { ablations: vec![Ablation::None], noise: None, saliency: false },
+        ),
         ("gray".into(), Options { ablations: vec![Ablation::Gray], noise: None, saliency: false }),
         ("gray-bbox".into(), Options { ablations: vec![Ablation::GrayBbox], noise: None, saliency: false }),
         ("tile".into(), Options { ablations: vec![Ablation::Tile], noise: None, saliency: false }),
@@ -118,7 +127,10 @@ pub fn run(a: BenchSpuriousArgs) -> Result<()> {
                 saliency: false,
             },
         ),
-        ("GradCAM alignment (forward + backward)".into(), Options { ablations: Vec::new(), noise: None, saliency: true }),
+        (
+            "GradCAM alignment (forward + backward)".into(),
+            Options { ablations: Vec::new(), noise: None, saliency: true },
+        ),
     ];
     // Warm-up.
     let mut e = Evaluation::default();

@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Gradcam(a) => crate::gradcam::run(*a),
         Command::Spurious(a) => crate::spurious::run(*a),
         Command::BenchSpurious(a) => crate::bench_spurious::run(a),
+        Command::Train(a) => crate::train::run(a),
         Command::Relabel(a) => crate::relabel::run(a),
         Command::BenchRelabel(a) => crate::bench_relabel::run(a),
         Command::Byproducts(a) => crate::byproducts::run(a),

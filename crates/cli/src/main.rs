@@ -26,6 +26,7 @@ mod relabel_quality;
 mod spurious;
 mod studio;
 mod studio_region;
+mod train;
 mod weights;
 
 use std::process::ExitCode;

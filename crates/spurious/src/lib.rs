@@ -10,10 +10,12 @@
 //! * [`saliency`] — alignment of a saliency map (GradCAM) with the object
 //!   mask: IoU, Dice, density gap.
 //! * [`score`] — class-balanced accuracy and the other summaries.
+//! * [`dfr`] — the balanced subset of deep feature reweighting.
 //! * [`evaluate`] — the loop over a [`evaluate::Model`] and images with masks.
 #![warn(missing_docs)]
 
 pub mod ablation;
+pub mod dfr;
 pub mod error;
 pub mod evaluate;
 pub mod noise;

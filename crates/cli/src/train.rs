@@ -1,0 +1,360 @@
+//! `labelscope train`: training with richer supervision. `train dfr` is deep
+//! feature reweighting: the last layer retrained, as multinomial logistic
+//! regression on cached penultimate features (`labelscope classify
+//! --features`), on a subset balanced between the top- and bottom-scored
+//! images of every class (`labelscope_spurious::dfr`), with checkpoints
+//! (resumable), a progress bar, a per-epoch metrics log, a loss plot, and an
+//! evaluation of the new layer on another split, per group.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use clap::{Args, Subcommand};
+use labelscope_core::classes::ClassTable;
+use labelscope_core::ids::join_key;
+use labelscope_nn::optim::OptimizerConfig;
+use labelscope_nn::train::{train, Progress, RunOptions, TrainConfig, TrainData};
+use labelscope_nn::HeadConfig;
+use serde_json::json;
+
+/// `labelscope train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(subcommand)]
+    pub command: TrainCommand,
+}
+
+/// Training recipes.
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Deep feature reweighting: retrain the last layer on a spurious-balanced subset.
+    Dfr(Box<DfrArgs>),
+}
+
+/// `labelscope train dfr`.
+#[derive(Debug, Args)]
+pub struct DfrArgs {
+    /// Penultimate features [N, F] (.npy; `labelscope classify --features`).
+    #[arg(long, value_name = "FILE")]
+    features: PathBuf,
+    /// The features' rows: one image name per line (`images.txt` of classify).
+    #[arg(long, value_name = "FILE")]
+    images: PathBuf,
+    /// True classes: CSV `image,class` (class index, WordNet id or name of the class list).
+    #[arg(long, value_name = "FILE")]
+    labels: PathBuf,
+    /// Scores that rank the images of a class: a CSV with an `image` column (e.g. per_image.csv of
+    /// `labelscope spurious`).
+    #[arg(long, value_name = "FILE")]
+    scores: PathBuf,
+    /// The column of --scores to rank by (e.g. cam_iou, tile_confidence).
+    #[arg(long)]
+    score_column: String,
+    /// Images taken from each end of every class's ranking.
+    #[arg(long, default_value_t = 50)]
+    per_class: usize,
+    /// Class list of the layer (default: the 1000 ImageNet classes).
+    #[arg(long, value_name = "FILE")]
+    classes: Option<PathBuf>,
+    /// Passes over the subset.
+    #[arg(long, default_value_t = 100)]
+    epochs: u64,
+    /// Learning rate (AdamW).
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+    /// L2 penalty (decoupled weight decay) on the weights.
+    #[arg(long, default_value_t = 1e-3)]
+    weight_decay: f64,
+    /// Rows per step.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Share of the subset held out for the per-epoch accuracy.
+    #[arg(long, default_value_t = 0.0)]
+    heldout: f64,
+    /// Evaluate the new layer on these features (.npy) ...
+    #[arg(long, value_name = "FILE", requires_all = ["eval_images", "eval_labels"])]
+    eval_features: Option<PathBuf>,
+    /// ... whose rows are these images ...
+    #[arg(long, value_name = "FILE")]
+    eval_images: Option<PathBuf>,
+    /// ... with these classes (CSV image,class) ...
+    #[arg(long, value_name = "FILE")]
+    eval_labels: Option<PathBuf>,
+    /// ... and these groups (CSV image,group; accuracy per group and the worst group).
+    #[arg(long, value_name = "FILE")]
+    eval_groups: Option<PathBuf>,
+    /// Continue the run in --out from its checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Output folder: head.safetensors (+ head.json), dfr.json, metrics.jsonl, loss.svg, checkpoints/.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn read_lines(p: &Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read {}", p.display()))?
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// A CSV with a header: rows as maps from column name to cell.
+fn read_csv(p: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<String> = lines
+        .next()
+        .with_context(|| format!("{}: empty file", p.display()))?
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let rows = lines.map(|l| l.split(',').map(|s| s.trim().to_string()).collect()).collect();
+    Ok((header, rows))
+}
+
+/// `image -> class` from a CSV `image,class` (header optional).
+fn read_labels(p: &Path, table: &ClassTable) -> Result<HashMap<String, usize>> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (i == 0 && line.to_ascii_lowercase().starts_with("image,")) {
+            continue;
+        }
+        let (img, class) =
+            line.split_once(',').with_context(|| format!("{} line {}: expected `image,class`", p.display(), i + 1))?;
+        let class = class.trim();
+        let k = table
+            .resolve(class)
+            .or_else(|| table.classes().iter().position(|c| c.names.iter().any(|n| n.eq_ignore_ascii_case(class))))
+            .with_context(|| {
+                format!(
+                    "{} line {}: {class:?} is not a class of the class list ({} classes)",
+                    p.display(),
+                    i + 1,
+                    table.len()
+                )
+            })?;
+        out.insert(join_key(img.trim()).to_string(), k);
+    }
+    Ok(out)
+}
+
+fn features(p: &Path, rows: usize) -> Result<(Vec<f32>, usize)> {
+    let a = labelscope_core::npy::read_npy(p)?;
+    if a.shape.len() != 2 || a.shape[0] != rows {
+        bail!("{}: shape {:?}; expected [{rows}, F] (one row per listed image)", p.display(), a.shape);
+    }
+    Ok((a.to_f32_vec(p, "features")?, a.shape[1]))
+}
+
+/// Runs `labelscope train ...`.
+pub fn run(a: TrainArgs) -> Result<()> {
+    match a.command {
+        TrainCommand::Dfr(d) => dfr(*d),
+    }
+}
+
+fn dfr(a: DfrArgs) -> Result<()> {
+    let table = match &a.classes {
+        Some(p) => ClassTable::from_path(p)?,
+        None => ClassTable::imagenet().clone(),
+    };
+    let names = read_lines(&a.images)?;
+    let (values, dim) = features(&a.features, names.len())?;
+    let labels = read_labels(&a.labels, &table)?;
+    let (header, rows) = read_csv(&a.scores)?;
+    let ic = header
+        .iter()
+        .position(|h| h == "image")
+        .with_context(|| format!("{}: no `image` column", a.scores.display()))?;
+    let sc = header.iter().position(|h| *h == a.score_column).with_context(|| {
+        format!("{}: no column {:?}; columns: {}", a.scores.display(), a.score_column, header.join(", "))
+    })?;
+    let mut score_of: HashMap<String, f64> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let (Some(img), Some(v)) = (r.get(ic), r.get(sc)) else { continue };
+        if v.is_empty() {
+            continue;
+        }
+        let v: f64 = v.parse().with_context(|| {
+            format!("{} row {}: {:?} in {} is not a number", a.scores.display(), i + 2, v, a.score_column)
+        })?;
+        score_of.insert(join_key(img).to_string(), v);
+    }
+    // Rows with a label; their scores.
+    let mut kept_rows = Vec::new();
+    let mut classes = Vec::new();
+    let mut scores = Vec::new();
+    let mut unlabelled = 0usize;
+    for (i, n) in names.iter().enumerate() {
+        match labels.get(join_key(n)) {
+            Some(&c) => {
+                kept_rows.push(i);
+                classes.push(c);
+                scores.push(score_of.get(join_key(n)).copied());
+            }
+            None => unlabelled += 1,
+        }
+    }
+    let subset = labelscope_spurious::dfr::balanced_subset(&classes, &scores, a.per_class);
+    if subset.rows.is_empty() {
+        bail!("no image has both a label and a score; nothing to train on");
+    }
+    let rows: Vec<usize> = subset.rows.iter().map(|&k| kept_rows[k]).collect();
+    let mut x = Vec::with_capacity(rows.len() * dim);
+    let mut y = Vec::with_capacity(rows.len());
+    for (&r, &k) in rows.iter().zip(&subset.rows) {
+        x.extend_from_slice(&values[r * dim..(r + 1) * dim]);
+        y.push(classes[k] as u32);
+    }
+    let dev = Device::Cpu;
+    let data = TrainData::from_f32(x, dim, y, &dev)?;
+    let mut cfg = TrainConfig::new(OptimizerConfig::adamw(a.lr, a.weight_decay));
+    cfg.epochs = a.epochs;
+    cfg.batch_size = a.batch;
+    cfg.seed = a.seed;
+    cfg.heldout_fraction = a.heldout;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let run = RunOptions { checkpoint_dir: Some(a.out.join("checkpoints")), checkpoint_every: None, resume: a.resume };
+    let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("train dfr {bar:40} {pos}/{len} steps, loss {msg}, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut log = String::new();
+    let outcome = train(&data, HeadConfig::linear(dim, table.len()), &cfg, &run, &dev, |p| {
+        match p {
+            Progress::Start { total_steps, start_step, .. } => {
+                bar.set_length(*total_steps);
+                bar.set_position(*start_step);
+            }
+            Progress::Step { loss, .. } => {
+                bar.inc(1);
+                bar.set_message(format!("{loss:.4}"));
+            }
+            Progress::Epoch(e) => {
+                log.push_str(&serde_json::to_string(e).unwrap_or_default());
+                log.push('\n');
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    outcome.head.save(&a.out.join("head.safetensors"))?;
+    // Append this call's epochs to the log (a resumed run continues it).
+    let log_path = a.out.join("metrics.jsonl");
+    let mut all = if a.resume { std::fs::read_to_string(&log_path).unwrap_or_default() } else { String::new() };
+    all.push_str(&log);
+    labelscope_core::atomic::write_atomic(&log_path, all.as_bytes())?;
+    let points: Vec<(f64, f64)> = all
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["epoch"].as_f64()? + 1.0, v["mean_loss"].as_f64()?)))
+        .collect();
+    let svg = labelscope_report::plot::lines_svg(&labelscope_report::plot::LineSpec {
+        title: "DFR: training loss".into(),
+        x_label: "epoch".into(),
+        y_label: "cross-entropy".into(),
+        series: vec![labelscope_report::plot::LineSeries { name: "train".into(), points }],
+        hlines: Vec::new(),
+        y_range: None,
+    })?;
+    labelscope_core::atomic::write_atomic(&a.out.join("loss.svg"), svg.as_bytes())?;
+    // Evaluation of the new layer.
+    let mut eval = serde_json::Value::Null;
+    if let (Some(f), Some(i), Some(l)) = (&a.eval_features, &a.eval_images, &a.eval_labels) {
+        let names = read_lines(i)?;
+        let (v, d) = features(f, names.len())?;
+        if d != dim {
+            bail!("{}: {d} features per row; the layer takes {dim}", f.display());
+        }
+        let labels = read_labels(l, &table)?;
+        let groups: HashMap<String, String> = match &a.eval_groups {
+            Some(g) => {
+                let (h, rows) = read_csv(g)?;
+                let gi = h
+                    .iter()
+                    .position(|x| x == "group")
+                    .with_context(|| format!("{}: no `group` column", g.display()))?;
+                let ii = h
+                    .iter()
+                    .position(|x| x == "image")
+                    .with_context(|| format!("{}: no `image` column", g.display()))?;
+                rows.iter().filter_map(|r| Some((join_key(r.get(ii)?).to_string(), r.get(gi)?.clone()))).collect()
+            }
+            None => HashMap::new(),
+        };
+        let x = Tensor::from_vec(v, (names.len(), d), &dev)?;
+        let top = outcome.head.predict_topk(&x, 1)?;
+        let mut by_group: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let (mut n, mut ok) = (0u64, 0u64);
+        for (name, t) in names.iter().zip(&top) {
+            let Some(&c) = labels.get(join_key(name)) else { continue };
+            let right = t.first().is_some_and(|p| p.1 as usize == c);
+            n += 1;
+            ok += u64::from(right);
+            if let Some(g) = groups.get(join_key(name)) {
+                let e = by_group.entry(g.clone()).or_insert((0, 0));
+                e.0 += 1;
+                e.1 += u64::from(right);
+            }
+        }
+        let worst =
+            by_group.iter().map(|(g, (n, k))| (g.clone(), *k as f64 / *n as f64)).min_by(|a, b| a.1.total_cmp(&b.1));
+        eval = json!({"images": n, "accuracy": if n > 0 { ok as f64 / n as f64 } else { f64::NAN },
+            "groups": by_group.iter().map(|(g, (n, k))| (g.clone(), json!({"images": n, "accuracy": *k as f64 / *n as f64}))).collect::<serde_json::Map<_, _>>(),
+            "worst_group": worst.map(|(g, acc)| json!({"group": g, "accuracy": acc}))});
+    }
+    let per_class: serde_json::Map<String, serde_json::Value> = subset
+        .per_class
+        .iter()
+        .map(|(c, (n, k))| {
+            (table.get(*c).map(|x| x.wnid.clone()).unwrap_or_else(|| c.to_string()), json!({"scored": n, "chosen": k}))
+        })
+        .collect();
+    let summary = json!({
+        "features": a.features.display().to_string(), "dim": dim, "classes": table.len(),
+        "score_column": a.score_column, "per_class": a.per_class, "subset": subset.rows.len(),
+        "unscored": subset.unscored, "unlabelled": unlabelled, "subset_per_class": per_class,
+        "epochs": a.epochs, "lr": a.lr, "weight_decay": a.weight_decay, "seed": a.seed, "steps": outcome.steps,
+        "completed": outcome.completed, "heldout_top1": outcome.report.top1_accuracy(), "eval": eval,
+    });
+    labelscope_core::atomic::write_atomic(&a.out.join("dfr.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    let mut err = std::io::stderr();
+    let _ = writeln!(
+        err,
+        "DFR: {} images ({} per class from each end of the {} ranking; {} unscored, {} unlabelled), {} steps; layer in {}",
+        subset.rows.len(),
+        a.per_class,
+        a.score_column,
+        subset.unscored,
+        unlabelled,
+        outcome.steps,
+        a.out.join("head.safetensors").display()
+    );
+    if let Some(acc) = summary["eval"]["accuracy"].as_f64() {
+        let _ = writeln!(
+            err,
+            "evaluation: accuracy {:.4}{}",
+            acc,
+            summary["eval"]["worst_group"]
+                .as_object()
+                .map(|w| format!(", worst group {} {:.4}", w["group"], w["accuracy"].as_f64().unwrap_or(f64::NAN)))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
