@@ -14,6 +14,7 @@ pub mod classifier;
 pub mod error;
 pub mod gradcam;
 pub mod head;
+pub mod multitask;
 pub mod optim;
 pub mod resnet;
 pub mod train;

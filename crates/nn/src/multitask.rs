@@ -1,0 +1,411 @@
+//! LUAB multitask training (Han et al., ICCV 2023): a backbone with a class
+//! head and a point-regression head on the penultimate features, trained
+//! with `CE(y) + λ · smooth-L1(h(x), Z)` where the point term applies only to
+//! samples that have a point `Z` (the annotator's click, normalised to the
+//! image). The random-point baseline replaces every point by a uniform
+//! random one (seeded per sample), which must not teach the head anything.
+//!
+//! * Augmentation: torchvision's `RandomResizedCrop` (scale `[0.5, 1]`,
+//!   ratio `[3/4, 4/3]`, ten attempts then the central crop) and a
+//!   horizontal flip with probability ½; the point goes through the same
+//!   crop and flip and is kept only when it lies inside the crop.
+//! * Backbone: [`SmallCnn`], a trainable four-layer CNN whose penultimate
+//!   features are its flattened last feature map (it keeps positions, so a
+//!   linear point head can read them). Larger backbones plug in through the
+//!   same loss and loop.
+//! * Randomness: initialisation, augmentation, shuffling and the random
+//!   points come from xoshiro256** streams keyed by `(seed, purpose,
+//!   epoch, sample)`, so a resumed run draws what the uninterrupted run
+//!   would have drawn.
+//! * Checkpoints: `multitask.safetensors` (parameters `model.*`, optimiser
+//!   state `optim.*`, `train.epoch`) written atomically after every epoch;
+//!   `resume` continues from it.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder, VarMap};
+use labelscope_core::rng::{mix64, Xoshiro256};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::head::{read_safetensors, write_safetensors};
+use crate::optim::{cross_entropy, Optimizer, OptimizerConfig};
+
+/// A crop `[x0, y0, width, height]` in pixels of the source image.
+pub type Crop = [usize; 4];
+
+/// torchvision's `RandomResizedCrop.get_params` on a `w × h` image: up to
+/// ten attempts at an area share in `scale` and an aspect ratio
+/// log-uniform in `ratio`, else the central crop clamped to `ratio`.
+pub fn random_resized_crop(rng: &mut Xoshiro256, w: usize, h: usize, scale: (f64, f64), ratio: (f64, f64)) -> Crop {
+    let area = (w * h) as f64;
+    let (lr0, lr1) = (ratio.0.ln(), ratio.1.ln());
+    for _ in 0..10 {
+        let target = area * (scale.0 + (scale.1 - scale.0) * rng.unit());
+        let r = (lr0 + (lr1 - lr0) * rng.unit()).exp();
+        let cw = (target * r).sqrt().round() as usize;
+        let ch = (target / r).sqrt().round() as usize;
+        if cw > 0 && ch > 0 && cw <= w && ch <= h {
+            let x0 = rng.below((w - cw + 1) as u64) as usize;
+            let y0 = rng.below((h - ch + 1) as u64) as usize;
+            return [x0, y0, cw, ch];
+        }
+    }
+    let in_ratio = w as f64 / h as f64;
+    let (cw, ch) = if in_ratio < ratio.0 {
+        (w, ((w as f64 / ratio.0).round() as usize).min(h))
+    } else if in_ratio > ratio.1 {
+        (((h as f64 * ratio.1).round() as usize).min(w), h)
+    } else {
+        (w, h)
+    };
+    [(w - cw) / 2, (h - ch) / 2, cw, ch]
+}
+
+/// A point `(x, y)` normalised to a `w × h` image, after cropping to `crop`
+/// (and a horizontal flip of the crop); `None` when it falls outside the crop.
+pub fn transform_point(p: (f64, f64), w: usize, h: usize, crop: Crop, flip: bool) -> Option<(f64, f64)> {
+    let (px, py) = (p.0 * w as f64, p.1 * h as f64);
+    let x = (px - crop[0] as f64) / crop[2] as f64;
+    let y = (py - crop[1] as f64) / crop[3] as f64;
+    if !(0.0..=1.0).contains(&x) || !(0.0..=1.0).contains(&y) {
+        return None;
+    }
+    Some((if flip { 1.0 - x } else { x }, y))
+}
+
+/// Bilinear resize (`align_corners = false`, no antialiasing) of `crop` of a
+/// planar `3 × h × w` image to `size × size`, flipped horizontally when asked.
+pub fn crop_resize(img: &[f32], w: usize, h: usize, crop: Crop, size: usize, flip: bool) -> Vec<f32> {
+    let mut out = vec![0.0f32; 3 * size * size];
+    let [x0, y0, cw, ch] = crop;
+    for oy in 0..size {
+        let sy = ((oy as f64 + 0.5) * ch as f64 / size as f64 - 0.5).clamp(0.0, (ch - 1) as f64);
+        let (y1, fy) = (sy.floor() as usize, sy - sy.floor());
+        let y2 = (y1 + 1).min(ch - 1);
+        for ox in 0..size {
+            let tx = if flip { size - 1 - ox } else { ox };
+            let sx = ((tx as f64 + 0.5) * cw as f64 / size as f64 - 0.5).clamp(0.0, (cw - 1) as f64);
+            let (x1, fx) = (sx.floor() as usize, sx - sx.floor());
+            let x2 = (x1 + 1).min(cw - 1);
+            for c in 0..3 {
+                let at = |x: usize, y: usize| f64::from(img[c * w * h + (y0 + y) * w + x0 + x]);
+                let v = (1.0 - fy) * ((1.0 - fx) * at(x1, y1) + fx * at(x2, y1))
+                    + fy * ((1.0 - fx) * at(x1, y2) + fx * at(x2, y2));
+                out[c * size * size + oy * size + ox] = v as f32;
+            }
+        }
+    }
+    out
+}
+
+/// A small trainable CNN: four 3×3 convolutions (16, 32, 64, 64 channels;
+/// strides 1, 2, 2, 2) with ReLU; the penultimate features are the
+/// flattened last map (`64 · (size/8)²` values).
+pub struct SmallCnn {
+    convs: Vec<Conv2d>,
+    /// The class head.
+    pub class_head: Linear,
+    /// The point head (2 outputs: x, y).
+    pub point_head: Linear,
+}
+
+impl SmallCnn {
+    /// Features per image for `size × size` inputs.
+    pub fn feature_dim(size: usize) -> usize {
+        64 * (size / 8) * (size / 8)
+    }
+
+    /// Creates the network's variables in `vb` (Kaiming-uniform convolutions).
+    pub fn new(vb: VarBuilder, size: usize, classes: usize) -> Result<Self> {
+        if size < 8 || size % 8 != 0 {
+            return Err(Error::Invalid(format!("image side {size}: expected a multiple of 8")));
+        }
+        let chans = [3, 16, 32, 64, 64];
+        let mut convs = Vec::new();
+        for k in 0..4 {
+            let cfg = Conv2dConfig { padding: 1, stride: if k == 0 { 1 } else { 2 }, ..Default::default() };
+            convs.push(candle_nn::conv2d(chans[k], chans[k + 1], 3, cfg, vb.pp(format!("conv{k}")))?);
+        }
+        let f = SmallCnn::feature_dim(size);
+        Ok(SmallCnn {
+            convs,
+            class_head: candle_nn::linear(f, classes, vb.pp("class_head"))?,
+            point_head: candle_nn::linear(f, 2, vb.pp("point_head"))?,
+        })
+    }
+
+    /// Penultimate features `[B, F]` of `x` `[B, 3, size, size]`.
+    pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        let mut t = x.clone();
+        for c in &self.convs {
+            t = c.forward(&t)?.relu()?;
+        }
+        Ok(t.flatten_from(1)?)
+    }
+}
+
+/// Training data in memory: planar `3 × size × size` images (normalised),
+/// class labels and optional points.
+#[derive(Debug, Clone)]
+pub struct MultitaskData {
+    /// Image side.
+    pub size: usize,
+    /// Images, `3 · size²` values each.
+    pub images: Vec<Vec<f32>>,
+    /// Classes.
+    pub labels: Vec<u32>,
+    /// Points normalised to the image, when the sample has one.
+    pub points: Vec<Option<(f64, f64)>>,
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MultitaskConfig {
+    /// Number of classes.
+    pub classes: usize,
+    /// Weight λ of the point loss.
+    pub lambda: f64,
+    /// Passes over the training data.
+    pub epochs: u64,
+    /// Samples per step.
+    pub batch_size: usize,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// Seed.
+    pub seed: u64,
+    /// Random-resized-crop and flip.
+    pub augment: bool,
+    /// The random-point baseline: every point replaced by a uniform random one.
+    pub random_points: bool,
+}
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochLog {
+    /// Epoch (0-based).
+    pub epoch: u64,
+    /// Mean total loss.
+    pub loss: f64,
+    /// Mean cross-entropy.
+    pub ce: f64,
+    /// Mean smooth-L1 point loss over the samples with a point.
+    pub point_loss: f64,
+    /// Validation accuracy.
+    pub val_accuracy: f64,
+    /// Validation localisation error: mean Euclidean distance between the
+    /// predicted and the true point (normalised units), over samples with a point.
+    pub val_localisation_error: f64,
+}
+
+/// Smooth-L1 (Huber with β = 1) averaged over every element.
+pub fn smooth_l1(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let d = (pred - target)?.abs()?;
+    let quad = (d.sqr()? * 0.5)?;
+    let lin = (&d - 0.5)?;
+    let small = d.lt(1.0)?;
+    Ok(small.where_cond(&quad, &lin)?.mean_all()?)
+}
+
+fn stream(seed: u64, purpose: u64, a: u64, b: u64) -> Xoshiro256 {
+    Xoshiro256::from_seed(mix64(seed ^ mix64(purpose) ^ mix64(a.wrapping_mul(0x9e37_79b9) ^ mix64(b + 1))))
+}
+
+/// The model's validation numbers on `data` (no augmentation).
+pub fn validate(net: &SmallCnn, data: &MultitaskData, device: &Device) -> Result<(f64, f64)> {
+    let n = data.images.len();
+    if n == 0 {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let (mut right, mut err, mut with_point) = (0usize, 0.0f64, 0usize);
+    for start in (0..n).step_by(64) {
+        let end = (start + 64).min(n);
+        let flat: Vec<f32> = data.images[start..end].iter().flatten().copied().collect();
+        let x = Tensor::from_vec(flat, (end - start, 3, data.size, data.size), device)?;
+        let f = net.features(&x)?;
+        let logits = net.class_head.forward(&f)?.to_vec2::<f32>()?;
+        let pts = net.point_head.forward(&f)?.to_vec2::<f32>()?;
+        for (k, i) in (start..end).enumerate() {
+            let best = (0..logits[k].len()).max_by(|&a, &b| logits[k][a].total_cmp(&logits[k][b])).unwrap_or(0);
+            right += usize::from(best as u32 == data.labels[i]);
+            if let Some((px, py)) = data.points[i] {
+                err += ((f64::from(pts[k][0]) - px).powi(2) + (f64::from(pts[k][1]) - py).powi(2)).sqrt();
+                with_point += 1;
+            }
+        }
+    }
+    Ok((right as f64 / n as f64, if with_point > 0 { err / with_point as f64 } else { f64::NAN }))
+}
+
+/// The checkpoint file of a run folder.
+pub const MULTITASK_CHECKPOINT: &str = "multitask.safetensors";
+
+/// Trains [`SmallCnn`] on `train` with `cfg`, validating on `val` after
+/// every epoch; checkpoints into `dir` (resuming from it when `resume`).
+/// `progress` gets every epoch's log; returning `Break` stops after a
+/// checkpoint. Returns the network and the logs of the epochs run.
+pub fn train_multitask(
+    train: &MultitaskData,
+    val: &MultitaskData,
+    cfg: &MultitaskConfig,
+    dir: Option<&Path>,
+    resume: bool,
+    device: &Device,
+    mut progress: impl FnMut(&EpochLog) -> ControlFlow<()>,
+) -> Result<(SmallCnn, Vec<EpochLog>)> {
+    if cfg.batch_size == 0 || train.images.is_empty() {
+        return Err(Error::Invalid("training needs at least one sample and a batch size of at least 1".into()));
+    }
+    if !(cfg.lambda.is_finite() && cfg.lambda >= 0.0) {
+        return Err(Error::Invalid(format!("lambda {}: expected a number >= 0", cfg.lambda)));
+    }
+    if let Some(bad) = train.labels.iter().find(|&&l| l as usize >= cfg.classes) {
+        return Err(Error::Invalid(format!("label {bad} is not below the {} classes", cfg.classes)));
+    }
+    let size = train.size;
+    let varmap = VarMap::new();
+    // Seeded initialisation: candle's own initialisers draw from a global generator, so the
+    // variables are created with its defaults and then overwritten from our stream.
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let net = SmallCnn::new(vb, size, cfg.classes)?;
+    let mut names: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| Error::Invalid("variable map poisoned".into()))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (i, (name, var)) in names.iter().enumerate() {
+        let dims = var.dims().to_vec();
+        let fan_in: usize = if dims.len() > 1 { dims[1..].iter().product() } else { 1 };
+        let bound = if name.ends_with("bias") { 0.0 } else { (6.0 / fan_in as f64).sqrt() * 0.5 };
+        let mut rng = stream(cfg.seed, 1, i as u64, 0);
+        let vals: Vec<f32> = (0..var.elem_count()).map(|_| ((2.0 * rng.unit() - 1.0) * bound) as f32).collect();
+        var.set(&Tensor::from_vec(vals, dims.as_slice(), device)?)?;
+    }
+    let params: Vec<(String, Var, bool)> =
+        names.iter().map(|(n, v)| (n.clone(), v.clone(), !n.ends_with("bias"))).collect();
+    let mut opt = Optimizer::new(OptimizerConfig::adamw(cfg.lr, cfg.weight_decay), params)?;
+    let mut start_epoch = 0u64;
+    let ckpt: Option<PathBuf> = dir.map(|d| d.join(MULTITASK_CHECKPOINT));
+    if let Some(p) = &ckpt {
+        if p.exists() && !resume {
+            return Err(Error::Invalid(format!(
+                "{} exists; continue it with resume or choose another folder",
+                p.display()
+            )));
+        }
+        if resume {
+            let t = read_safetensors(p, device)?;
+            for (n, v) in &names {
+                let saved = t.get(&format!("model.{n}")).ok_or_else(|| Error::Weights {
+                    path: p.clone(),
+                    message: format!("no tensor model.{n}; not a checkpoint of this network"),
+                })?;
+                v.set(saved)?;
+            }
+            opt.load_state(|k| t.get(&format!("optim.{k}")).cloned(), p)?;
+            start_epoch = t
+                .get("train.epoch")
+                .and_then(|e| e.to_vec1::<i64>().ok())
+                .and_then(|v| v.first().copied())
+                .unwrap_or(0) as u64;
+        }
+    }
+    let n = train.images.len();
+    let mut logs = Vec::new();
+    for epoch in start_epoch..cfg.epochs {
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut rng = stream(cfg.seed, 2, epoch, 0);
+        for i in (1..n).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        let (mut sum, mut sum_ce, mut sum_pt, mut pt_rows) = (0.0f64, 0.0f64, 0.0f64, 0usize);
+        for batch in order.chunks(cfg.batch_size) {
+            let mut xs = Vec::with_capacity(batch.len() * 3 * size * size);
+            let mut ys = Vec::with_capacity(batch.len());
+            let mut targets = Vec::new();
+            let mut with = Vec::new();
+            for (k, &i) in batch.iter().enumerate() {
+                let mut r = stream(cfg.seed, 3, epoch, i as u64);
+                let point = if cfg.random_points {
+                    train.points[i].map(|_| {
+                        let mut pr = stream(cfg.seed, 4, i as u64, 0);
+                        (pr.unit(), pr.unit())
+                    })
+                } else {
+                    train.points[i]
+                };
+                let (img, p) = if cfg.augment {
+                    let crop = random_resized_crop(&mut r, size, size, (0.5, 1.0), (0.75, 4.0 / 3.0));
+                    let flip = r.unit() < 0.5;
+                    (
+                        crop_resize(&train.images[i], size, size, crop, size, flip),
+                        point.and_then(|p| transform_point(p, size, size, crop, flip)),
+                    )
+                } else {
+                    (train.images[i].clone(), point)
+                };
+                xs.extend(img);
+                ys.push(train.labels[i]);
+                if let Some((px, py)) = p {
+                    targets.extend([px as f32, py as f32]);
+                    with.push(k as u32);
+                }
+            }
+            let x = Tensor::from_vec(xs, (batch.len(), 3, size, size), device)?;
+            let f = net.features(&x)?;
+            let ce = cross_entropy(&net.class_head.forward(&f)?, &ys, 0.0)?;
+            let mut loss = ce.clone();
+            let mut pt_val = 0.0;
+            if !with.is_empty() && cfg.lambda > 0.0 {
+                let idx = Tensor::from_vec(with.clone(), with.len(), device)?;
+                let pred = net.point_head.forward(&f.index_select(&idx, 0)?)?;
+                let tgt = Tensor::from_vec(targets, (with.len(), 2), device)?;
+                let pl = smooth_l1(&pred, &tgt)?;
+                pt_val = f64::from(pl.to_scalar::<f32>()?);
+                loss = (loss + (pl * cfg.lambda)?)?;
+            }
+            let grads = loss.backward()?;
+            opt.step(&grads, cfg.lr)?;
+            let b = batch.len() as f64;
+            sum += f64::from(loss.to_scalar::<f32>()?) * b;
+            sum_ce += f64::from(ce.to_scalar::<f32>()?) * b;
+            sum_pt += pt_val * with.len() as f64;
+            pt_rows += with.len();
+        }
+        let (acc, loc) = validate(&net, val, device)?;
+        let log = EpochLog {
+            epoch,
+            loss: sum / n as f64,
+            ce: sum_ce / n as f64,
+            point_loss: if pt_rows > 0 { sum_pt / pt_rows as f64 } else { f64::NAN },
+            val_accuracy: acc,
+            val_localisation_error: loc,
+        };
+        if let Some(p) = &ckpt {
+            let mut t: HashMap<String, Tensor> = HashMap::new();
+            for (name, v) in &names {
+                t.insert(format!("model.{name}"), v.as_tensor().clone());
+            }
+            for (k, v) in opt.state_tensors()? {
+                t.insert(format!("optim.{k}"), v);
+            }
+            t.insert("train.epoch".into(), Tensor::from_vec(vec![epoch as i64 + 1], 1, device)?);
+            write_safetensors(&t, p)?;
+        }
+        let stop = progress(&log).is_break();
+        logs.push(log);
+        if stop {
+            break;
+        }
+    }
+    Ok((net, logs))
+}

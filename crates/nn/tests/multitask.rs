@@ -1,0 +1,147 @@
+//! LUAB multitask training on generated images: a coloured square at a
+//! random place on noise; the class is its colour and the point its centre.
+//! The point head must learn the location (validation localisation error
+//! falls well below what the mean point gives); with the random-point
+//! baseline it must not. A run stopped and resumed equals the uninterrupted
+//! run, epoch for epoch.
+
+use std::ops::ControlFlow;
+
+use candle_core::Device;
+use labelscope_core::rng::Xoshiro256;
+use labelscope_nn::multitask::{
+    crop_resize, random_resized_crop, smooth_l1, train_multitask, transform_point, MultitaskConfig, MultitaskData,
+};
+
+const S: usize = 32;
+
+fn data(n: usize, seed: u64) -> MultitaskData {
+    let mut rng = Xoshiro256::from_seed(seed);
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    let mut points = Vec::new();
+    for i in 0..n {
+        let class = (i % 2) as u32;
+        let cx = 6 + rng.below(21) as usize;
+        let cy = 6 + rng.below(21) as usize;
+        let mut img = vec![0.0f32; 3 * S * S];
+        for c in 0..3 {
+            for p in 0..S * S {
+                img[c * S * S + p] = (0.1 * rng.gauss()) as f32 - 0.2;
+            }
+        }
+        let colour: [f32; 3] = if class == 0 { [0.8, -0.3, -0.3] } else { [-0.3, -0.3, 0.8] };
+        for y in cy - 4..cy + 4 {
+            for x in cx - 4..cx + 4 {
+                for c in 0..3 {
+                    img[c * S * S + y * S + x] = colour[c];
+                }
+            }
+        }
+        images.push(img);
+        labels.push(class);
+        points.push(Some((cx as f64 / S as f64, cy as f64 / S as f64)));
+    }
+    MultitaskData { size: S, images, labels, points }
+}
+
+fn config(random_points: bool, epochs: u64) -> MultitaskConfig {
+    MultitaskConfig {
+        classes: 2,
+        lambda: 4.0,
+        epochs,
+        batch_size: 32,
+        lr: 3e-3,
+        weight_decay: 1e-4,
+        seed: 5,
+        augment: true,
+        random_points,
+    }
+}
+
+#[test]
+fn the_point_head_learns_the_planted_location_and_the_random_baseline_does_not() {
+    let (train, val) = (data(384, 1), data(96, 2));
+    let dev = Device::Cpu;
+    let (_, real) =
+        train_multitask(&train, &val, &config(false, 12), None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    let (_, random) =
+        train_multitask(&train, &val, &config(true, 12), None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    let first = real[0].val_localisation_error;
+    let last = real.last().unwrap().val_localisation_error;
+    let base = random.last().unwrap().val_localisation_error;
+    // What always answering the mean point would score on the validation points.
+    let (mx, my) = val.points.iter().flatten().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+    let m = (mx / val.points.len() as f64, my / val.points.len() as f64);
+    let mean_err: f64 =
+        val.points.iter().flatten().map(|p| ((p.0 - m.0).powi(2) + (p.1 - m.1).powi(2)).sqrt()).sum::<f64>()
+            / val.points.len() as f64;
+    eprintln!(
+        "localisation error: real points {first:.3} -> {last:.3}; random-point baseline {base:.3}; mean point {mean_err:.3}; \
+         accuracy {:.3}",
+        real.last().unwrap().val_accuracy
+    );
+    assert!(last < 0.5 * mean_err, "the point head did not learn the location: {last} vs mean point {mean_err}");
+    assert!(last < first, "validation localisation error must fall: {first} -> {last}");
+    assert!(base > 0.8 * mean_err, "the random-point baseline learnt locations: {base} vs {mean_err}");
+    assert!(real.last().unwrap().val_accuracy > 0.95);
+}
+
+#[test]
+fn a_resumed_run_equals_the_uninterrupted_one() {
+    let (train, val) = (data(64, 3), data(16, 4));
+    let dev = Device::Cpu;
+    let (_, straight) =
+        train_multitask(&train, &val, &config(false, 3), None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Stop after the first epoch, then resume.
+    let (_, a) =
+        train_multitask(&train, &val, &config(false, 3), Some(dir.path()), false, &dev, |_| ControlFlow::Break(()))
+            .unwrap();
+    assert_eq!(a.len(), 1);
+    let e =
+        train_multitask(&train, &val, &config(false, 3), Some(dir.path()), false, &dev, |_| ControlFlow::Continue(()));
+    assert!(e.err().unwrap().to_string().contains("resume"), "a run folder is not silently restarted");
+    let (_, b) =
+        train_multitask(&train, &val, &config(false, 3), Some(dir.path()), true, &dev, |_| ControlFlow::Continue(()))
+            .unwrap();
+    let resumed: Vec<_> = a.into_iter().chain(b).collect();
+    assert_eq!(resumed.len(), 3);
+    for (x, y) in straight.iter().zip(&resumed) {
+        assert_eq!(x.epoch, y.epoch);
+        assert!(
+            (x.loss - y.loss).abs() < 1e-6 && (x.val_localisation_error - y.val_localisation_error).abs() < 1e-6,
+            "{x:?} vs {y:?}"
+        );
+    }
+}
+
+#[test]
+fn crops_points_and_losses() {
+    // A point inside the crop moves with it; one outside is dropped; the flip mirrors x.
+    assert_eq!(transform_point((0.5, 0.5), 100, 100, [25, 25, 50, 50], false), Some((0.5, 0.5)));
+    assert_eq!(transform_point((0.3, 0.5), 100, 100, [25, 25, 50, 50], true), Some((0.9, 0.5)));
+    assert_eq!(transform_point((0.1, 0.5), 100, 100, [25, 25, 50, 50], false), None);
+    let mut rng = Xoshiro256::from_seed(9);
+    for _ in 0..200 {
+        let [x, y, w, h] = random_resized_crop(&mut rng, 64, 48, (0.5, 1.0), (0.75, 4.0 / 3.0));
+        assert!(w > 0 && h > 0 && x + w <= 64 && y + h <= 48);
+        let share = (w * h) as f64 / (64.0 * 48.0);
+        assert!(share >= 0.45 && share <= 1.0, "{share}");
+    }
+    // The whole image at its own size is the identity; a flip reverses the columns.
+    let img: Vec<f32> = (0..3 * 4 * 4).map(|v| v as f32).collect();
+    assert_eq!(crop_resize(&img, 4, 4, [0, 0, 4, 4], 4, false), img);
+    let f = crop_resize(&img, 4, 4, [0, 0, 4, 4], 4, true);
+    assert_eq!(&f[..4], &[3.0, 2.0, 1.0, 0.0]);
+    // A 2x2 crop upsampled to 4x4: corners keep the corner values, the centre averages.
+    let up = crop_resize(&img, 4, 4, [1, 1, 2, 2], 4, false);
+    assert_eq!(up[0], img[5]);
+    assert_eq!(up[15], img[10]);
+    // smooth-L1: 0.5 d^2 below 1, d - 0.5 above.
+    let dev = Device::Cpu;
+    let p = candle_core::Tensor::new(&[0.0f32, 0.0, 3.0, -0.5], &dev).unwrap();
+    let t = candle_core::Tensor::new(&[0.5f32, 0.0, 0.0, 0.5], &dev).unwrap();
+    let l = smooth_l1(&p, &t).unwrap().to_scalar::<f32>().unwrap();
+    assert!((l - (0.125 + 0.0 + 2.5 + 0.5) / 4.0).abs() < 1e-6, "{l}");
+}
