@@ -33,6 +33,65 @@ pub struct TrainArgs {
 pub enum TrainCommand {
     /// Deep feature reweighting: retrain the last layer on a spurious-balanced subset.
     Dfr(Box<DfrArgs>),
+    /// LUAB multitask: a small CNN with a class head and a point head (annotation byproduct points).
+    Luab(Box<LuabArgs>),
+}
+
+/// `labelscope train luab`.
+#[derive(Debug, Args)]
+pub struct LuabArgs {
+    /// Training images (a folder; matched to the CSVs by file stem).
+    #[arg(long, value_name = "DIR")]
+    images: PathBuf,
+    /// True classes: CSV `image,class`.
+    #[arg(long, value_name = "FILE")]
+    labels: PathBuf,
+    /// Points: CSV `image,class,x,y` (x, y in [0, 1]; `labelscope byproducts targets`); images
+    /// without a row train the class head only.
+    #[arg(long, value_name = "FILE")]
+    points: PathBuf,
+    /// Class list (default: the 1000 ImageNet classes).
+    #[arg(long, value_name = "FILE")]
+    classes: Option<PathBuf>,
+    /// Share of the images held out for validation (seeded).
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    /// Input side (images resized to size x size, bilinear; a multiple of 8).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Weight of the point loss.
+    #[arg(long, default_value_t = 1.0)]
+    lambda: f64,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 30)]
+    epochs: u64,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// No random-resized-crop / flip.
+    #[arg(long)]
+    no_augment: bool,
+    /// The random-point baseline: every point replaced by a seeded uniform random one.
+    #[arg(long)]
+    random_points: bool,
+    /// Continue the run in --out from its checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Output folder: metrics.jsonl, loss.svg, localisation.svg, summary.json, multitask.safetensors.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// `labelscope train dfr`.
@@ -164,6 +223,7 @@ fn features(p: &Path, rows: usize) -> Result<(Vec<f32>, usize)> {
 pub fn run(a: TrainArgs) -> Result<()> {
     match a.command {
         TrainCommand::Dfr(d) => dfr(*d),
+        TrainCommand::Luab(l) => luab(*l),
     }
 }
 
@@ -356,5 +416,173 @@ fn dfr(a: DfrArgs) -> Result<()> {
                 .unwrap_or_default()
         );
     }
+    Ok(())
+}
+
+fn luab(a: LuabArgs) -> Result<()> {
+    use labelscope_nn::multitask::{train_multitask, MultitaskConfig, MultitaskData};
+    use labelscope_vision::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
+    if a.size < 8 || a.size % 8 != 0 {
+        bail!("--size {}: expected a multiple of 8", a.size);
+    }
+    if !(0.0..1.0).contains(&a.val_fraction) {
+        bail!("--val-fraction {}: expected a number in [0, 1)", a.val_fraction);
+    }
+    let table = match &a.classes {
+        Some(p) => ClassTable::from_path(p)?,
+        None => ClassTable::imagenet().clone(),
+    };
+    let labels = read_labels(&a.labels, &table)?;
+    let (header, rows) = read_csv(&a.points)?;
+    let col = |n: &str| {
+        header.iter().position(|h| h == n).with_context(|| format!("{}: no `{n}` column", a.points.display()))
+    };
+    let (ic, xc, yc) = (col("image")?, col("x")?, col("y")?);
+    let mut points: HashMap<String, (f64, f64)> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let at = || format!("{} row {}", a.points.display(), i + 2);
+        let num = |k: usize| -> Result<f64> {
+            let v: f64 = r.get(k).with_context(at)?.parse().with_context(|| format!("{}: not a number", at()))?;
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{}: {v} is outside [0, 1]", at());
+            }
+            Ok(v)
+        };
+        points.insert(join_key(r.get(ic).with_context(at)?).to_string(), (num(xc)?, num(yc)?));
+    }
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(&a.images).with_context(|| format!("cannot list {}", a.images.display()))? {
+        let p = e?.path();
+        let ext = p.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+        if p.is_file() && crate::nnio::IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+                if labels.contains_key(stem) {
+                    files.push((stem.to_string(), p.clone()));
+                }
+            }
+        }
+    }
+    files.sort();
+    if files.len() < 2 {
+        bail!("{}: fewer than two images with a label in {}", a.images.display(), a.labels.display());
+    }
+    let recipe = labelscope_vision::preprocess::Recipe::Fixed { size: a.size as u32 };
+    let n = a.size * a.size;
+    let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(files.len() as u64) };
+    let mut all = MultitaskData { size: a.size, images: Vec::new(), labels: Vec::new(), points: Vec::new() };
+    for (stem, path) in &files {
+        let img = labelscope_vision::decode::decode_file(path, &labelscope_vision::decode::DecodeOptions::default())
+            .with_context(|| format!("image {}", path.display()))?;
+        let img = recipe.apply(&img, labelscope_vision::resample::Filter::Bilinear)?;
+        let mut planar = vec![0.0f32; 3 * n];
+        for (p, px) in img.as_raw().chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                planar[c * n + p] = (f32::from(px[c]) / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+            }
+        }
+        all.images.push(planar);
+        all.labels.push(labels[stem] as u32);
+        all.points.push(points.get(stem).copied());
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    // Seeded split.
+    let mut order: Vec<usize> = (0..files.len()).collect();
+    let mut rng = labelscope_core::rng::Xoshiro256::from_seed(a.seed ^ 0x5eed);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let held = ((a.val_fraction * files.len() as f64).round() as usize).min(files.len() - 1);
+    let pick = |rows: &[usize]| MultitaskData {
+        size: a.size,
+        images: rows.iter().map(|&i| all.images[i].clone()).collect(),
+        labels: rows.iter().map(|&i| all.labels[i]).collect(),
+        points: rows.iter().map(|&i| all.points[i]).collect(),
+    };
+    let (val, train) = (pick(&order[..held]), pick(&order[held..]));
+    let cfg = MultitaskConfig {
+        classes: table.len(),
+        lambda: a.lambda,
+        epochs: a.epochs,
+        batch_size: a.batch,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        seed: a.seed,
+        augment: !a.no_augment,
+        random_points: a.random_points,
+    };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(a.epochs) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("train luab {bar:40} epoch {pos}/{len}, {msg}, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let log_path = a.out.join("metrics.jsonl");
+    let mut log = if a.resume { std::fs::read_to_string(&log_path).unwrap_or_default() } else { String::new() };
+    bar.set_position(log.lines().count() as u64);
+    let dev = Device::Cpu;
+    let (_, epochs) = train_multitask(&train, &val, &cfg, Some(&a.out), a.resume, &dev, |e| {
+        log.push_str(&serde_json::to_string(e).unwrap_or_default());
+        log.push('\n');
+        // The log is rewritten every epoch, so an interrupted run keeps its history.
+        let _ = labelscope_core::atomic::write_atomic(&log_path, log.as_bytes());
+        bar.inc(1);
+        bar.set_message(format!(
+            "loss {:.4}, val acc {:.3}, loc err {:.3}",
+            e.loss, e.val_accuracy, e.val_localisation_error
+        ));
+        ControlFlow::Continue(())
+    })?;
+    bar.finish_and_clear();
+    let entries: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let series = |key: &str| -> Vec<(f64, f64)> {
+        entries.iter().filter_map(|v| Some((v["epoch"].as_f64()? + 1.0, v[key].as_f64()?))).collect()
+    };
+    use labelscope_report::plot::{lines_svg, LineSeries, LineSpec};
+    let plot = |title: &str, y: &str, s: Vec<LineSeries>| {
+        lines_svg(&LineSpec {
+            title: title.into(),
+            x_label: "epoch".into(),
+            y_label: y.into(),
+            series: s,
+            hlines: Vec::new(),
+            y_range: None,
+        })
+    };
+    let loss = plot(
+        "LUAB: training loss",
+        "loss",
+        vec![
+            LineSeries { name: "total".into(), points: series("loss") },
+            LineSeries { name: "cross-entropy".into(), points: series("ce") },
+            LineSeries { name: "point (smooth-L1)".into(), points: series("point_loss") },
+        ],
+    )?;
+    labelscope_core::atomic::write_atomic(&a.out.join("loss.svg"), loss.as_bytes())?;
+    let loc = plot(
+        "LUAB: validation",
+        "value",
+        vec![
+            LineSeries { name: "accuracy".into(), points: series("val_accuracy") },
+            LineSeries { name: "localisation error".into(), points: series("val_localisation_error") },
+        ],
+    )?;
+    labelscope_core::atomic::write_atomic(&a.out.join("localisation.svg"), loc.as_bytes())?;
+    let last = entries.last().cloned().unwrap_or(serde_json::Value::Null);
+    let summary = json!({"config": cfg, "train_images": train.images.len(), "val_images": val.images.len(),
+        "train_points": train.points.iter().filter(|p| p.is_some()).count(), "epochs_run": epochs.len(), "last": last});
+    labelscope_core::atomic::write_atomic(
+        &a.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "LUAB{}: {} training / {} validation images, {} epochs; last: {}",
+        if a.random_points { " (random-point baseline)" } else { "" },
+        train.images.len(),
+        val.images.len(),
+        entries.len(),
+        last
+    );
     Ok(())
 }

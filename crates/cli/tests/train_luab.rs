@@ -1,0 +1,107 @@
+//! `labelscope train luab` end to end on generated PNGs: outputs, the
+//! per-epoch log, resume, and named errors. (That the point head learns is
+//! checked in crates/nn/tests/multitask.rs.)
+
+use std::path::Path;
+use std::process::Command;
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_labelscope")).args(args).output().unwrap()
+}
+
+fn data(d: &Path) {
+    let images = d.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let (mut labels, mut points) = (String::from("image,class\n"), String::from("image,class,x,y\n"));
+    for i in 0..24u32 {
+        let (cx, cy) = (6 + (i * 7) % 20, 6 + (i * 11) % 20);
+        let img = image::RgbImage::from_fn(32, 32, |x, y| {
+            let on = x.abs_diff(cx) < 4 && y.abs_diff(cy) < 4;
+            if on {
+                if i % 2 == 0 {
+                    image::Rgb([230, 20, 20])
+                } else {
+                    image::Rgb([20, 20, 230])
+                }
+            } else {
+                image::Rgb([60, 60, 60])
+            }
+        });
+        img.save(images.join(format!("g{i}.png"))).unwrap();
+        labels.push_str(&format!("g{i},c{}\n", i % 2));
+        if i % 4 != 3 {
+            points.push_str(&format!("g{i},c{},{},{}\n", i % 2, cx as f64 / 32.0, cy as f64 / 32.0));
+        }
+    }
+    std::fs::write(d.join("labels.csv"), labels).unwrap();
+    std::fs::write(d.join("points.csv"), points).unwrap();
+    std::fs::write(d.join("classes.txt"), "c0\nc1\n").unwrap();
+}
+
+#[test]
+fn luab_runs_logs_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    data(d);
+    let p = |s: &str| d.join(s).display().to_string();
+    let base = |epochs: &str| -> Vec<String> {
+        [
+            "train",
+            "luab",
+            "--images",
+            &p("images"),
+            "--labels",
+            &p("labels.csv"),
+            "--points",
+            &p("points.csv"),
+            "--classes",
+            &p("classes.txt"),
+            "--size",
+            "32",
+            "--batch",
+            "8",
+            "--epochs",
+            epochs,
+            "--val-fraction",
+            "0.25",
+            "--out",
+            &p("out"),
+            "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let args = base("2");
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = std::fs::read_to_string(d.join("out/metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("out/summary.json")).unwrap()).unwrap();
+    assert_eq!((s["train_images"].as_u64(), s["val_images"].as_u64()), (Some(18), Some(6)));
+    assert!(s["last"]["val_localisation_error"].as_f64().unwrap() >= 0.0);
+    for f in ["loss.svg", "localisation.svg", "multitask.safetensors"] {
+        assert!(d.join("out").join(f).exists(), "{f}");
+    }
+    // The same folder again: refused without --resume; with it, the run continues to 3 epochs.
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("resume"));
+    let mut args = base("3");
+    args.push("--resume".into());
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = std::fs::read_to_string(d.join("out/metrics.jsonl")).unwrap();
+    let epochs: Vec<u64> =
+        log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, vec![0, 1, 2]);
+    // A point outside the image is named.
+    std::fs::write(d.join("points.csv"), "image,class,x,y\ng0,c0,1.5,0.2\n").unwrap();
+    let args = base("1");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let bad = p("bad");
+    let i = args.iter().position(|a| *a == "--out").unwrap();
+    args[i + 1] = &bad;
+    let o = run(&args);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("points.csv row 2") && e.contains("outside [0, 1]"), "{e}");
+}
