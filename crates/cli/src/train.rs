@@ -35,6 +35,8 @@ pub enum TrainCommand {
     Dfr(Box<DfrArgs>),
     /// LUAB multitask: a small CNN with a class head and a point head (annotation byproduct points).
     Luab(Box<LuabArgs>),
+    /// Multi-label BCE on soft or hard relabels (--multilabel; --points adds the LUAB point loss).
+    Bce(Box<LuabArgs>),
 }
 
 /// `labelscope train luab`.
@@ -49,7 +51,20 @@ pub struct LuabArgs {
     /// Points: CSV `image,class,x,y` (x, y in [0, 1]; `labelscope byproducts targets`); images
     /// without a row train the class head only.
     #[arg(long, value_name = "FILE")]
-    points: PathBuf,
+    points: Option<PathBuf>,
+    /// Multi-label targets: CSV `image,class,p` (p in [0, 1]; soft or hard relabels); the class loss
+    /// becomes binary cross-entropy.
+    #[arg(long, value_name = "FILE")]
+    multilabel: Option<PathBuf>,
+    /// Multi-label: map targets into LO,HI (label smoothing range), e.g. 0.05,0.95.
+    #[arg(long, default_value = "0,1")]
+    smoothing: String,
+    /// Multi-label: start the class head's bias at the logit of each class's mean target.
+    #[arg(long)]
+    bias_init: bool,
+    /// No weight decay on the class head.
+    #[arg(long)]
+    no_head_decay: bool,
     /// Class list (default: the 1000 ImageNet classes).
     #[arg(long, value_name = "FILE")]
     classes: Option<PathBuf>,
@@ -223,7 +238,18 @@ fn features(p: &Path, rows: usize) -> Result<(Vec<f32>, usize)> {
 pub fn run(a: TrainArgs) -> Result<()> {
     match a.command {
         TrainCommand::Dfr(d) => dfr(*d),
-        TrainCommand::Luab(l) => luab(*l),
+        TrainCommand::Luab(l) => {
+            if l.points.is_none() {
+                bail!("train luab needs --points (the byproduct point targets)");
+            }
+            luab(*l)
+        }
+        TrainCommand::Bce(l) => {
+            if l.multilabel.is_none() {
+                bail!("train bce needs --multilabel (CSV image,class,p)");
+            }
+            luab(*l)
+        }
     }
 }
 
@@ -433,14 +459,20 @@ fn luab(a: LuabArgs) -> Result<()> {
         None => ClassTable::imagenet().clone(),
     };
     let labels = read_labels(&a.labels, &table)?;
-    let (header, rows) = read_csv(&a.points)?;
+    let mut points: HashMap<String, (f64, f64)> = HashMap::new();
+    let empty = PathBuf::new();
+    let points_path = a.points.as_ref().unwrap_or(&empty);
+    let (header, rows) = if a.points.is_some() {
+        read_csv(points_path)?
+    } else {
+        (vec!["image".into(), "x".into(), "y".into()], Vec::new())
+    };
     let col = |n: &str| {
-        header.iter().position(|h| h == n).with_context(|| format!("{}: no `{n}` column", a.points.display()))
+        header.iter().position(|h| h == n).with_context(|| format!("{}: no `{n}` column", points_path.display()))
     };
     let (ic, xc, yc) = (col("image")?, col("x")?, col("y")?);
-    let mut points: HashMap<String, (f64, f64)> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
-        let at = || format!("{} row {}", a.points.display(), i + 2);
+        let at = || format!("{} row {}", points_path.display(), i + 2);
         let num = |k: usize| -> Result<f64> {
             let v: f64 = r.get(k).with_context(at)?.parse().with_context(|| format!("{}: not a number", at()))?;
             if !(0.0..=1.0).contains(&v) {
@@ -463,13 +495,47 @@ fn luab(a: LuabArgs) -> Result<()> {
         }
     }
     files.sort();
+    let smoothing = {
+        let v: Vec<f64> = a
+            .smoothing
+            .split(',')
+            .map(|t| t.trim().parse::<f64>())
+            .collect::<std::result::Result<Vec<f64>, _>>()
+            .ok()
+            .filter(|v| v.len() == 2)
+            .with_context(|| format!("--smoothing {:?}: expected LO,HI", a.smoothing))?;
+        (v[0], v[1])
+    };
+    // Multi-label targets by image.
+    let mut soft: Option<HashMap<String, Vec<f32>>> = None;
+    if let Some(m) = &a.multilabel {
+        let (h, rows) = read_csv(m)?;
+        let c = |n: &str| h.iter().position(|x| x == n).with_context(|| format!("{}: no `{n}` column", m.display()));
+        let (ic, cc, pc) = (c("image")?, c("class")?, c("p")?);
+        let mut map: HashMap<String, Vec<f32>> = HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            let at = || format!("{} row {}", m.display(), i + 2);
+            let class = r.get(cc).with_context(at)?;
+            let k = table
+                .resolve(class)
+                .with_context(|| format!("{}: {class:?} is not a class of the class list", at()))?;
+            let p: f32 = r.get(pc).with_context(at)?.parse().with_context(|| format!("{}: p is not a number", at()))?;
+            if !(0.0..=1.0).contains(&p) {
+                bail!("{}: p = {p} is outside [0, 1]", at());
+            }
+            map.entry(join_key(r.get(ic).with_context(at)?).to_string()).or_insert_with(|| vec![0.0; table.len()])[k] =
+                p;
+        }
+        soft = Some(map);
+    }
     if files.len() < 2 {
         bail!("{}: fewer than two images with a label in {}", a.images.display(), a.labels.display());
     }
     let recipe = labelscope_vision::preprocess::Recipe::Fixed { size: a.size as u32 };
     let n = a.size * a.size;
     let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(files.len() as u64) };
-    let mut all = MultitaskData { size: a.size, images: Vec::new(), labels: Vec::new(), points: Vec::new() };
+    let mut all =
+        MultitaskData { size: a.size, images: Vec::new(), labels: Vec::new(), points: Vec::new(), soft: None };
     for (stem, path) in &files {
         let img = labelscope_vision::decode::decode_file(path, &labelscope_vision::decode::DecodeOptions::default())
             .with_context(|| format!("image {}", path.display()))?;
@@ -483,6 +549,15 @@ fn luab(a: LuabArgs) -> Result<()> {
         all.images.push(planar);
         all.labels.push(labels[stem] as u32);
         all.points.push(points.get(stem).copied());
+        if let Some(m) = &soft {
+            // An image without rows has its original label as its only target.
+            let t = m.get(stem).cloned().unwrap_or_else(|| {
+                let mut t = vec![0.0; table.len()];
+                t[labels[stem]] = 1.0;
+                t
+            });
+            all.soft.get_or_insert_with(Vec::new).push(t);
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -498,18 +573,18 @@ fn luab(a: LuabArgs) -> Result<()> {
         images: rows.iter().map(|&i| all.images[i].clone()).collect(),
         labels: rows.iter().map(|&i| all.labels[i]).collect(),
         points: rows.iter().map(|&i| all.points[i]).collect(),
+        soft: all.soft.as_ref().map(|s| rows.iter().map(|&i| s[i].clone()).collect()),
     };
     let (val, train) = (pick(&order[..held]), pick(&order[held..]));
     let cfg = MultitaskConfig {
-        classes: table.len(),
         lambda: a.lambda,
-        epochs: a.epochs,
-        batch_size: a.batch,
-        lr: a.lr,
         weight_decay: a.weight_decay,
-        seed: a.seed,
         augment: !a.no_augment,
         random_points: a.random_points,
+        smoothing,
+        bias_init: a.bias_init,
+        head_decay: !a.no_head_decay,
+        ..MultitaskConfig::new(table.len(), a.epochs, a.batch, a.lr, a.seed)
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(a.epochs) };

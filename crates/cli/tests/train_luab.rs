@@ -105,3 +105,64 @@ fn luab_runs_logs_and_resumes() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("points.csv row 2") && e.contains("outside [0, 1]"), "{e}");
 }
+
+#[test]
+fn bce_on_relabels_runs_and_checks_its_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    data(d);
+    // Soft relabels: each image also half-shows the other class.
+    let mut ml = String::from("image,class,p\n");
+    for i in 0..24 {
+        ml.push_str(&format!("g{i},c{},1\ng{i},c{},0.5\n", i % 2, (i + 1) % 2));
+    }
+    std::fs::write(d.join("ml.csv"), ml).unwrap();
+    let p = |s: &str| d.join(s).display().to_string();
+    let args = |ml: &str, out: &str| -> Vec<String> {
+        [
+            "train",
+            "bce",
+            "--images",
+            &p("images"),
+            "--labels",
+            &p("labels.csv"),
+            "--multilabel",
+            &p(ml),
+            "--classes",
+            &p("classes.txt"),
+            "--size",
+            "32",
+            "--batch",
+            "8",
+            "--epochs",
+            "2",
+            "--smoothing",
+            "0.05,0.95",
+            "--bias-init",
+            "--no-head-decay",
+            "--lambda",
+            "0",
+            "--out",
+            &p(out),
+            "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a = args("ml.csv", "bce");
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("bce/summary.json")).unwrap()).unwrap();
+    assert_eq!(s["config"]["smoothing"], serde_json::json!([0.05, 0.95]));
+    assert_eq!((s["config"]["bias_init"].as_bool(), s["config"]["head_decay"].as_bool()), (Some(true), Some(false)));
+    assert!(s["last"]["ce"].as_f64().unwrap() > 0.0);
+    std::fs::write(d.join("bad.csv"), "image,class,p\ng0,c1,2\n").unwrap();
+    let a = args("bad.csv", "bad");
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("bad.csv row 2") && e.contains("outside [0, 1]"), "{e}");
+    // train bce without targets, train luab without points: refused.
+    let o = run(&["train", "bce", "--images", &p("images"), "--labels", &p("labels.csv"), "--out", &p("x")]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--multilabel"));
+}

@@ -5,6 +5,13 @@
 //! image). The random-point baseline replaces every point by a uniform
 //! random one (seeded per sample), which must not teach the head anything.
 //!
+//! * Multi-label: with soft (or hard) targets per class
+//!   ([`MultitaskData::soft`]; e.g. from `labelscope relabel`) the class
+//!   loss is the mean binary cross-entropy with logits over samples and
+//!   classes instead of the cross-entropy; targets can be squeezed into a
+//!   smoothing range `[lo, hi]` (`t' = lo + (hi − lo)·t`), the class head's
+//!   bias can start at the logit of each class's mean target
+//!   ([`bias_init`]), and the class head can be exempt from weight decay.
 //! * Augmentation: torchvision's `RandomResizedCrop` (scale `[0.5, 1]`,
 //!   ratio `[3/4, 4/3]`, ten attempts then the central crop) and a
 //!   horizontal flip with probability ½; the point goes through the same
@@ -160,6 +167,9 @@ pub struct MultitaskData {
     pub labels: Vec<u32>,
     /// Points normalised to the image, when the sample has one.
     pub points: Vec<Option<(f64, f64)>>,
+    /// Multi-label targets in `[0, 1]` per class (`None`: single-label
+    /// cross-entropy on `labels`).
+    pub soft: Option<Vec<Vec<f32>>>,
 }
 
 /// Settings of a run.
@@ -183,6 +193,53 @@ pub struct MultitaskConfig {
     pub augment: bool,
     /// The random-point baseline: every point replaced by a uniform random one.
     pub random_points: bool,
+    /// Multi-label: targets mapped to `[lo, hi]` (`(0, 1)` = unchanged).
+    pub smoothing: (f64, f64),
+    /// Multi-label: start the class head's bias at the logit of each class's mean target.
+    pub bias_init: bool,
+    /// Weight decay on the class head too (false: only the backbone and the point head decay).
+    pub head_decay: bool,
+}
+
+impl MultitaskConfig {
+    /// Defaults around the essentials: λ = 1, weight decay 1e-4, augmentation on, real points,
+    /// no smoothing, no bias init, decay everywhere.
+    pub fn new(classes: usize, epochs: u64, batch_size: usize, lr: f64, seed: u64) -> Self {
+        MultitaskConfig {
+            classes,
+            lambda: 1.0,
+            epochs,
+            batch_size,
+            lr,
+            weight_decay: 1e-4,
+            seed,
+            augment: true,
+            random_points: false,
+            smoothing: (0.0, 1.0),
+            bias_init: false,
+            head_decay: true,
+        }
+    }
+}
+
+/// The class-head bias that makes the initial predictions the classes'
+/// mean targets: `log(p / (1 − p))` of each class's mean, clamped to
+/// `[1e-4, 1 − 1e-4]`.
+pub fn bias_init(targets: &[Vec<f32>], classes: usize) -> Vec<f32> {
+    let n = targets.len().max(1) as f64;
+    (0..classes)
+        .map(|c| {
+            let p = (targets.iter().map(|t| f64::from(t[c])).sum::<f64>() / n).clamp(1e-4, 1.0 - 1e-4);
+            (p / (1.0 - p)).ln() as f32
+        })
+        .collect()
+}
+
+/// Mean binary cross-entropy with logits, `max(z, 0) − z·t + log(1 + e^−|z|)`.
+pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let relu = logits.relu()?;
+    let soft = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    Ok(((relu - (logits * targets)?)? + soft)?.mean_all()?)
 }
 
 /// One epoch's numbers.
@@ -192,7 +249,7 @@ pub struct EpochLog {
     pub epoch: u64,
     /// Mean total loss.
     pub loss: f64,
-    /// Mean cross-entropy.
+    /// Mean class loss (cross-entropy, or binary cross-entropy for multi-label targets).
     pub ce: f64,
     /// Mean smooth-L1 point loss over the samples with a point.
     pub point_loss: f64,
@@ -232,7 +289,11 @@ pub fn validate(net: &SmallCnn, data: &MultitaskData, device: &Device) -> Result
         let pts = net.point_head.forward(&f)?.to_vec2::<f32>()?;
         for (k, i) in (start..end).enumerate() {
             let best = (0..logits[k].len()).max_by(|&a, &b| logits[k][a].total_cmp(&logits[k][b])).unwrap_or(0);
-            right += usize::from(best as u32 == data.labels[i]);
+            // Multi-label: the top-1 is right when its target is at least 0.5.
+            right += usize::from(match &data.soft {
+                Some(t) => t[i][best] >= 0.5,
+                None => best as u32 == data.labels[i],
+            });
             if let Some((px, py)) = data.points[i] {
                 err += ((f64::from(pts[k][0]) - px).powi(2) + (f64::from(pts[k][1]) - py).powi(2)).sqrt();
                 with_point += 1;
@@ -267,6 +328,24 @@ pub fn train_multitask(
     if let Some(bad) = train.labels.iter().find(|&&l| l as usize >= cfg.classes) {
         return Err(Error::Invalid(format!("label {bad} is not below the {} classes", cfg.classes)));
     }
+    if let Some(t) = &train.soft {
+        if t.len() != train.images.len() {
+            return Err(Error::Invalid(format!("{} multi-label targets for {} images", t.len(), train.images.len())));
+        }
+        let bad =
+            t.iter().enumerate().find(|(_, r)| r.len() != cfg.classes || r.iter().any(|v| !(0.0..=1.0).contains(v)));
+        if let Some((i, row)) = bad {
+            return Err(Error::Invalid(format!(
+                "multi-label target of image {i}: {} values {row:?}; expected {} values in [0, 1]",
+                row.len(),
+                cfg.classes
+            )));
+        }
+    }
+    let (lo, hi) = cfg.smoothing;
+    if !(0.0 <= lo && lo < hi && hi <= 1.0) {
+        return Err(Error::Invalid(format!("smoothing range ({lo}, {hi}): expected 0 <= lo < hi <= 1")));
+    }
     let size = train.size;
     let varmap = VarMap::new();
     // Seeded initialisation: candle's own initialisers draw from a global generator, so the
@@ -289,8 +368,15 @@ pub fn train_multitask(
         let vals: Vec<f32> = (0..var.elem_count()).map(|_| ((2.0 * rng.unit() - 1.0) * bound) as f32).collect();
         var.set(&Tensor::from_vec(vals, dims.as_slice(), device)?)?;
     }
-    let params: Vec<(String, Var, bool)> =
-        names.iter().map(|(n, v)| (n.clone(), v.clone(), !n.ends_with("bias"))).collect();
+    if let (true, Some(t)) = (cfg.bias_init, &train.soft) {
+        if let Some((_, b)) = names.iter().find(|(n, _)| n == "class_head.bias") {
+            b.set(&Tensor::from_vec(bias_init(t, cfg.classes), cfg.classes, device)?)?;
+        }
+    }
+    let params: Vec<(String, Var, bool)> = names
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone(), !n.ends_with("bias") && (cfg.head_decay || !n.starts_with("class_head"))))
+        .collect();
     let mut opt = Optimizer::new(OptimizerConfig::adamw(cfg.lr, cfg.weight_decay), params)?;
     let mut start_epoch = 0u64;
     let ckpt: Option<PathBuf> = dir.map(|d| d.join(MULTITASK_CHECKPOINT));
@@ -331,6 +417,7 @@ pub fn train_multitask(
         for batch in order.chunks(cfg.batch_size) {
             let mut xs = Vec::with_capacity(batch.len() * 3 * size * size);
             let mut ys = Vec::with_capacity(batch.len());
+            let mut soft = Vec::new();
             let mut targets = Vec::new();
             let mut with = Vec::new();
             for (k, &i) in batch.iter().enumerate() {
@@ -355,6 +442,9 @@ pub fn train_multitask(
                 };
                 xs.extend(img);
                 ys.push(train.labels[i]);
+                if let Some(t) = &train.soft {
+                    soft.extend(t[i].iter().map(|&v| (lo + (hi - lo) * f64::from(v)) as f32));
+                }
                 if let Some((px, py)) = p {
                     targets.extend([px as f32, py as f32]);
                     with.push(k as u32);
@@ -362,7 +452,12 @@ pub fn train_multitask(
             }
             let x = Tensor::from_vec(xs, (batch.len(), 3, size, size), device)?;
             let f = net.features(&x)?;
-            let ce = cross_entropy(&net.class_head.forward(&f)?, &ys, 0.0)?;
+            let logits = net.class_head.forward(&f)?;
+            let ce = if train.soft.is_some() {
+                bce_with_logits(&logits, &Tensor::from_vec(soft, (batch.len(), cfg.classes), device)?)?
+            } else {
+                cross_entropy(&logits, &ys, 0.0)?
+            };
             let mut loss = ce.clone();
             let mut pt_val = 0.0;
             if !with.is_empty() && cfg.lambda > 0.0 {

@@ -42,21 +42,11 @@ fn data(n: usize, seed: u64) -> MultitaskData {
         labels.push(class);
         points.push(Some((cx as f64 / S as f64, cy as f64 / S as f64)));
     }
-    MultitaskData { size: S, images, labels, points }
+    MultitaskData { size: S, images, labels, points, soft: None }
 }
 
 fn config(random_points: bool, epochs: u64) -> MultitaskConfig {
-    MultitaskConfig {
-        classes: 2,
-        lambda: 4.0,
-        epochs,
-        batch_size: 32,
-        lr: 3e-3,
-        weight_decay: 1e-4,
-        seed: 5,
-        augment: true,
-        random_points,
-    }
+    MultitaskConfig { lambda: 4.0, random_points, ..MultitaskConfig::new(2, epochs, 32, 3e-3, 5) }
 }
 
 #[test]
@@ -144,4 +134,75 @@ fn crops_points_and_losses() {
     let t = candle_core::Tensor::new(&[0.5f32, 0.0, 0.0, 0.5], &dev).unwrap();
     let l = smooth_l1(&p, &t).unwrap().to_scalar::<f32>().unwrap();
     assert!((l - (0.125 + 0.0 + 2.5 + 0.5) / 4.0).abs() < 1e-6, "{l}");
+}
+
+/// Two squares of two of three colours per image; soft targets 1 for the colours present.
+fn multilabel(n: usize, seed: u64) -> MultitaskData {
+    let mut rng = Xoshiro256::from_seed(seed);
+    let colours: [[f32; 3]; 3] = [[0.8, -0.3, -0.3], [-0.3, 0.8, -0.3], [-0.3, -0.3, 0.8]];
+    let mut d =
+        MultitaskData { size: S, images: Vec::new(), labels: Vec::new(), points: Vec::new(), soft: Some(Vec::new()) };
+    for i in 0..n {
+        let a = i % 3;
+        let b = (a + 1 + (i / 3) % 2) % 3;
+        let mut img = vec![-0.2f32; 3 * S * S];
+        for (k, &c) in [a, b].iter().enumerate() {
+            let (cx, cy) = (5 + rng.below(8) as usize + 16 * k, 5 + rng.below(22) as usize);
+            for y in cy - 4..cy + 4 {
+                for x in cx - 4..cx + 4 {
+                    for ch in 0..3 {
+                        img[ch * S * S + y * S + x] = colours[c][ch];
+                    }
+                }
+            }
+        }
+        let mut t = vec![0.0f32; 3];
+        t[a] = 1.0;
+        t[b] = 1.0;
+        d.images.push(img);
+        d.labels.push(a as u32);
+        d.points.push(None);
+        d.soft.as_mut().unwrap().push(t);
+    }
+    d
+}
+
+#[test]
+fn multi_label_bce_with_smoothing_bias_init_and_no_head_decay() {
+    use labelscope_nn::multitask::{bce_with_logits, bias_init};
+    // The bias makes the first predictions the mean targets.
+    let b = bias_init(&[vec![1.0, 0.0, 0.5], vec![1.0, 0.0, 0.0]], 3);
+    assert!(
+        (b[0] - (0.9999f32 / 0.0001).ln()).abs() < 1e-3 && b[1] < -9.0 && (b[2] - (0.25f32 / 0.75).ln()).abs() < 1e-6
+    );
+    // BCE against the closed form.
+    let dev = Device::Cpu;
+    let z = candle_core::Tensor::new(&[[2.0f32, -1.0]], &dev).unwrap();
+    let t = candle_core::Tensor::new(&[[1.0f32, 0.25]], &dev).unwrap();
+    let got = bce_with_logits(&z, &t).unwrap().to_scalar::<f32>().unwrap();
+    let s = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let want = (-(s(2.0)).ln() - (0.25 * s(-1.0).ln() + 0.75 * (1.0 - s(-1.0)).ln())) / 2.0;
+    assert!((f64::from(got) - want).abs() < 1e-6, "{got} vs {want}");
+    let (train, val) = (multilabel(240, 7), multilabel(60, 8));
+    let cfg = MultitaskConfig {
+        lambda: 0.0,
+        smoothing: (0.05, 0.95),
+        bias_init: true,
+        head_decay: false,
+        ..MultitaskConfig::new(3, 8, 32, 3e-3, 1)
+    };
+    let (_, logs) = train_multitask(&train, &val, &cfg, None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    let last = logs.last().unwrap();
+    eprintln!(
+        "multi-label: top-1 in the label set {:.3}, loss {:.4} -> {:.4}",
+        last.val_accuracy, logs[0].loss, last.loss
+    );
+    assert!(last.val_accuracy > 0.9, "{logs:?}");
+    assert!(last.loss < logs[0].loss);
+    // Bad targets are refused.
+    let mut bad = train.clone();
+    bad.soft.as_mut().unwrap()[3] = vec![1.5, 0.0, 0.0];
+    let e =
+        train_multitask(&bad, &val, &cfg, None, false, &dev, |_| ControlFlow::Continue(())).err().unwrap().to_string();
+    assert!(e.contains("image 3"), "{e}");
 }
