@@ -37,6 +37,8 @@ pub enum TrainCommand {
     Luab(Box<LuabArgs>),
     /// Multi-label BCE on soft or hard relabels (--multilabel; --points adds the LUAB point loss).
     Bce(Box<LuabArgs>),
+    /// CoRM-style: noise on non-core (non-mask) pixels and an input-gradient penalty there (--masks).
+    Corm(Box<LuabArgs>),
 }
 
 /// `labelscope train luab`.
@@ -65,6 +67,18 @@ pub struct LuabArgs {
     /// No weight decay on the class head.
     #[arg(long)]
     no_head_decay: bool,
+    /// CoRM: core (object) masks, a folder of images named like the training images (> 0 is core).
+    #[arg(long, value_name = "DIR")]
+    masks: Option<PathBuf>,
+    /// CoRM: probability that an image gets noise on its non-core pixels.
+    #[arg(long, default_value_t = 0.5)]
+    corm_p: f64,
+    /// CoRM: standard deviation of that noise (normalised input units).
+    #[arg(long, default_value_t = 0.5)]
+    corm_sigma: f64,
+    /// CoRM: weight of the input-gradient norm penalty over non-core pixels (0 = none).
+    #[arg(long, default_value_t = 0.0)]
+    corm_penalty: f64,
     /// Class list (default: the 1000 ImageNet classes).
     #[arg(long, value_name = "FILE")]
     classes: Option<PathBuf>,
@@ -247,6 +261,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         TrainCommand::Bce(l) => {
             if l.multilabel.is_none() {
                 bail!("train bce needs --multilabel (CSV image,class,p)");
+            }
+            luab(*l)
+        }
+        TrainCommand::Corm(l) => {
+            if l.masks.is_none() {
+                bail!("train corm needs --masks (the core masks)");
             }
             luab(*l)
         }
@@ -534,8 +554,14 @@ fn luab(a: LuabArgs) -> Result<()> {
     let recipe = labelscope_vision::preprocess::Recipe::Fixed { size: a.size as u32 };
     let n = a.size * a.size;
     let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(files.len() as u64) };
-    let mut all =
-        MultitaskData { size: a.size, images: Vec::new(), labels: Vec::new(), points: Vec::new(), soft: None };
+    let mut all = MultitaskData {
+        size: a.size,
+        images: Vec::new(),
+        labels: Vec::new(),
+        points: Vec::new(),
+        soft: None,
+        masks: None,
+    };
     for (stem, path) in &files {
         let img = labelscope_vision::decode::decode_file(path, &labelscope_vision::decode::DecodeOptions::default())
             .with_context(|| format!("image {}", path.display()))?;
@@ -549,6 +575,18 @@ fn luab(a: LuabArgs) -> Result<()> {
         all.images.push(planar);
         all.labels.push(labels[stem] as u32);
         all.points.push(points.get(stem).copied());
+        if let Some(mdir) = &a.masks {
+            let mp = ["png", "jpg", "jpeg", "JPEG", "PNG"]
+                .iter()
+                .map(|e| mdir.join(format!("{stem}.{e}")))
+                .find(|p| p.is_file())
+                .with_context(|| format!("no mask for {stem} in {}", mdir.display()))?;
+            let m = labelscope_vision::decode::decode_file(&mp, &labelscope_vision::decode::DecodeOptions::default())
+                .with_context(|| format!("mask {}", mp.display()))?;
+            let m = recipe.apply(&m, labelscope_vision::resample::Filter::Bilinear)?;
+            let bits: Vec<bool> = m.pixels().map(|p| p.0.iter().any(|&v| v > 0)).collect();
+            all.masks.get_or_insert_with(Vec::new).push(bits);
+        }
         if let Some(m) = &soft {
             // An image without rows has its original label as its only target.
             let t = m.get(stem).cloned().unwrap_or_else(|| {
@@ -574,6 +612,7 @@ fn luab(a: LuabArgs) -> Result<()> {
         labels: rows.iter().map(|&i| all.labels[i]).collect(),
         points: rows.iter().map(|&i| all.points[i]).collect(),
         soft: all.soft.as_ref().map(|s| rows.iter().map(|&i| s[i].clone()).collect()),
+        masks: all.masks.as_ref().map(|s| rows.iter().map(|&i| s[i].clone()).collect()),
     };
     let (val, train) = (pick(&order[..held]), pick(&order[held..]));
     let cfg = MultitaskConfig {
@@ -584,6 +623,12 @@ fn luab(a: LuabArgs) -> Result<()> {
         smoothing,
         bias_init: a.bias_init,
         head_decay: !a.no_head_decay,
+        corm: a.masks.as_ref().map(|_| labelscope_nn::multitask::Corm {
+            p: a.corm_p,
+            sigma: a.corm_sigma,
+            penalty: a.corm_penalty,
+            eps: 1e-2,
+        }),
         ..MultitaskConfig::new(table.len(), a.epochs, a.batch, a.lr, a.seed)
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;

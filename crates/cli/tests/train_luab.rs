@@ -166,3 +166,66 @@ fn bce_on_relabels_runs_and_checks_its_targets() {
     let o = run(&["train", "bce", "--images", &p("images"), "--labels", &p("labels.csv"), "--out", &p("x")]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--multilabel"));
 }
+
+#[test]
+fn corm_runs_with_masks_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    data(d);
+    let masks = d.join("masks");
+    std::fs::create_dir_all(&masks).unwrap();
+    for i in 0..24u32 {
+        let (cx, cy) = (6 + (i * 7) % 20, 6 + (i * 11) % 20);
+        image::GrayImage::from_fn(32, 32, |x, y| {
+            image::Luma([if x.abs_diff(cx) < 4 && y.abs_diff(cy) < 4 { 255 } else { 0 }])
+        })
+        .save(masks.join(format!("g{i}.png")))
+        .unwrap();
+    }
+    let p = |s: &str| d.join(s).display().to_string();
+    let args = |out: &str| -> Vec<String> {
+        [
+            "train",
+            "corm",
+            "--images",
+            &p("images"),
+            "--labels",
+            &p("labels.csv"),
+            "--masks",
+            &p("masks"),
+            "--classes",
+            &p("classes.txt"),
+            "--size",
+            "32",
+            "--batch",
+            "8",
+            "--epochs",
+            "1",
+            "--corm-p",
+            "1",
+            "--corm-sigma",
+            "0.5",
+            "--corm-penalty",
+            "0.1",
+            "--lambda",
+            "0",
+            "--out",
+            &p(out),
+            "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a = args("corm");
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("corm/summary.json")).unwrap()).unwrap();
+    assert_eq!(s["config"]["corm"]["penalty"], 0.1);
+    assert!(s["last"]["loss"].as_f64().unwrap().is_finite());
+    std::fs::remove_file(masks.join("g5.png")).unwrap();
+    let a = args("corm2");
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("no mask for g5"), "{e}");
+}

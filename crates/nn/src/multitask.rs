@@ -12,6 +12,16 @@
 //!   smoothing range `[lo, hi]` (`t' = lo + (hi − lo)·t`), the class head's
 //!   bias can start at the logit of each class's mean target
 //!   ([`bias_init`]), and the class head can be exempt from weight decay.
+//! * CoRM-style core-feature training ([`Corm`]): with core masks
+//!   ([`MultitaskData::masks`], the object), each sample gets, with
+//!   probability `p`, Gaussian noise `σ·z` on its non-core pixels (after
+//!   augmentation, in the normalised input's units); optionally the class
+//!   loss is penalised by `penalty · d²`, where `d = (L(x + εv) − L(x − εv)) /
+//!   2ε` is the directional derivative of the class loss along a random
+//!   direction `v` (standard normal on the non-core pixels, zero on the
+//!   core): `E[d²]` is the squared norm of the input gradient over the
+//!   non-core pixels (summed over the batch, divided by its size²), computed
+//!   with two extra forward passes and first-order gradients only.
 //! * Augmentation: torchvision's `RandomResizedCrop` (scale `[0.5, 1]`,
 //!   ratio `[3/4, 4/3]`, ten attempts then the central crop) and a
 //!   horizontal flip with probability ½; the point goes through the same
@@ -170,6 +180,21 @@ pub struct MultitaskData {
     /// Multi-label targets in `[0, 1]` per class (`None`: single-label
     /// cross-entropy on `labels`).
     pub soft: Option<Vec<Vec<f32>>>,
+    /// Core (object) masks, `size²` values each, for [`Corm`].
+    pub masks: Option<Vec<Vec<bool>>>,
+}
+
+/// CoRM-style training on core features (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Corm {
+    /// Probability that a sample gets noise on its non-core pixels.
+    pub p: f64,
+    /// Standard deviation of that noise.
+    pub sigma: f64,
+    /// Weight of the input-gradient penalty over non-core pixels (0: none).
+    pub penalty: f64,
+    /// Step of the finite difference.
+    pub eps: f64,
 }
 
 /// Settings of a run.
@@ -199,6 +224,8 @@ pub struct MultitaskConfig {
     pub bias_init: bool,
     /// Weight decay on the class head too (false: only the backbone and the point head decay).
     pub head_decay: bool,
+    /// CoRM-style noise and penalty on non-core pixels (needs masks).
+    pub corm: Option<Corm>,
 }
 
 impl MultitaskConfig {
@@ -218,6 +245,7 @@ impl MultitaskConfig {
             smoothing: (0.0, 1.0),
             bias_init: false,
             head_decay: true,
+            corm: None,
         }
     }
 }
@@ -258,6 +286,35 @@ pub struct EpochLog {
     /// Validation localisation error: mean Euclidean distance between the
     /// predicted and the true point (normalised units), over samples with a point.
     pub val_localisation_error: f64,
+}
+
+/// Adds `σ·z` (standard normal `z` from `rng`, plane by plane) to the
+/// non-core pixels of a planar `3 × n` image whose core mask has `n` pixels.
+pub fn noise_non_core(img: &mut [f32], core: &[bool], sigma: f64, rng: &mut Xoshiro256) {
+    let n = core.len();
+    for ch in 0..3 {
+        for (px, &on) in core.iter().enumerate() {
+            if !on {
+                img[ch * n + px] += (sigma * rng.gauss()) as f32;
+            }
+        }
+    }
+}
+
+/// The central difference `(L(x + εv) − L(x − εv)) / 2ε` of `loss` (on the
+/// class logits) along `v`: the directional derivative of the loss at `x`,
+/// differentiable with respect to the network's parameters.
+pub fn directional_derivative(
+    net: &SmallCnn,
+    x: &Tensor,
+    v: &Tensor,
+    eps: f64,
+    loss: &dyn Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let step = (v * eps)?;
+    let up = loss(&net.class_head.forward(&net.features(&(x + &step)?)?)?)?;
+    let down = loss(&net.class_head.forward(&net.features(&(x - &step)?)?)?)?;
+    Ok(((up - down)? / (2.0 * eps))?)
 }
 
 /// Smooth-L1 (Huber with β = 1) averaged over every element.
@@ -342,6 +399,21 @@ pub fn train_multitask(
             )));
         }
     }
+    if let Some(c) = cfg.corm {
+        let m = train.masks.as_ref().ok_or_else(|| Error::Invalid("CoRM training needs core masks".into()))?;
+        if m.len() != train.images.len() || m.iter().any(|x| x.len() != train.size * train.size) {
+            return Err(Error::Invalid(format!(
+                "core masks: expected {} masks of {} pixels",
+                train.images.len(),
+                train.size * train.size
+            )));
+        }
+        if !((0.0..=1.0).contains(&c.p) && c.sigma >= 0.0 && c.penalty >= 0.0 && c.eps > 0.0) {
+            return Err(Error::Invalid(format!(
+                "CoRM settings {c:?}: expected p in [0, 1], sigma, penalty >= 0, eps > 0"
+            )));
+        }
+    }
     let (lo, hi) = cfg.smoothing;
     if !(0.0 <= lo && lo < hi && hi <= 1.0) {
         return Err(Error::Invalid(format!("smoothing range ({lo}, {hi}): expected 0 <= lo < hi <= 1")));
@@ -418,6 +490,7 @@ pub fn train_multitask(
             let mut xs = Vec::with_capacity(batch.len() * 3 * size * size);
             let mut ys = Vec::with_capacity(batch.len());
             let mut soft = Vec::new();
+            let mut directions: Vec<f32> = Vec::new();
             let mut targets = Vec::new();
             let mut with = Vec::new();
             for (k, &i) in batch.iter().enumerate() {
@@ -430,9 +503,11 @@ pub fn train_multitask(
                 } else {
                     train.points[i]
                 };
-                let (img, p) = if cfg.augment {
+                let mut geometry = None;
+                let (mut img, p) = if cfg.augment {
                     let crop = random_resized_crop(&mut r, size, size, (0.5, 1.0), (0.75, 4.0 / 3.0));
                     let flip = r.unit() < 0.5;
+                    geometry = Some((crop, flip));
                     (
                         crop_resize(&train.images[i], size, size, crop, size, flip),
                         point.and_then(|p| transform_point(p, size, size, crop, flip)),
@@ -440,6 +515,31 @@ pub fn train_multitask(
                 } else {
                     (train.images[i].clone(), point)
                 };
+                if let (Some(c), Some(masks)) = (cfg.corm, &train.masks) {
+                    // The core mask through the same crop and flip (bilinear, then > 0.5).
+                    let core: Vec<bool> = match geometry {
+                        Some((crop, flip)) => {
+                            let plane: Vec<f32> = masks[i].iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+                            let three: Vec<f32> = plane.iter().chain(&plane).chain(&plane).copied().collect();
+                            crop_resize(&three, size, size, crop, size, flip)[..size * size]
+                                .iter()
+                                .map(|&v| v > 0.5)
+                                .collect()
+                        }
+                        None => masks[i].clone(),
+                    };
+                    let mut nr = stream(cfg.seed, 5, epoch, i as u64);
+                    if nr.unit() < c.p {
+                        noise_non_core(&mut img, &core, c.sigma, &mut nr);
+                    }
+                    if c.penalty > 0.0 {
+                        for _ in 0..3 {
+                            for &on in &core {
+                                directions.push(if on { 0.0 } else { nr.gauss() as f32 });
+                            }
+                        }
+                    }
+                }
                 xs.extend(img);
                 ys.push(train.labels[i]);
                 if let Some(t) = &train.soft {
@@ -452,13 +552,24 @@ pub fn train_multitask(
             }
             let x = Tensor::from_vec(xs, (batch.len(), 3, size, size), device)?;
             let f = net.features(&x)?;
-            let logits = net.class_head.forward(&f)?;
-            let ce = if train.soft.is_some() {
-                bce_with_logits(&logits, &Tensor::from_vec(soft, (batch.len(), cfg.classes), device)?)?
+            let soft_t = if train.soft.is_some() {
+                Some(Tensor::from_vec(soft, (batch.len(), cfg.classes), device)?)
             } else {
-                cross_entropy(&logits, &ys, 0.0)?
+                None
             };
+            let class_loss = |logits: &Tensor| -> Result<Tensor> {
+                match &soft_t {
+                    Some(t) => bce_with_logits(logits, t),
+                    None => cross_entropy(logits, &ys, 0.0),
+                }
+            };
+            let ce = class_loss(&net.class_head.forward(&f)?)?;
             let mut loss = ce.clone();
+            if let (Some(c), false) = (cfg.corm, directions.is_empty()) {
+                let v = Tensor::from_vec(directions, (batch.len(), 3, size, size), device)?;
+                let d = directional_derivative(&net, &x, &v, c.eps, &class_loss)?;
+                loss = (loss + (d.sqr()? * c.penalty)?)?;
+            }
             let mut pt_val = 0.0;
             if !with.is_empty() && cfg.lambda > 0.0 {
                 let idx = Tensor::from_vec(with.clone(), with.len(), device)?;

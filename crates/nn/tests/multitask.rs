@@ -42,7 +42,7 @@ fn data(n: usize, seed: u64) -> MultitaskData {
         labels.push(class);
         points.push(Some((cx as f64 / S as f64, cy as f64 / S as f64)));
     }
-    MultitaskData { size: S, images, labels, points, soft: None }
+    MultitaskData { size: S, images, labels, points, soft: None, masks: None }
 }
 
 fn config(random_points: bool, epochs: u64) -> MultitaskConfig {
@@ -140,8 +140,14 @@ fn crops_points_and_losses() {
 fn multilabel(n: usize, seed: u64) -> MultitaskData {
     let mut rng = Xoshiro256::from_seed(seed);
     let colours: [[f32; 3]; 3] = [[0.8, -0.3, -0.3], [-0.3, 0.8, -0.3], [-0.3, -0.3, 0.8]];
-    let mut d =
-        MultitaskData { size: S, images: Vec::new(), labels: Vec::new(), points: Vec::new(), soft: Some(Vec::new()) };
+    let mut d = MultitaskData {
+        size: S,
+        images: Vec::new(),
+        labels: Vec::new(),
+        points: Vec::new(),
+        soft: Some(Vec::new()),
+        masks: None,
+    };
     for i in 0..n {
         let a = i % 3;
         let b = (a + 1 + (i / 3) % 2) % 3;
@@ -205,4 +211,106 @@ fn multi_label_bce_with_smoothing_bias_init_and_no_head_decay() {
     let e =
         train_multitask(&bad, &val, &cfg, None, false, &dev, |_| ControlFlow::Continue(())).err().unwrap().to_string();
     assert!(e.contains("image 3"), "{e}");
+}
+
+/// Object (core) colour and a corner patch (spurious) colour both give the class; `swap` flips
+/// the corner patch (the counterfactual test set).
+fn cue_data(n: usize, seed: u64, swap: bool) -> MultitaskData {
+    let mut rng = Xoshiro256::from_seed(seed);
+    let mut d = MultitaskData {
+        size: S,
+        images: Vec::new(),
+        labels: Vec::new(),
+        points: Vec::new(),
+        soft: None,
+        masks: Some(Vec::new()),
+    };
+    for i in 0..n {
+        let class = i % 2;
+        let mut img = vec![0.0f32; 3 * S * S];
+        for v in img.iter_mut() {
+            *v = (0.1 * rng.gauss()) as f32;
+        }
+        let obj: [f32; 3] = if class == 0 { [0.7, 0.7, -0.3] } else { [-0.3, 0.7, 0.7] };
+        let patch_class = if swap { 1 - class } else { class };
+        let patch: [f32; 3] = if patch_class == 0 { [0.9, -0.5, -0.5] } else { [-0.5, -0.5, 0.9] };
+        let (cx, cy) = (10 + rng.below(14) as usize, 10 + rng.below(14) as usize);
+        let mut mask = vec![false; S * S];
+        for y in cy - 4..cy + 4 {
+            for x in cx - 4..cx + 4 {
+                mask[y * S + x] = true;
+                for c in 0..3 {
+                    img[c * S * S + y * S + x] = obj[c];
+                }
+            }
+        }
+        for y in 0..2 {
+            for x in 0..2 {
+                for c in 0..3 {
+                    img[c * S * S + y * S + x] = patch[c];
+                }
+            }
+        }
+        d.images.push(img);
+        d.labels.push(class as u32);
+        d.points.push(None);
+        d.masks.as_mut().unwrap().push(mask);
+    }
+    d
+}
+
+#[test]
+fn corm_noise_stays_off_the_core_and_the_penalty_estimates_the_gradient_norm() {
+    use candle_core::{Module, Tensor, Var};
+    use candle_nn::{VarBuilder, VarMap};
+    use labelscope_nn::multitask::{directional_derivative, noise_non_core, Corm, SmallCnn};
+    let dev = Device::Cpu;
+    // Noise: core pixels untouched, the others moved.
+    let d = cue_data(1, 1, false);
+    let core = &d.masks.as_ref().unwrap()[0];
+    let mut img = d.images[0].clone();
+    noise_non_core(&mut img, core, 1.0, &mut Xoshiro256::from_seed(3));
+    for ch in 0..3 {
+        for (px, &on) in core.iter().enumerate() {
+            let k = ch * S * S + px;
+            assert_eq!(on, img[k] == d.images[0][k], "pixel {px}");
+        }
+    }
+    // The estimator: E[d^2] over directions v (normal off the core, 0 on it) equals the squared
+    // norm of the loss's input gradient over the non-core pixels.
+    let varmap = VarMap::new();
+    let net = SmallCnn::new(VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &dev), S, 2).unwrap();
+    let flat: Vec<f32> = d.images[0].clone();
+    let xv = Var::from_tensor(&Tensor::from_vec(flat.clone(), (1, 3, S, S), &dev).unwrap()).unwrap();
+    let loss = |logits: &Tensor| labelscope_nn::cross_entropy(logits, &[0], 0.0);
+    let l = loss(&net.class_head.forward(&net.features(xv.as_tensor()).unwrap()).unwrap()).unwrap();
+    let g = l.backward().unwrap().get(xv.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let want: f64 = g.iter().enumerate().filter(|(k, _)| !core[k % (S * S)]).map(|(_, &v)| f64::from(v).powi(2)).sum();
+    let x = Tensor::from_vec(flat, (1, 3, S, S), &dev).unwrap();
+    let mut rng = Xoshiro256::from_seed(4);
+    let trials = 2000;
+    let mut sum = 0.0;
+    for _ in 0..trials {
+        let v: Vec<f32> = (0..3 * S * S).map(|k| if core[k % (S * S)] { 0.0 } else { rng.gauss() as f32 }).collect();
+        let v = Tensor::from_vec(v, (1, 3, S, S), &dev).unwrap();
+        let dd = directional_derivative(&net, &x, &v, 1e-2, &loss).unwrap().to_scalar::<f32>().unwrap();
+        sum += f64::from(dd).powi(2);
+    }
+    let got = sum / trials as f64;
+    eprintln!("input-gradient norm^2 over non-core pixels: autograd {want:.4e}, estimate {got:.4e}");
+    assert!((got / want - 1.0).abs() < 0.15, "estimate {got} vs {want}");
+    // A CoRM run without masks is refused; with them it trains.
+    let cfg = MultitaskConfig {
+        lambda: 0.0,
+        corm: Some(Corm { p: 0.5, sigma: 0.5, penalty: 0.1, eps: 1e-2 }),
+        ..MultitaskConfig::new(2, 1, 16, 3e-3, 2)
+    };
+    let mut no_masks = cue_data(32, 5, false);
+    no_masks.masks = None;
+    let e =
+        train_multitask(&no_masks, &no_masks, &cfg, None, false, &dev, |_| ControlFlow::Continue(())).err().unwrap();
+    assert!(e.to_string().contains("core masks"), "{e}");
+    let data = cue_data(32, 5, false);
+    let (_, logs) = train_multitask(&data, &data, &cfg, None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    assert!(logs[0].loss.is_finite());
 }
