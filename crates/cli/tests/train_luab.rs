@@ -9,6 +9,30 @@ fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_labelscope")).args(args).output().unwrap()
 }
 
+/// `train <cmd>` on the generated data of `d` into `out`, with the common options and `extra`.
+fn train_args(d: &Path, cmd: &str, out: &str, extra: &[&str]) -> Vec<String> {
+    let p = |s: &str| d.join(s).display().to_string();
+    let mut v: Vec<String> = vec!["train".into(), cmd.into()];
+    for (flag, value) in [
+        ("--images", p("images")),
+        ("--labels", p("labels.csv")),
+        ("--classes", p("classes.txt")),
+        ("--size", "32".into()),
+        ("--batch", "8".into()),
+        ("--out", p(out)),
+    ] {
+        v.push(flag.into());
+        v.push(value);
+    }
+    v.push("-q".into());
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run_all(args: &[String]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_labelscope")).args(args).output().unwrap()
+}
+
 fn data(d: &Path) {
     let images = d.join("images");
     std::fs::create_dir_all(&images).unwrap();
@@ -44,36 +68,12 @@ fn luab_runs_logs_and_resumes() {
     let d = dir.path();
     data(d);
     let p = |s: &str| d.join(s).display().to_string();
-    let base = |epochs: &str| -> Vec<String> {
-        [
-            "train",
-            "luab",
-            "--images",
-            &p("images"),
-            "--labels",
-            &p("labels.csv"),
-            "--points",
-            &p("points.csv"),
-            "--classes",
-            &p("classes.txt"),
-            "--size",
-            "32",
-            "--batch",
-            "8",
-            "--epochs",
-            epochs,
-            "--val-fraction",
-            "0.25",
-            "--out",
-            &p("out"),
-            "-q",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    let points = p("points.csv");
+    let base = |epochs: &str| {
+        train_args(d, "luab", "out", &["--points", &points, "--epochs", epochs, "--val-fraction", "0.25"])
     };
     let args = base("2");
-    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run_all(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let log = std::fs::read_to_string(d.join("out/metrics.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 2);
@@ -84,11 +84,11 @@ fn luab_runs_logs_and_resumes() {
         assert!(d.join("out").join(f).exists(), "{f}");
     }
     // The same folder again: refused without --resume; with it, the run continues to 3 epochs.
-    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run_all(&args);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("resume"));
     let mut args = base("3");
     args.push("--resume".into());
-    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run_all(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let log = std::fs::read_to_string(d.join("out/metrics.jsonl")).unwrap();
     let epochs: Vec<u64> =
@@ -96,12 +96,7 @@ fn luab_runs_logs_and_resumes() {
     assert_eq!(epochs, vec![0, 1, 2]);
     // A point outside the image is named.
     std::fs::write(d.join("points.csv"), "image,class,x,y\ng0,c0,1.5,0.2\n").unwrap();
-    let args = base("1");
-    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let bad = p("bad");
-    let i = args.iter().position(|a| *a == "--out").unwrap();
-    args[i + 1] = &bad;
-    let o = run(&args);
+    let o = run_all(&train_args(d, "luab", "bad", &["--points", &points, "--epochs", "1"]));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("points.csv row 2") && e.contains("outside [0, 1]"), "{e}");
 }
@@ -118,40 +113,28 @@ fn bce_on_relabels_runs_and_checks_its_targets() {
     }
     std::fs::write(d.join("ml.csv"), ml).unwrap();
     let p = |s: &str| d.join(s).display().to_string();
-    let args = |ml: &str, out: &str| -> Vec<String> {
-        [
-            "train",
+    let args = |ml: &str, out: &str| {
+        let ml = p(ml);
+        train_args(
+            d,
             "bce",
-            "--images",
-            &p("images"),
-            "--labels",
-            &p("labels.csv"),
-            "--multilabel",
-            &p(ml),
-            "--classes",
-            &p("classes.txt"),
-            "--size",
-            "32",
-            "--batch",
-            "8",
-            "--epochs",
-            "2",
-            "--smoothing",
-            "0.05,0.95",
-            "--bias-init",
-            "--no-head-decay",
-            "--lambda",
-            "0",
-            "--out",
-            &p(out),
-            "-q",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+            out,
+            &[
+                "--multilabel",
+                &ml,
+                "--epochs",
+                "2",
+                "--smoothing",
+                "0.05,0.95",
+                "--bias-init",
+                "--no-head-decay",
+                "--lambda",
+                "0",
+            ],
+        )
     };
     let a = args("ml.csv", "bce");
-    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run_all(&a);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("bce/summary.json")).unwrap()).unwrap();
     assert_eq!(s["config"]["smoothing"], serde_json::json!([0.05, 0.95]));
@@ -159,7 +142,7 @@ fn bce_on_relabels_runs_and_checks_its_targets() {
     assert!(s["last"]["ce"].as_f64().unwrap() > 0.0);
     std::fs::write(d.join("bad.csv"), "image,class,p\ng0,c1,2\n").unwrap();
     let a = args("bad.csv", "bad");
-    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run_all(&a);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("bad.csv row 2") && e.contains("outside [0, 1]"), "{e}");
     // train bce without targets, train luab without points: refused.
@@ -183,49 +166,37 @@ fn corm_runs_with_masks_and_names_a_missing_one() {
         .unwrap();
     }
     let p = |s: &str| d.join(s).display().to_string();
-    let args = |out: &str| -> Vec<String> {
-        [
-            "train",
+    let m = p("masks");
+    let args = |out: &str| {
+        train_args(
+            d,
             "corm",
-            "--images",
-            &p("images"),
-            "--labels",
-            &p("labels.csv"),
-            "--masks",
-            &p("masks"),
-            "--classes",
-            &p("classes.txt"),
-            "--size",
-            "32",
-            "--batch",
-            "8",
-            "--epochs",
-            "1",
-            "--corm-p",
-            "1",
-            "--corm-sigma",
-            "0.5",
-            "--corm-penalty",
-            "0.1",
-            "--lambda",
-            "0",
-            "--out",
-            &p(out),
-            "-q",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+            out,
+            &[
+                "--masks",
+                &m,
+                "--epochs",
+                "1",
+                "--corm-p",
+                "1",
+                "--corm-sigma",
+                "0.5",
+                "--corm-penalty",
+                "0.1",
+                "--lambda",
+                "0",
+            ],
+        )
     };
     let a = args("corm");
-    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run_all(&a);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("corm/summary.json")).unwrap()).unwrap();
     assert_eq!(s["config"]["corm"]["penalty"], 0.1);
     assert!(s["last"]["loss"].as_f64().unwrap().is_finite());
     std::fs::remove_file(masks.join("g5.png")).unwrap();
     let a = args("corm2");
-    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run_all(&a);
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("no mask for g5"), "{e}");
 }

@@ -180,6 +180,22 @@
              imagePosition: { x: p.x, y: p.y } };
   }
 
+  // The image of a one-image page (`#photo`), loading from the page's first
+  // image; its `loaded` promise settles once it has loaded (or failed to).
+  function photo(page) {
+    var img = el('img');
+    img.id = 'photo';
+    img.alt = '';
+    img.draggable = false;
+    img.dataset.imageId = String(page.images[0].id);
+    img.loaded = new Promise(function (resolve) {
+      img.addEventListener('load', resolve);
+      img.addEventListener('error', resolve);
+    });
+    img.src = page.images[0].url;
+    return img;
+  }
+
   function send(index, button) {
     if (st.submitting) return;
     st.submitting = true;
@@ -223,5 +239,5 @@
   window.Studio = { data: data, app: app, state: st, el: el, api: api, now: now, base: base, auth: auth,
                     showError: showError, status: status, submitButton: submitButton, resume: resume,
                     latestTime: latestTime, normalised: normalised, track: track, position: position,
-                    imageFields: imageFields, dirty: function () { st.dirty = true; }, run: run, SAMPLE_MS: SAMPLE_MS };
+                    imageFields: imageFields, photo: photo, dirty: function () { st.dirty = true; }, run: run, SAMPLE_MS: SAMPLE_MS };
 })();

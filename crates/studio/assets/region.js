@@ -109,11 +109,7 @@
     var row = el('div', 'verify');
     stage = el('div', 'stage');
     stage.id = 'stage';
-    img = el('img');
-    img.id = 'photo';
-    img.alt = '';
-    img.draggable = false;
-    img.dataset.imageId = String(page.images[0].id);
+    img = S.photo(page);
     stage.appendChild(img);
     row.appendChild(stage);
     var side = el('div', 'labels');
@@ -164,9 +160,7 @@
     });
     var submit = S.submitButton(i);
     var loaded = function () { submit.disabled = false; };
-    img.addEventListener('load', loaded);
-    img.addEventListener('error', loaded);
-    img.src = page.images[0].url;
+    img.loaded.then(loaded);
     app.appendChild(submit);
     showRegions();
   }

@@ -147,19 +147,13 @@
     app.appendChild(bar);
     stage = el('div', 'stage');
     stage.id = 'stage';
-    img = el('img');
-    img.id = 'photo';
-    img.alt = '';
-    img.draggable = false;
-    img.dataset.imageId = String(page.images[0].id);
+    img = S.photo(page);
     stage.appendChild(img);
     app.appendChild(stage);
     S.track(img, rec.mouseTracking, 'timeAt');
     var submit = S.submitButton(index);
     var ready = function () { submit.disabled = false; };
-    img.addEventListener('load', ready);
-    img.addEventListener('error', ready);
-    img.src = page.images[0].url;
+    img.loaded.then(ready);
     // Replay a restored draft to put its icons back.
     rec.actionHistories.forEach(function (a) {
       if (a.actionType === 'remove') {

@@ -47,11 +47,7 @@
     }
     app.appendChild(S.status(index));
     var row = el('div', 'verify');
-    img = el('img');
-    img.id = 'photo';
-    img.alt = '';
-    img.draggable = false;
-    img.dataset.imageId = String(page.images[0].id);
+    img = S.photo(page);
     row.appendChild(img);
     var side = el('div', 'labels');
     var list = el('ul');
@@ -105,9 +101,7 @@
     S.track(img, rec.mouseTracking, 'time');
     submit = S.submitButton(index);
     var ready = function () { loaded = true; update(); };
-    img.addEventListener('load', ready);
-    img.addEventListener('error', ready);
-    img.src = page.images[0].url;
+    img.loaded.then(ready);
     app.appendChild(submit);
     update();
   }

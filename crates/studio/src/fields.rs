@@ -151,3 +151,37 @@ pub fn image_id(o: &Map<String, Value>, at: &str, expected: i64) -> Result<i64, 
     }
     Ok(id)
 }
+
+/// The page-level fields of a one-image page (tag, verify, region): the
+/// submission object with `imageID`, `originalSize`, `onPageSize`,
+/// `imagePosition` and `mouseTracking` besides `task_keys`, checked.
+pub struct OneImage<'a> {
+    /// The submission object.
+    pub top: &'a Map<String, Value>,
+    /// The page's image id.
+    pub id: i64,
+    /// `originalSize`.
+    pub original: Value,
+    /// `onPageSize`.
+    pub on_page: Value,
+    /// `imagePosition`.
+    pub position: Value,
+    /// `mouseTracking`, with times under `time_key`.
+    pub trace: Vec<Value>,
+}
+
+/// Checks the common fields of a one-image page submission (see [`OneImage`]).
+pub fn one_image<'a>(v: &'a Value, task_keys: &[&str], image: i64, time_key: &str) -> Result<OneImage<'a>, String> {
+    let mut keys = vec!["imageID", "originalSize", "onPageSize", "imagePosition", "mouseTracking"];
+    keys.extend_from_slice(task_keys);
+    let top = submission(v, &keys)?;
+    let at = "submission";
+    Ok(OneImage {
+        top,
+        id: image_id(top, at, image)?,
+        original: size(top, "originalSize", at)?,
+        on_page: size(top, "onPageSize", at)?,
+        position: position(top, "imagePosition", at)?,
+        trace: points(top, "mouseTracking", at, MAX_TRACE, time_key)?,
+    })
+}

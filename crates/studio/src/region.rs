@@ -26,9 +26,7 @@ use serde_json::{json, Value};
 use labelscope_core::classes::ClassTable;
 
 use crate::browse::ValidRecord;
-use crate::fields::{
-    array, in_order, number, obj, only_keys, points, position, size, submission, text, MAX_TIME, MAX_TRACE,
-};
+use crate::fields::{array, in_order, number, obj, only_keys, points, text, MAX_TIME, MAX_TRACE};
 
 /// Most regions per image.
 pub const MAX_REGIONS: usize = 200;
@@ -46,13 +44,8 @@ pub struct RegionContext<'a> {
 /// Validates a Region page submission; returns its one record (selected =
 /// at least one region).
 pub fn validate_region(v: &Value, ctx: &RegionContext<'_>) -> Result<ValidRecord, String> {
-    let keys = ["imageID", "originalSize", "onPageSize", "imagePosition", "regions", "mouseTracking"];
-    let top = submission(v, &keys)?;
-    let at = "submission";
-    let id = crate::fields::image_id(top, at, ctx.image)?;
-    let original = size(top, "originalSize", at)?;
-    let on_page = size(top, "onPageSize", at)?;
-    let pos = position(top, "imagePosition", at)?;
+    let page = crate::fields::one_image(v, &["regions"], ctx.image, "time")?;
+    let (top, at, id) = (page.top, "submission", page.id);
     let mut regions = Vec::new();
     let mut last = 0.0;
     for (i, r) in array(top, "regions", at, MAX_REGIONS)?.iter().enumerate() {
@@ -97,17 +90,16 @@ pub fn validate_region(v: &Value, ctx: &RegionContext<'_>) -> Result<ValidRecord
         regions.push(json!({"box": {"x0": x0, "y0": y0, "x1": x1, "y1": y1}, "label": label, "query": query,
                             "source": source, "suggestions": suggestions, "drawTrace": trace, "time": t}));
     }
-    let trace = points(top, "mouseTracking", at, MAX_TRACE, "time")?;
     Ok(ValidRecord {
         image_id: id,
         selected: !regions.is_empty(),
         data: json!({
             "imageID": id,
-            "originalSize": original,
-            "onPageSize": on_page,
-            "imagePosition": pos,
+            "originalSize": page.original,
+            "onPageSize": page.on_page,
+            "imagePosition": page.position,
             "regions": regions,
-            "mouseTracking": trace,
+            "mouseTracking": page.trace,
         }),
     })
 }

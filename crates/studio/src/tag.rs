@@ -27,10 +27,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::browse::ValidRecord;
-use crate::fields::{
-    array, boolean, in_order, number, obj, only_keys, points, position, size, submission, unit_point, MAX_EVENTS,
-    MAX_TIME, MAX_TRACE,
-};
+use crate::fields::{array, boolean, in_order, number, obj, only_keys, unit_point, MAX_EVENTS, MAX_TIME};
 use crate::manifest::Category;
 
 /// What a Tag page must hold.
@@ -48,22 +45,9 @@ fn same(a: (f64, f64), b: (f64, f64)) -> bool {
 /// Validates a Tag page submission; returns its one record (selected = at
 /// least one icon is on the image at the end).
 pub fn validate_tag(v: &Value, ctx: &TagContext<'_>) -> Result<ValidRecord, String> {
-    let keys = [
-        "imageID",
-        "originalSize",
-        "onPageSize",
-        "imagePosition",
-        "timeSpent",
-        "actionHistories",
-        "categoryHistories",
-        "mouseTracking",
-    ];
-    let top = submission(v, &keys)?;
-    let at = "submission";
-    let id = crate::fields::image_id(top, at, ctx.image)?;
-    let original = size(top, "originalSize", at)?;
-    let on_page = size(top, "onPageSize", at)?;
-    let pos = position(top, "imagePosition", at)?;
+    let page =
+        crate::fields::one_image(v, &["timeSpent", "actionHistories", "categoryHistories"], ctx.image, "timeAt")?;
+    let (top, at, id) = (page.top, "submission", page.id);
     let time_spent = number(top, "timeSpent", at, 0.0, MAX_TIME)?;
     let mut icons: Vec<(String, (f64, f64))> = Vec::new();
     let mut actions = Vec::new();
@@ -148,20 +132,19 @@ pub fn validate_tag(v: &Value, ctx: &TagContext<'_>) -> Result<ValidRecord, Stri
         let keyboard = boolean(c, "keyboard", &at)?;
         categories.push(json!({"superclass": sup, "timeAt": t, "keyboard": keyboard}));
     }
-    let trace = points(top, "mouseTracking", at, MAX_TRACE, "timeAt")?;
     let final_icons: Vec<Value> = icons.iter().map(|(c, (x, y))| json!({"iconType": c, "x": x, "y": y})).collect();
     Ok(ValidRecord {
         image_id: id,
         selected: !icons.is_empty(),
         data: json!({
             "imageID": id,
-            "originalSize": original,
-            "onPageSize": on_page,
-            "imagePosition": pos,
+            "originalSize": page.original,
+            "onPageSize": page.on_page,
+            "imagePosition": page.position,
             "timeSpent": time_spent,
             "actionHistories": actions,
             "categoryHistories": categories,
-            "mouseTracking": trace,
+            "mouseTracking": page.trace,
             "icons": final_icons,
         }),
     })

@@ -27,10 +27,7 @@
 use serde_json::{json, Value};
 
 use crate::browse::ValidRecord;
-use crate::fields::{
-    array, boolean, child, in_order, number, obj, only_keys, points, position, size, submission, text, MAX_EVENTS,
-    MAX_TIME, MAX_TRACE,
-};
+use crate::fields::{array, boolean, child, in_order, number, obj, only_keys, text, MAX_EVENTS, MAX_TIME};
 
 /// The problematic-image flags, in the order pages show them.
 pub const FLAGS: [&str; 4] = ["wrong_original_label", "drawing", "heavy_edit", "inappropriate"];
@@ -58,23 +55,8 @@ fn answer(o: &serde_json::Map<String, Value>, at: &str) -> Result<&'static str, 
 /// Validates a Verify page submission; returns its one record (selected =
 /// at least one label answered yes).
 pub fn validate_verify(v: &Value, ctx: &VerifyContext<'_>) -> Result<ValidRecord, String> {
-    let keys = [
-        "imageID",
-        "originalSize",
-        "onPageSize",
-        "imagePosition",
-        "answers",
-        "answerHistory",
-        "flags",
-        "alternative",
-        "mouseTracking",
-    ];
-    let top = submission(v, &keys)?;
-    let at = "submission";
-    let id = crate::fields::image_id(top, at, ctx.image)?;
-    let original = size(top, "originalSize", at)?;
-    let on_page = size(top, "onPageSize", at)?;
-    let pos = position(top, "imagePosition", at)?;
+    let page = crate::fields::one_image(v, &["answers", "answerHistory", "flags", "alternative"], ctx.image, "time")?;
+    let (top, at, id) = (page.top, "submission", page.id);
     let mut history: Vec<(usize, &'static str, f64)> = Vec::new();
     let mut history_json = Vec::new();
     let mut last = 0.0;
@@ -139,7 +121,6 @@ pub fn validate_verify(v: &Value, ctx: &VerifyContext<'_>) -> Result<ValidRecord
     if alternative.chars().any(char::is_control) {
         return Err("submission.alternative: control characters are not accepted".into());
     }
-    let trace = points(top, "mouseTracking", at, MAX_TRACE, "time")?;
     let answers: Vec<Value> = finals
         .iter()
         .zip(ctx.proposed)
@@ -150,14 +131,14 @@ pub fn validate_verify(v: &Value, ctx: &VerifyContext<'_>) -> Result<ValidRecord
         selected: finals.iter().any(|f| matches!(f, Some(("yes", _)))),
         data: json!({
             "imageID": id,
-            "originalSize": original,
-            "onPageSize": on_page,
-            "imagePosition": pos,
+            "originalSize": page.original,
+            "onPageSize": page.on_page,
+            "imagePosition": page.position,
             "answers": answers,
             "answerHistory": history_json,
             "flags": flags,
             "alternative": alternative,
-            "mouseTracking": trace,
+            "mouseTracking": page.trace,
         }),
     })
 }

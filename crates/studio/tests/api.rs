@@ -58,15 +58,8 @@ fn start(rt: &tokio::runtime::Runtime, db_url: Option<String>) -> Studio {
         let db = Db::open(&target).await.unwrap();
         db.migrate().await.unwrap();
         let created = labelscope_studio::project::create(&db, &manifest).await.unwrap();
-        let router = server::router(
-            db.clone(),
-            key.clone(),
-            &ServerConfig { images: images.clone(), max_body: 256 << 10, suggester: None },
-        )
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let config = ServerConfig { images: images.clone(), max_body: 256 << 10, suggester: None };
+        let addr = common::spawn_server(db.clone(), key.clone(), &config);
         (db, created.tokens, addr)
     });
     Studio { addr, db, tokens, _dir: dir, key }

@@ -50,10 +50,7 @@ fn start(
         db.migrate().await.unwrap();
         let created = labelscope_studio::project::create(&db, &m).await.unwrap();
         let config = ServerConfig { images: images.clone(), max_body: 1 << 20, suggester };
-        let router = server::router(db.clone(), WorkerKey::from_bytes([3; 32]), &config).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let addr = common::spawn_server(db.clone(), WorkerKey::from_bytes([3; 32]), &config);
         (db, created.tokens, addr)
     });
     Studio { addr, db, tokens, dir }

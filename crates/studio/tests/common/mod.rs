@@ -176,3 +176,20 @@ pub fn pg_url(rt: &tokio::runtime::Runtime, tag: &str) -> Option<String> {
     let sep = if url.contains('?') { '&' } else { '?' };
     Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
 }
+
+/// Serves the studio router over `db` on 127.0.0.1 (a free port) from a task of `rt`; the address.
+pub fn spawn_server(
+    db: labelscope_studio::db::Db,
+    key: labelscope_studio::secret::WorkerKey,
+    config: &labelscope_studio::server::ServerConfig,
+) -> SocketAddr {
+    let router = labelscope_studio::server::router(db, key, config).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        axum::serve(listener, router).await.unwrap()
+    });
+    addr
+}
