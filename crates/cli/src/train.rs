@@ -88,6 +88,14 @@ pub struct LuabArgs {
     /// Input side (images resized to size x size, bilinear; a multiple of 8).
     #[arg(long, default_value_t = 64)]
     size: usize,
+    /// Backbone: `small` (a four-layer CNN), `resnet50` (torchvision ResNet-50 layout) or `resnet`
+    /// (the ResNet described by --backbone-weights).
+    #[arg(long, default_value = "small")]
+    backbone: String,
+    /// Start the ResNet backbone from these torchvision-named weights (.safetensors; `labelscope
+    /// weights convert`).
+    #[arg(long, value_name = "FILE")]
+    backbone_weights: Option<PathBuf>,
     /// Weight of the point loss.
     #[arg(long, default_value_t = 1.0)]
     lambda: f64,
@@ -615,7 +623,39 @@ fn luab(a: LuabArgs) -> Result<()> {
         masks: all.masks.as_ref().map(|s| rows.iter().map(|&i| s[i].clone()).collect()),
     };
     let (val, train) = (pick(&order[..held]), pick(&order[held..]));
+    let backbone = match (a.backbone.as_str(), &a.backbone_weights) {
+        ("small", None) => labelscope_nn::multitask::BackboneChoice::Small,
+        ("small", Some(_)) => bail!("--backbone-weights needs --backbone resnet50 or resnet"),
+        ("resnet50", w) | ("resnet", w @ Some(_)) => {
+            let shape = match w {
+                Some(p) => labelscope_nn::ResNet::load(p, &Device::Cpu)
+                    .with_context(|| format!("--backbone-weights {}", p.display()))?
+                    .config()
+                    .clone(),
+                None => labelscope_nn::ResNetConfig::resnet50(),
+            };
+            if a.backbone == "resnet50" && (shape.blocks != [3, 4, 6, 3] || shape.widths != [64, 128, 256, 512]) {
+                bail!(
+                    "--backbone-weights describe blocks {:?}, widths {:?}; not a ResNet-50 (use --backbone resnet)",
+                    shape.blocks,
+                    shape.widths
+                );
+            }
+            if a.size < 32 {
+                bail!("--size {}: a ResNet backbone needs at least 32 px", a.size);
+            }
+            labelscope_nn::multitask::BackboneChoice::ResNet {
+                blocks: shape.blocks,
+                stem: shape.stem,
+                widths: shape.widths,
+                weights: w.clone(),
+            }
+        }
+        ("resnet", None) => bail!("--backbone resnet needs --backbone-weights (its shape is read from them)"),
+        (other, _) => bail!("--backbone {other:?}: expected small, resnet50 or resnet"),
+    };
     let cfg = MultitaskConfig {
+        backbone,
         lambda: a.lambda,
         weight_decay: a.weight_decay,
         augment: !a.no_augment,

@@ -200,3 +200,32 @@ fn corm_runs_with_masks_and_names_a_missing_one() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("no mask for g5"), "{e}");
 }
+
+#[test]
+fn a_resnet_backbone_from_torchvision_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    data(d);
+    let w = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nn/tests/fixtures/resnet_torch/model.safetensors");
+    let w = w.display().to_string();
+    let points = d.join("points.csv").display().to_string();
+    let o = run_all(&train_args(
+        d,
+        "luab",
+        "r",
+        &["--points", &points, "--epochs", "1", "--backbone", "resnet", "--backbone-weights", &w],
+    ));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("r/summary.json")).unwrap()).unwrap();
+    assert_eq!(s["config"]["backbone"]["ResNet"]["blocks"], serde_json::json!([2, 1, 2, 1]));
+    let o = run_all(&train_args(
+        d,
+        "luab",
+        "r2",
+        &["--points", &points, "--backbone", "resnet50", "--backbone-weights", &w],
+    ));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("not a ResNet-50"), "{e}");
+    let o = run_all(&train_args(d, "luab", "r3", &["--points", &points, "--backbone-weights", &w]));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--backbone resnet50 or resnet"));
+}

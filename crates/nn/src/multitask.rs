@@ -119,11 +119,180 @@ pub fn crop_resize(img: &[f32], w: usize, h: usize, crop: Crop, size: usize, fli
     out
 }
 
-/// A small trainable CNN: four 3×3 convolutions (16, 32, 64, 64 channels;
-/// strides 1, 2, 2, 2) with ReLU; the penultimate features are the
-/// flattened last map (`64 · (size/8)²` values).
+/// A trainable torchvision-layout Bottleneck ResNet (BatchNorm in training
+/// mode updates its running statistics; evaluation uses them), with the
+/// torchvision tensor names (`conv1`, `bn1`, `layer{1-4}.{k}.{conv1, bn1,
+/// conv2, bn2, conv3, bn3, downsample.0, downsample.1}`), so that
+/// torchvision weights converted by `labelscope weights convert` can start
+/// it. Its features are the global average of `layer4` (`4 · widths[3]`).
+pub struct TrainableResNet {
+    conv1: Conv2d,
+    bn1: candle_nn::BatchNorm,
+    layers: Vec<Vec<TrainBlock>>,
+    dim: usize,
+}
+
+struct TrainBlock {
+    c1: Conv2d,
+    b1: candle_nn::BatchNorm,
+    c2: Conv2d,
+    b2: candle_nn::BatchNorm,
+    c3: Conv2d,
+    b3: candle_nn::BatchNorm,
+    down: Option<(Conv2d, candle_nn::BatchNorm)>,
+}
+
+/// `c.forward(x)`, working around candle 0.9's CPU convolution bug for
+/// inputs with as many channels as rows and columns (`C == H == W`: its
+/// NCHW/NHWC stride check cannot tell the layouts apart and reads the
+/// data wrongly; huggingface/candle#3404, fixed upstream by #3405): such
+/// inputs are given to it with column-major planes (the same values, other
+/// strides), which its stride check does not mistake for NHWC.
+pub fn conv_forward(c: &Conv2d, x: &Tensor) -> Result<Tensor> {
+    let (_, ch, h, w) = x.dims4()?;
+    if ch == h && h == w {
+        // The same tensor with column-major planes: the stride check fails and the input is
+        // converted properly.
+        Ok(c.forward(&x.transpose(2, 3)?.contiguous()?.transpose(2, 3)?)?)
+    } else {
+        Ok(c.forward(x)?)
+    }
+}
+
+/// torchvision's `MaxPool2d(3, stride 2, padding 1)` from differentiable
+/// ops (candle 0.9 has no backward for a pooling window larger than its
+/// stride): the maximum of the nine stride-2 views of the edge-padded map
+/// (edge padding never wins a maximum the window's own pixel would not).
+pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+    // Room for views of 2·ho rows starting at offsets 0..=2.
+    let p = x.pad_with_same(2, 1, (2 * ho + 2).saturating_sub(h + 1))?;
+    let p = p.pad_with_same(3, 1, (2 * wo + 2).saturating_sub(w + 1))?;
+    let mut out: Option<Tensor> = None;
+    for i in 0..3 {
+        for j in 0..3 {
+            let v = p
+                .narrow(2, i, 2 * ho)?
+                .narrow(3, j, 2 * wo)?
+                .reshape((b, c, ho, 2, wo, 2))?
+                .narrow(3, 0, 1)?
+                .narrow(5, 0, 1)?
+                .reshape((b, c, ho, wo))?;
+            out = Some(match out {
+                None => v,
+                Some(m) => m.maximum(&v)?,
+            });
+        }
+    }
+    out.ok_or_else(|| Error::Invalid("empty pooling window".into()))
+}
+
+fn conv(vb: &VarBuilder, name: &str, ci: usize, co: usize, k: usize, stride: usize) -> Result<Conv2d> {
+    let cfg = Conv2dConfig { padding: k / 2, stride, ..Default::default() };
+    Ok(candle_nn::conv2d_no_bias(ci, co, k, cfg, vb.pp(name))?)
+}
+
+fn bn(vb: &VarBuilder, name: &str, c: usize) -> Result<candle_nn::BatchNorm> {
+    let cfg = candle_nn::BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
+    Ok(candle_nn::batch_norm(c, cfg, vb.pp(name))?)
+}
+
+impl TrainableResNet {
+    /// Creates the network's variables in `vb` (torchvision names).
+    pub fn new(vb: VarBuilder, cfg: &crate::ResNetConfig) -> Result<Self> {
+        let conv1 = conv(&vb, "conv1", 3, cfg.stem, 7, 2)?;
+        let bn1 = bn(&vb, "bn1", cfg.stem)?;
+        let mut layers = Vec::new();
+        let mut cin = cfg.stem;
+        for l in 0..4 {
+            let w = cfg.widths[l];
+            let mut blocks = Vec::new();
+            for k in 0..cfg.blocks[l] {
+                let stride = if k == 0 && l > 0 { 2 } else { 1 };
+                let p = format!("layer{}.{k}", l + 1);
+                let v = vb.pp(&p);
+                let down = if k == 0 && (stride != 1 || cin != 4 * w) {
+                    Some((conv(&v, "downsample.0", cin, 4 * w, 1, stride)?, bn(&v, "downsample.1", 4 * w)?))
+                } else {
+                    None
+                };
+                blocks.push(TrainBlock {
+                    c1: conv(&v, "conv1", cin, w, 1, 1)?,
+                    b1: bn(&v, "bn1", w)?,
+                    c2: conv(&v, "conv2", w, w, 3, stride)?,
+                    b2: bn(&v, "bn2", w)?,
+                    c3: conv(&v, "conv3", w, 4 * w, 1, 1)?,
+                    b3: bn(&v, "bn3", 4 * w)?,
+                    down,
+                });
+                cin = 4 * w;
+            }
+            layers.push(blocks);
+        }
+        Ok(TrainableResNet { conv1, bn1, layers, dim: cin })
+    }
+
+    /// Features `[B, 4 · widths[3]]` (global average of layer4); `train`
+    /// selects batch statistics (and updates the running ones).
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        use candle_nn::ModuleT;
+        let mut t = self.bn1.forward_t(&conv_forward(&self.conv1, x)?, train)?.relu()?;
+        t = max_pool_3x3_s2(&t)?;
+        for layer in &self.layers {
+            for b in layer {
+                let identity = match &b.down {
+                    Some((c, n)) => n.forward_t(&conv_forward(c, &t)?, train)?,
+                    None => t.clone(),
+                };
+                let y = b.b1.forward_t(&conv_forward(&b.c1, &t)?, train)?.relu()?;
+                let y = b.b2.forward_t(&conv_forward(&b.c2, &y)?, train)?.relu()?;
+                let y = b.b3.forward_t(&conv_forward(&b.c3, &y)?, train)?;
+                t = (y + identity)?.relu()?;
+            }
+        }
+        Ok(t.mean((2, 3))?)
+    }
+
+    /// Feature width.
+    pub fn feature_dim(&self) -> usize {
+        self.dim
+    }
+}
+
+/// Which backbone a multitask network has.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum BackboneChoice {
+    /// [`SmallCnn`]'s four convolutions.
+    Small,
+    /// A [`TrainableResNet`] of this shape, optionally started from
+    /// torchvision-named `.safetensors` weights.
+    ResNet {
+        /// Blocks per layer.
+        blocks: [usize; 4],
+        /// Stem channels.
+        stem: usize,
+        /// Bottleneck widths.
+        widths: [usize; 4],
+        /// Pretrained backbone weights.
+        weights: Option<PathBuf>,
+    },
+}
+
+enum Body {
+    Small(Vec<Conv2d>),
+    ResNet(TrainableResNet),
+}
+
+/// A multitask network: a backbone and its class and point heads. With
+/// [`SmallCnn::new`] the backbone is a small trainable CNN: four 3×3
+/// convolutions (16, 32, 64, 64 channels; strides 1, 2, 2, 2) with ReLU,
+/// whose penultimate features are the flattened last map (`64 · (size/8)²`
+/// values, so positions survive); [`SmallCnn::resnet`] puts a
+/// [`TrainableResNet`] under the heads.
 pub struct SmallCnn {
-    convs: Vec<Conv2d>,
+    body: Body,
+    train: std::cell::Cell<bool>,
     /// The class head.
     pub class_head: Linear,
     /// The point head (2 outputs: x, y).
@@ -149,19 +318,43 @@ impl SmallCnn {
         }
         let f = SmallCnn::feature_dim(size);
         Ok(SmallCnn {
-            convs,
+            body: Body::Small(convs),
+            train: std::cell::Cell::new(false),
             class_head: candle_nn::linear(f, classes, vb.pp("class_head"))?,
             point_head: candle_nn::linear(f, 2, vb.pp("point_head"))?,
         })
     }
 
+    /// A [`TrainableResNet`] backbone (its variables in `backbone`) under
+    /// heads whose variables go to `heads`.
+    pub fn resnet(backbone: VarBuilder, heads: VarBuilder, cfg: &crate::ResNetConfig, classes: usize) -> Result<Self> {
+        let r = TrainableResNet::new(backbone, cfg)?;
+        let f = r.feature_dim();
+        Ok(SmallCnn {
+            body: Body::ResNet(r),
+            train: std::cell::Cell::new(false),
+            class_head: candle_nn::linear(f, classes, heads.pp("class_head"))?,
+            point_head: candle_nn::linear(f, 2, heads.pp("point_head"))?,
+        })
+    }
+
+    /// Training mode (batch statistics in BatchNorm) or evaluation mode.
+    pub fn set_train(&self, train: bool) {
+        self.train.set(train);
+    }
+
     /// Penultimate features `[B, F]` of `x` `[B, 3, size, size]`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        let mut t = x.clone();
-        for c in &self.convs {
-            t = c.forward(&t)?.relu()?;
+        match &self.body {
+            Body::Small(convs) => {
+                let mut t = x.clone();
+                for c in convs {
+                    t = conv_forward(c, &t)?.relu()?;
+                }
+                Ok(t.flatten_from(1)?)
+            }
+            Body::ResNet(r) => r.features_t(x, self.train.get()),
         }
-        Ok(t.flatten_from(1)?)
     }
 }
 
@@ -198,8 +391,10 @@ pub struct Corm {
 }
 
 /// Settings of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MultitaskConfig {
+    /// The backbone under the heads.
+    pub backbone: BackboneChoice,
     /// Number of classes.
     pub classes: usize,
     /// Weight λ of the point loss.
@@ -233,6 +428,7 @@ impl MultitaskConfig {
     /// no smoothing, no bias init, decay everywhere.
     pub fn new(classes: usize, epochs: u64, batch_size: usize, lr: f64, seed: u64) -> Self {
         MultitaskConfig {
+            backbone: BackboneChoice::Small,
             classes,
             lambda: 1.0,
             epochs,
@@ -420,25 +616,53 @@ pub fn train_multitask(
     }
     let size = train.size;
     let varmap = VarMap::new();
+    let backbone_map = VarMap::new();
     // Seeded initialisation: candle's own initialisers draw from a global generator, so the
     // variables are created with its defaults and then overwritten from our stream.
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-    let net = SmallCnn::new(vb, size, cfg.classes)?;
-    let mut names: Vec<(String, Var)> = varmap
-        .data()
-        .lock()
-        .map_err(|_| Error::Invalid("variable map poisoned".into()))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let (net, pretrained) = match &cfg.backbone {
+        BackboneChoice::Small => (SmallCnn::new(vb, size, cfg.classes)?, None),
+        BackboneChoice::ResNet { blocks, stem, widths, weights } => {
+            let rc = crate::ResNetConfig { blocks: *blocks, stem: *stem, widths: *widths, classes: cfg.classes };
+            let bb = VarBuilder::from_varmap(&backbone_map, DType::F32, device);
+            (SmallCnn::resnet(bb, vb, &rc, cfg.classes)?, weights.clone())
+        }
+    };
+    let collect = |m: &VarMap, prefix: &str| -> Result<Vec<(String, Var)>> {
+        Ok(m.data()
+            .lock()
+            .map_err(|_| Error::Invalid("variable map poisoned".into()))?
+            .iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v.clone()))
+            .collect())
+    };
+    let mut names = collect(&varmap, "")?;
+    names.extend(collect(&backbone_map, "backbone.")?);
     names.sort_by(|a, b| a.0.cmp(&b.0));
     for (i, (name, var)) in names.iter().enumerate() {
         let dims = var.dims().to_vec();
+        let is_bn = name.contains(".bn") || name.contains("bn1.") || name.contains("downsample.1");
+        let constant = if name.ends_with("running_mean") || (is_bn && name.ends_with("bias")) {
+            Some(0.0)
+        } else if name.ends_with("running_var") || (is_bn && name.ends_with("weight")) {
+            Some(1.0)
+        } else {
+            None
+        };
         let fan_in: usize = if dims.len() > 1 { dims[1..].iter().product() } else { 1 };
         let bound = if name.ends_with("bias") { 0.0 } else { (6.0 / fan_in as f64).sqrt() * 0.5 };
         let mut rng = stream(cfg.seed, 1, i as u64, 0);
-        let vals: Vec<f32> = (0..var.elem_count()).map(|_| ((2.0 * rng.unit() - 1.0) * bound) as f32).collect();
+        let vals: Vec<f32> = (0..var.elem_count())
+            .map(|_| constant.unwrap_or_else(|| (2.0 * rng.unit() - 1.0) * bound) as f32)
+            .collect();
         var.set(&Tensor::from_vec(vals, dims.as_slice(), device)?)?;
+    }
+    if let Some(w) = &pretrained {
+        let mut m = backbone_map;
+        m.load(w).map_err(|e| Error::Weights {
+            path: w.clone(),
+            message: format!("cannot start the ResNet backbone from it: {e} (expected torchvision-named tensors)"),
+        })?;
     }
     if let (true, Some(t)) = (cfg.bias_init, &train.soft) {
         if let Some((_, b)) = names.iter().find(|(n, _)| n == "class_head.bias") {
@@ -479,6 +703,7 @@ pub fn train_multitask(
     let n = train.images.len();
     let mut logs = Vec::new();
     for epoch in start_epoch..cfg.epochs {
+        net.set_train(true);
         let mut order: Vec<usize> = (0..n).collect();
         let mut rng = stream(cfg.seed, 2, epoch, 0);
         for i in (1..n).rev() {
@@ -587,6 +812,7 @@ pub fn train_multitask(
             sum_pt += pt_val * with.len() as f64;
             pt_rows += with.len();
         }
+        net.set_train(false);
         let (acc, loc) = validate(&net, val, device)?;
         let log = EpochLog {
             epoch,
