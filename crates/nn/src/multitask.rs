@@ -15,13 +15,15 @@
 //! * CoRM-style core-feature training ([`Corm`]): with core masks
 //!   ([`MultitaskData::masks`], the object), each sample gets, with
 //!   probability `p`, Gaussian noise `σ·z` on its non-core pixels (after
-//!   augmentation, in the normalised input's units); optionally the class
-//!   loss is penalised by `penalty · d²`, where `d = (L(x + εv) − L(x − εv)) /
-//!   2ε` is the directional derivative of the class loss along a random
-//!   direction `v` (standard normal on the non-core pixels, zero on the
-//!   core): `E[d²]` is the squared norm of the input gradient over the
-//!   non-core pixels (summed over the batch, divided by its size²), computed
-//!   with two extra forward passes and first-order gradients only.
+//!   augmentation, in the normalised input's units); optionally the loss
+//!   is penalised by `penalty · d²`, where `d = (S(x + εv) − S(x − εv)) / 2ε`
+//!   is the directional derivative, along a random direction `v` (standard
+//!   normal on the non-core pixels, zero on the core), of the summed
+//!   log-probabilities `S` (Ross et al.'s "right for the right reasons"
+//!   score, whose gradient does not vanish as the model grows confident, as
+//!   the loss's would): `E[d²]` is the squared norm of the input gradient
+//!   over the non-core pixels (summed over the batch, divided by its size²),
+//!   computed with two extra forward passes and first-order gradients only.
 //! * Augmentation: torchvision's `RandomResizedCrop` (scale `[0.5, 1]`,
 //!   ratio `[3/4, 4/3]`, ten attempts then the central crop) and a
 //!   horizontal flip with probability ½; the point goes through the same
@@ -792,7 +794,12 @@ pub fn train_multitask(
             let mut loss = ce.clone();
             if let (Some(c), false) = (cfg.corm, directions.is_empty()) {
                 let v = Tensor::from_vec(directions, (batch.len(), 3, size, size), device)?;
-                let d = directional_derivative(&net, &x, &v, c.eps, &class_loss)?;
+                // "Right for the right reasons": the summed log-probabilities, whose input gradient
+                // does not vanish as the model grows confident (the loss's own gradient would).
+                let score = |logits: &Tensor| -> Result<Tensor> {
+                    Ok((candle_nn::ops::log_softmax(logits, 1)?.sum_all()? / logits.dim(0)? as f64)?)
+                };
+                let d = directional_derivative(&net, &x, &v, c.eps, &score)?;
                 loss = (loss + (d.sqr()? * c.penalty)?)?;
             }
             let mut pt_val = 0.0;
