@@ -64,8 +64,12 @@ pub struct SpuriousArgs {
     #[arg(long, value_name = "DIR")]
     image_root: Option<PathBuf>,
     /// Generic layout: folder of masks named like the images (same file stem; > 0 is object).
-    #[arg(long, value_name = "DIR", requires_all = ["images", "labels"])]
+    #[arg(long, value_name = "DIR", requires_all = ["images", "labels"], conflicts_with = "coco_instances")]
     masks: Option<PathBuf>,
+    /// Masks from COCO instances (polygons or RLE; crowd annotations left out): an image's mask is
+    /// the union of its objects; images are matched by id (`000000000139.jpg` is image 139).
+    #[arg(long, value_name = "FILE", requires_all = ["images", "labels"])]
+    coco_instances: Option<PathBuf>,
     /// Generic layout: folder of images.
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
@@ -130,8 +134,16 @@ pub struct SpuriousArgs {
 struct Item {
     id: String,
     image: PathBuf,
-    mask: PathBuf,
+    mask: MaskSource,
     class: usize,
+}
+
+/// Where an image's object mask comes from.
+enum MaskSource {
+    /// A mask image.
+    File(PathBuf),
+    /// The union of COCO objects (polygons or RLE), rasterised at the image's size.
+    Coco(Vec<labelscope_byproducts::truth::CocoObject>),
 }
 
 fn image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
@@ -183,7 +195,36 @@ fn dataset(a: &SpuriousArgs, map: &ClassMap, table: &ClassTable) -> Result<Vec<I
                     candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
                 )
             })?;
-            items.push(Item { id: stem.clone(), image: img, mask, class });
+            items.push(Item { id: stem.clone(), image: img, mask: MaskSource::File(mask), class });
+        }
+    } else if let (Some(coco), Some(idir), Some(labels)) = (&a.coco_instances, &a.images, &a.labels) {
+        let truth = labelscope_byproducts::truth::read_coco_instances(coco)?;
+        let images = image_files(idir)?;
+        let text = std::fs::read_to_string(labels).with_context(|| format!("cannot read {}", labels.display()))?;
+        for (line, row) in text.lines().enumerate() {
+            let row = row.trim();
+            if row.is_empty() || row.starts_with('#') || (line == 0 && row.to_ascii_lowercase().starts_with("image,")) {
+                continue;
+            }
+            let Some((id, class)) = row.split_once(',') else {
+                bail!("{} line {}: expected `image,class`", labels.display(), line + 1);
+            };
+            let id = id.trim();
+            let class = resolve_class(map, table, class).with_context(|| {
+                format!("{} line {}: {:?} is not a class of --class-map", labels.display(), line + 1, class.trim())
+            })?;
+            let image = images.get(id).with_context(|| {
+                format!("{} line {}: no image {id:?} in {}", labels.display(), line + 1, idir.display())
+            })?;
+            let coco_id: u64 = id.parse().with_context(|| {
+                format!(
+                    "{} line {}: {id:?} is not a COCO image id (expected a number such as 000000000139)",
+                    labels.display(),
+                    line + 1
+                )
+            })?;
+            let objects = truth.objects.get(&coco_id).cloned().unwrap_or_default();
+            items.push(Item { id: id.to_string(), image: image.clone(), mask: MaskSource::Coco(objects), class });
         }
     } else if let (Some(mdir), Some(idir), Some(labels)) = (&a.masks, &a.images, &a.labels) {
         let masks = image_files(mdir)?;
@@ -207,10 +248,13 @@ fn dataset(a: &SpuriousArgs, map: &ClassMap, table: &ClassTable) -> Result<Vec<I
             let mask = masks.get(id).with_context(|| {
                 format!("{} line {}: no mask {id:?} in {}", labels.display(), line + 1, mdir.display())
             })?;
-            items.push(Item { id: id.to_string(), image: image.clone(), mask: mask.clone(), class });
+            items.push(Item { id: id.to_string(), image: image.clone(), mask: MaskSource::File(mask.clone()), class });
         }
     } else {
-        bail!("give the images and masks: --hard-imagenet DIR --image-root DIR, or --images DIR --masks DIR --labels FILE");
+        bail!(
+            "give the images and masks: --hard-imagenet DIR --image-root DIR, --images DIR --masks DIR --labels FILE, or \
+             --images DIR --coco-instances FILE --labels FILE"
+        );
     }
     if let Some(n) = a.limit {
         items.truncate(n);
@@ -224,11 +268,27 @@ fn dataset(a: &SpuriousArgs, map: &ClassMap, table: &ClassTable) -> Result<Vec<I
 fn load(item: &Item, recipe: Recipe, filter: Filter) -> Result<Sample> {
     let opts = DecodeOptions::default();
     let img = decode_file(&item.image, &opts).with_context(|| format!("image {}", item.image.display()))?;
-    let mask_img = decode_file(&item.mask, &opts).with_context(|| format!("mask {}", item.mask.display()))?;
+    let (mask_img, mask_name) = match &item.mask {
+        MaskSource::File(p) => {
+            (decode_file(p, &opts).with_context(|| format!("mask {}", p.display()))?, p.display().to_string())
+        }
+        MaskSource::Coco(objects) => {
+            let (w, h) = img.dimensions();
+            let m = labelscope_vision::RgbImage::from_fn(w, h, |x, y| {
+                let p = labelscope_byproducts::Point {
+                    x: (f64::from(x) + 0.5) / f64::from(w),
+                    y: (f64::from(y) + 0.5) / f64::from(h),
+                };
+                let on = objects.iter().any(|o| o.mask.contains(p));
+                image::Rgb(if on { [255; 3] } else { [0; 3] })
+            });
+            (m, format!("COCO objects of {}", item.id))
+        }
+    };
     if mask_img.dimensions() != img.dimensions() {
         bail!(
             "mask {} is {}x{} but its image {} is {}x{}; expected the same size",
-            item.mask.display(),
+            mask_name,
             mask_img.width(),
             mask_img.height(),
             item.image.display(),

@@ -196,3 +196,77 @@ fn spurious_on_the_tiny_resnet_agrees_with_classify() {
     ]);
     assert!(e.contains("--class-map") && e.contains("10 outputs"), "{e}");
 }
+
+#[test]
+fn coco_instances_give_the_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let images = d.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for i in 1..=2u32 {
+        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 3) as u8, (y * 4) as u8, (i * 50) as u8]))
+            .save(images.join(format!("{i:012}.png")))
+            .unwrap();
+    }
+    // Image 1: a polygon (a rectangle) and an uncompressed RLE; image 2: only a crowd annotation (left out).
+    let instances = serde_json::json!({
+        "images": [{"id": 1, "width": 64, "height": 64}, {"id": 2, "width": 64, "height": 64}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [10, 10, 20, 20],
+             "segmentation": [[10, 10, 30, 10, 30, 30, 10, 30]]},
+            {"id": 2, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, 1, 64],
+             "segmentation": {"size": [64, 64], "counts": [0, 64, 4032]}},
+            {"id": 3, "image_id": 2, "category_id": 1, "iscrowd": 1, "bbox": [0, 0, 10, 10],
+             "segmentation": {"size": [64, 64], "counts": [0, 100, 3996]}}
+        ]
+    });
+    std::fs::write(d.join("instances.json"), instances.to_string()).unwrap();
+    std::fs::write(d.join("labels.csv"), "image,class\n000000000001,c1\n000000000002,c2\n").unwrap();
+    std::fs::write(d.join("classes.txt"), (0..10).map(|k| format!("c{k}\n")).collect::<String>()).unwrap();
+    let weights = d.join("tiny.safetensors");
+    let f = fixture();
+    ok(&[
+        "weights",
+        "convert",
+        "--config",
+        s(&f.join("config.json")),
+        "--input",
+        s(&f.join("model.pth")),
+        "--output",
+        s(&weights),
+    ]);
+    let (im, inst, la, cl, out) =
+        (d.join("images"), d.join("instances.json"), d.join("labels.csv"), d.join("classes.txt"), d.join("out"));
+    let err = ok(&[
+        "spurious",
+        "--model",
+        "resnet",
+        "--weights",
+        s(&weights),
+        "--images",
+        s(&im),
+        "--coco-instances",
+        s(&inst),
+        "--labels",
+        s(&la),
+        "--class-map",
+        "model",
+        "--classes",
+        s(&cl),
+        "--recipe",
+        "fixed64",
+        "--trials",
+        "1",
+        "--no-saliency",
+        "--out",
+        s(&out),
+        "-q",
+    ]);
+    assert!(err.contains("1 images have an empty mask"), "{err}");
+    let r: Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["scored"], 1);
+    assert_eq!(r["empty_masks"], serde_json::json!(["000000000002"]));
+    // Two objects (the 64 px images are not resized): the polygon and the first column, two components under Tile.
+    assert_eq!(r["tile"]["components"], 2);
+}
