@@ -14,6 +14,26 @@ use labelscope_vision::resample::Filter;
 /// File extensions taken as images when a folder is listed (case-insensitive).
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
 
+/// The images of a folder (not recursive; [`IMAGE_EXTENSIONS`]) by file stem; of two files with
+/// one stem, the first by path.
+pub fn images_by_stem(dir: &Path) -> Result<std::collections::BTreeMap<String, PathBuf>> {
+    let mut paths = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        paths.push(e?.path());
+    }
+    paths.sort();
+    let mut out = std::collections::BTreeMap::new();
+    for p in paths {
+        let ext = p.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+        if p.is_file() && IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+                out.entry(stem.to_string()).or_insert(p.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Options shared by the commands that read images and run a model.
 #[derive(Debug, Args, Clone)]
 pub struct InputArgs {

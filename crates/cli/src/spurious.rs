@@ -146,20 +146,6 @@ enum MaskSource {
     Coco(Vec<labelscope_byproducts::truth::CocoObject>),
 }
 
-fn image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let p = e?.path();
-        let ext = p.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-        if p.is_file() && crate::nnio::IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
-                out.insert(stem.to_string(), p.clone());
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn resolve_class(map: &ClassMap, table: &ClassTable, token: &str) -> Option<usize> {
     let t = token.trim();
     if let Some(k) =
@@ -172,12 +158,41 @@ fn resolve_class(map: &ClassMap, table: &ClassTable, token: &str) -> Option<usiz
     map.outputs.iter().position(|o| o.contains(&idx))
 }
 
+/// The rows of a CSV `image,class` (header and `#` lines skipped) with their images in `idir`:
+/// `(position for errors, image key, image file, class)`.
+fn labelled_images(
+    labels: &Path,
+    idir: &Path,
+    map: &ClassMap,
+    table: &ClassTable,
+) -> Result<Vec<(String, String, PathBuf, usize)>> {
+    let images = crate::nnio::images_by_stem(idir)?;
+    let text = std::fs::read_to_string(labels).with_context(|| format!("cannot read {}", labels.display()))?;
+    let mut out = Vec::new();
+    for (line, row) in text.lines().enumerate() {
+        let row = row.trim();
+        if row.is_empty() || row.starts_with('#') || (line == 0 && row.to_ascii_lowercase().starts_with("image,")) {
+            continue;
+        }
+        let at = format!("{} line {}", labels.display(), line + 1);
+        let Some((id, class)) = row.split_once(',') else {
+            bail!("{at}: expected `image,class`");
+        };
+        let id = id.trim();
+        let class = resolve_class(map, table, class)
+            .with_context(|| format!("{at}: {:?} is not a class of --class-map", class.trim()))?;
+        let image = images.get(id).with_context(|| format!("{at}: no image {id:?} in {}", idir.display()))?;
+        out.push((at, id.to_string(), image.clone(), class));
+    }
+    Ok(out)
+}
+
 fn dataset(a: &SpuriousArgs, map: &ClassMap, table: &ClassTable) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     if let Some(dir) = &a.hard_imagenet {
         let root = a.image_root.as_ref().context("--hard-imagenet needs --image-root (the ImageNet folder)")?;
         let mdir = dir.join(&a.split);
-        for (stem, mask) in image_files(&mdir)? {
+        for (stem, mask) in crate::nnio::images_by_stem(&mdir)? {
             let Some((wnid, image)) = stem.split_once('_') else {
                 bail!("{}: mask name {stem:?} is not <wnid>_<image>", mdir.display());
             };
@@ -199,56 +214,18 @@ fn dataset(a: &SpuriousArgs, map: &ClassMap, table: &ClassTable) -> Result<Vec<I
         }
     } else if let (Some(coco), Some(idir), Some(labels)) = (&a.coco_instances, &a.images, &a.labels) {
         let truth = labelscope_byproducts::truth::read_coco_instances(coco)?;
-        let images = image_files(idir)?;
-        let text = std::fs::read_to_string(labels).with_context(|| format!("cannot read {}", labels.display()))?;
-        for (line, row) in text.lines().enumerate() {
-            let row = row.trim();
-            if row.is_empty() || row.starts_with('#') || (line == 0 && row.to_ascii_lowercase().starts_with("image,")) {
-                continue;
-            }
-            let Some((id, class)) = row.split_once(',') else {
-                bail!("{} line {}: expected `image,class`", labels.display(), line + 1);
-            };
-            let id = id.trim();
-            let class = resolve_class(map, table, class).with_context(|| {
-                format!("{} line {}: {:?} is not a class of --class-map", labels.display(), line + 1, class.trim())
-            })?;
-            let image = images.get(id).with_context(|| {
-                format!("{} line {}: no image {id:?} in {}", labels.display(), line + 1, idir.display())
-            })?;
+        for (at, id, image, class) in labelled_images(labels, idir, map, table)? {
             let coco_id: u64 = id.parse().with_context(|| {
-                format!(
-                    "{} line {}: {id:?} is not a COCO image id (expected a number such as 000000000139)",
-                    labels.display(),
-                    line + 1
-                )
+                format!("{at}: {id:?} is not a COCO image id (expected a number such as 000000000139)")
             })?;
             let objects = truth.objects.get(&coco_id).cloned().unwrap_or_default();
-            items.push(Item { id: id.to_string(), image: image.clone(), mask: MaskSource::Coco(objects), class });
+            items.push(Item { id, image, mask: MaskSource::Coco(objects), class });
         }
     } else if let (Some(mdir), Some(idir), Some(labels)) = (&a.masks, &a.images, &a.labels) {
-        let masks = image_files(mdir)?;
-        let images = image_files(idir)?;
-        let text = std::fs::read_to_string(labels).with_context(|| format!("cannot read {}", labels.display()))?;
-        for (line, row) in text.lines().enumerate() {
-            let row = row.trim();
-            if row.is_empty() || row.starts_with('#') || (line == 0 && row.to_ascii_lowercase().starts_with("image,")) {
-                continue;
-            }
-            let Some((id, class)) = row.split_once(',') else {
-                bail!("{} line {}: expected `image,class`", labels.display(), line + 1);
-            };
-            let id = id.trim();
-            let class = resolve_class(map, table, class).with_context(|| {
-                format!("{} line {}: {:?} is not a class of --class-map", labels.display(), line + 1, class.trim())
-            })?;
-            let image = images.get(id).with_context(|| {
-                format!("{} line {}: no image {id:?} in {}", labels.display(), line + 1, idir.display())
-            })?;
-            let mask = masks.get(id).with_context(|| {
-                format!("{} line {}: no mask {id:?} in {}", labels.display(), line + 1, mdir.display())
-            })?;
-            items.push(Item { id: id.to_string(), image: image.clone(), mask: MaskSource::File(mask.clone()), class });
+        let masks = crate::nnio::images_by_stem(mdir)?;
+        for (at, id, image, class) in labelled_images(labels, idir, map, table)? {
+            let mask = masks.get(&id).with_context(|| format!("{at}: no mask {id:?} in {}", mdir.display()))?;
+            items.push(Item { id, image, mask: MaskSource::File(mask.clone()), class });
         }
     } else {
         bail!(

@@ -510,19 +510,9 @@ fn luab(a: LuabArgs) -> Result<()> {
         };
         points.insert(join_key(r.get(ic).with_context(at)?).to_string(), (num(xc)?, num(yc)?));
     }
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
-    for e in std::fs::read_dir(&a.images).with_context(|| format!("cannot list {}", a.images.display()))? {
-        let p = e?.path();
-        let ext = p.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-        if p.is_file() && crate::nnio::IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
-                if labels.contains_key(stem) {
-                    files.push((stem.to_string(), p.clone()));
-                }
-            }
-        }
-    }
-    files.sort();
+    // Sorted by stem.
+    let files: Vec<(String, PathBuf)> =
+        crate::nnio::images_by_stem(&a.images)?.into_iter().filter(|(stem, _)| labels.contains_key(stem)).collect();
     let smoothing = {
         let v: Vec<f64> = a
             .smoothing
