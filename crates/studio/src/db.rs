@@ -688,25 +688,7 @@ impl Db {
     /// Per-worker totals over a project, by worker hash: the sums of the
     /// worker's [`Db::assignment_stats`].
     pub async fn worker_stats(&self, project_id: i64) -> Result<Vec<WorkerRow>> {
-        let mut by_worker: std::collections::BTreeMap<String, WorkerRow> = std::collections::BTreeMap::new();
-        for a in self.assignment_stats(project_id).await? {
-            let w = by_worker.entry(a.worker.clone()).or_insert_with(|| WorkerRow {
-                worker: a.worker.clone(),
-                assignments: 0,
-                pages: 0,
-                shown: 0,
-                selected: 0,
-                known_shown: 0,
-                known_selected: 0,
-            });
-            w.assignments += 1;
-            w.pages += a.pages;
-            w.shown += a.shown;
-            w.selected += a.selected;
-            w.known_shown += a.known_shown;
-            w.known_selected += a.known_selected;
-        }
-        Ok(by_worker.into_values().collect())
+        Ok(sum_by_worker(&self.assignment_stats(project_id).await?))
     }
 
     /// Totals of every assignment of a project, by HIT then assignment.
@@ -853,6 +835,29 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Per-worker sums of assignment totals, by worker hash.
+pub fn sum_by_worker(assignments: &[AssignmentRow]) -> Vec<WorkerRow> {
+    let mut by_worker: std::collections::BTreeMap<String, WorkerRow> = std::collections::BTreeMap::new();
+    for a in assignments {
+        let w = by_worker.entry(a.worker.clone()).or_insert_with(|| WorkerRow {
+            worker: a.worker.clone(),
+            assignments: 0,
+            pages: 0,
+            shown: 0,
+            selected: 0,
+            known_shown: 0,
+            known_selected: 0,
+        });
+        w.assignments += 1;
+        w.pages += a.pages;
+        w.shown += a.shown;
+        w.selected += a.selected;
+        w.known_shown += a.known_shown;
+        w.known_selected += a.known_selected;
+    }
+    by_worker.into_values().collect()
 }
 
 const IMAGE_COLUMNS: &str = "id, name, file, class, known_positive, extra";

@@ -593,11 +593,13 @@ async fn workers(State(state): State<Shared>, Query(q): Query<AdminQuery>) -> Ap
             escape_html(&task),
             hits
         ));
-        // Gold answers and known objects, summed per worker over their assignments.
+        // One query for the assignment totals; the worker rows and the per-worker gold and
+        // known-object counts are both summed from it.
+        let assignments = state.db.assignment_stats(pid).await?;
         let mut checks: std::collections::HashMap<String, crate::qc::Checks> = std::collections::HashMap::new();
         if let Some(t) = Task::parse(&task) {
             let per_assignment = crate::qc::assignment_checks(t, &state.db.export_rows(pid).await?)?;
-            for a in state.db.assignment_stats(pid).await? {
+            for a in &assignments {
                 if let Some(c) = per_assignment.get(&a.assignment) {
                     let w = checks.entry(a.worker.clone()).or_default();
                     w.gold.0 += c.gold.0;
@@ -614,7 +616,7 @@ async fn workers(State(state): State<Shared>, Query(q): Query<AdminQuery>) -> Ap
                 "–".to_string()
             }
         };
-        for w in state.db.worker_stats(pid).await? {
+        for w in crate::db::sum_by_worker(&assignments) {
             let c = checks.get(&w.worker).copied().unwrap_or_default();
             let rate = if w.shown > 0 { format!("{:.3}", w.selected as f64 / w.shown as f64) } else { "–".into() };
             let recall = if w.known_shown > 0 {
