@@ -50,8 +50,10 @@ pub struct LuabArgs {
     /// True classes: CSV `image,class`.
     #[arg(long, value_name = "FILE")]
     labels: PathBuf,
-    /// Points: CSV `image,class,x,y` (x, y in [0, 1]; `labelscope byproducts targets`); images
-    /// without a row train the class head only.
+    /// Points: CSV `image,x,y` or `image,class,x,y` (x, y in [0, 1]; `labelscope byproducts
+    /// targets`). Single-label: an image's point is its row (of its true class when there is a
+    /// class column). With --multilabel and a class column: a point per class (the point head
+    /// regresses one per class). Images without a row train the class head only.
     #[arg(long, value_name = "FILE")]
     points: Option<PathBuf>,
     /// Multi-label targets: CSV `image,class,p` (p in [0, 1]; soft or hard relabels); the class loss
@@ -88,12 +90,14 @@ pub struct LuabArgs {
     /// Input side (images resized to size x size, bilinear; a multiple of 8).
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// Backbone: `small` (a four-layer CNN), `resnet50` (torchvision ResNet-50 layout) or `resnet`
-    /// (the ResNet described by --backbone-weights).
+    /// Backbone: `small` (a four-layer CNN), `resnet50` (torchvision ResNet-50 layout), `resnet`
+    /// (the ResNet described by --backbone-weights), a ViT (`vit-ti16`, `vit-s16`, `vit-s8`,
+    /// `vit-b16`, a DINO preset such as `dino-vits16` or `dinov2-vits14-reg`, or
+    /// `vit:PATCH,DIM,DEPTH,HEADS`; CLS features).
     #[arg(long, default_value = "small")]
     backbone: String,
-    /// Start the ResNet backbone from these torchvision-named weights (.safetensors; `labelscope
-    /// weights convert`).
+    /// Start the backbone from these weights (.safetensors; torchvision names for a ResNet, timm /
+    /// DINO names for a ViT; `labelscope weights convert`).
     #[arg(long, value_name = "FILE")]
     backbone_weights: Option<PathBuf>,
     /// Weight of the point loss.
@@ -126,6 +130,9 @@ pub struct LuabArgs {
     /// Output folder: metrics.jsonl, loss.svg, localisation.svg, summary.json, multitask.safetensors.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -192,6 +199,9 @@ pub struct DfrArgs {
     /// Output folder: head.safetensors (+ head.json), dfr.json, metrics.jsonl, loss.svg, checkpoints/.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -282,6 +292,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
 }
 
 fn dfr(a: DfrArgs) -> Result<()> {
+    let dev = crate::nnio::device(&a.device)?;
     let table = match &a.classes {
         Some(p) => ClassTable::from_path(p)?,
         None => ClassTable::imagenet().clone(),
@@ -334,7 +345,6 @@ fn dfr(a: DfrArgs) -> Result<()> {
         x.extend_from_slice(&values[r * dim..(r + 1) * dim]);
         y.push(classes[k] as u32);
     }
-    let dev = Device::Cpu;
     let data = TrainData::from_f32(x, dim, y, &dev)?;
     let mut cfg = TrainConfig::new(OptimizerConfig::adamw(a.lr, a.weight_decay));
     cfg.epochs = a.epochs;
@@ -473,12 +483,49 @@ fn dfr(a: DfrArgs) -> Result<()> {
     Ok(())
 }
 
+/// A ViT backbone named on the command line: `vit-ti16`, `vit-s16`, `vit-s8`, `vit-b16` (timm /
+/// DINO layout), a DINO preset of [`labelscope_nn::preset`], or `vit:PATCH,DIM,DEPTH,HEADS`.
+fn vit_backbone(name: &str, weights: Option<PathBuf>) -> Result<Option<labelscope_nn::multitask::BackboneChoice>> {
+    use labelscope_nn::multitask::BackboneChoice;
+    let plain = |patch, dim, depth, heads| (patch, dim, depth, heads, false, false);
+    let shape = match name {
+        "vit-ti16" => plain(16, 192, 12, 3),
+        "vit-s16" => plain(16, 384, 12, 6),
+        "vit-s8" => plain(8, 384, 12, 6),
+        "vit-b16" => plain(16, 768, 12, 12),
+        _ => {
+            if let Some(spec) = name.strip_prefix("vit:") {
+                let v: Vec<usize> = spec
+                    .split(',')
+                    .map(|t| t.trim().parse::<usize>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .ok()
+                    .filter(|v| v.len() == 4 && v.iter().all(|&x| x > 0) && v[1] % v[3] == 0)
+                    .with_context(|| {
+                        format!("--backbone {name:?}: expected vit:PATCH,DIM,DEPTH,HEADS (positive; HEADS divides DIM)")
+                    })?;
+                plain(v[0], v[1], v[2], v[3])
+            } else if let Some((cfg, variant)) = labelscope_nn::preset(name) {
+                if variant.ffn != labelscope_nn::Ffn::Mlp {
+                    bail!("--backbone {name:?}: the SwiGLU FFN of ViT-g is not trainable here; use a smaller preset");
+                }
+                (cfg.patch, cfg.dim, cfg.depth, cfg.heads, variant.layer_scale, variant.registers > 0)
+            } else {
+                return Ok(None);
+            }
+        }
+    };
+    let (patch, dim, depth, heads, dinov2, registers) = shape;
+    Ok(Some(BackboneChoice::Vit { patch, dim, depth, heads, mlp_ratio: 4, dinov2, registers, weights }))
+}
+
 fn luab(a: LuabArgs) -> Result<()> {
     use labelscope_nn::multitask::{train_multitask, MultitaskConfig, MultitaskData};
     use labelscope_vision::preprocess::{IMAGENET_MEAN, IMAGENET_STD};
-    if a.size < 8 || a.size % 8 != 0 {
+    if a.size < 8 || !a.size.is_multiple_of(8) {
         bail!("--size {}: expected a multiple of 8", a.size);
     }
+    let dev = crate::nnio::device(&a.device)?;
     if !(0.0..1.0).contains(&a.val_fraction) {
         bail!("--val-fraction {}: expected a number in [0, 1)", a.val_fraction);
     }
@@ -487,7 +534,9 @@ fn luab(a: LuabArgs) -> Result<()> {
         None => ClassTable::imagenet().clone(),
     };
     let labels = read_labels(&a.labels, &table)?;
-    let mut points: HashMap<String, (f64, f64)> = HashMap::new();
+    // Points by image: (class or None, point, CSV row).
+    type Row = (Option<usize>, (f64, f64), usize);
+    let mut points: HashMap<String, Vec<Row>> = HashMap::new();
     let empty = PathBuf::new();
     let points_path = a.points.as_ref().unwrap_or(&empty);
     let (header, rows) = if a.points.is_some() {
@@ -499,6 +548,7 @@ fn luab(a: LuabArgs) -> Result<()> {
         header.iter().position(|h| h == n).with_context(|| format!("{}: no `{n}` column", points_path.display()))
     };
     let (ic, xc, yc) = (col("image")?, col("x")?, col("y")?);
+    let cc = header.iter().position(|h| h == "class");
     for (i, r) in rows.iter().enumerate() {
         let at = || format!("{} row {}", points_path.display(), i + 2);
         let num = |k: usize| -> Result<f64> {
@@ -508,8 +558,33 @@ fn luab(a: LuabArgs) -> Result<()> {
             }
             Ok(v)
         };
-        points.insert(join_key(r.get(ic).with_context(at)?).to_string(), (num(xc)?, num(yc)?));
+        let class = match cc {
+            Some(k) => {
+                let name = r.get(k).with_context(at)?;
+                Some(
+                    table
+                        .resolve(name)
+                        .with_context(|| format!("{}: {name:?} is not a class of the class list", at()))?,
+                )
+            }
+            None => None,
+        };
+        let image = join_key(r.get(ic).with_context(at)?).to_string();
+        let list = points.entry(image.clone()).or_default();
+        if let Some(&(_, _, first)) = list.iter().find(|(c, _, _)| *c == class) {
+            bail!(
+                "{}: a second point for image {image:?}{} (the first is on row {first})",
+                at(),
+                class
+                    .map(|c| format!(" and class {:?}", table.get(c).map(|x| x.name()).unwrap_or("?")))
+                    .unwrap_or_default()
+            );
+        }
+        list.push((class, (num(xc)?, num(yc)?), i + 2));
     }
+    // Multi-label runs with a `class` column regress a point per class (COCO-AB icons); otherwise
+    // an image's point is its one row, or the row of its true class.
+    let per_class = a.multilabel.is_some() && cc.is_some();
     // Sorted by stem.
     let files: Vec<(String, PathBuf)> =
         crate::nnio::images_by_stem(&a.images)?.into_iter().filter(|(stem, _)| labels.contains_key(stem)).collect();
@@ -559,6 +634,7 @@ fn luab(a: LuabArgs) -> Result<()> {
         points: Vec::new(),
         soft: None,
         masks: None,
+        class_points: if per_class { Some(Vec::new()) } else { None },
     };
     for (stem, path) in &files {
         let img = labelscope_vision::decode::decode_file(path, &labelscope_vision::decode::DecodeOptions::default())
@@ -572,7 +648,13 @@ fn luab(a: LuabArgs) -> Result<()> {
         }
         all.images.push(planar);
         all.labels.push(labels[stem] as u32);
-        all.points.push(points.get(stem).copied());
+        let mine = points.get(stem).map(Vec::as_slice).unwrap_or_default();
+        if let Some(cp) = all.class_points.as_mut() {
+            cp.push(mine.iter().filter_map(|&(c, p, _)| Some((c? as u32, p))).collect());
+            all.points.push(None);
+        } else {
+            all.points.push(mine.iter().find(|(c, _, _)| c.is_none() || *c == Some(labels[stem])).map(|x| x.1));
+        }
         if let Some(mdir) = &a.masks {
             let mp = ["png", "jpg", "jpeg", "JPEG", "PNG"]
                 .iter()
@@ -611,11 +693,14 @@ fn luab(a: LuabArgs) -> Result<()> {
         points: rows.iter().map(|&i| all.points[i]).collect(),
         soft: all.soft.as_ref().map(|s| rows.iter().map(|&i| s[i].clone()).collect()),
         masks: all.masks.as_ref().map(|s| rows.iter().map(|&i| s[i].clone()).collect()),
+        class_points: all.class_points.as_ref().map(|s| rows.iter().map(|&i| s[i].clone()).collect()),
     };
     let (val, train) = (pick(&order[..held]), pick(&order[held..]));
     let backbone = match (a.backbone.as_str(), &a.backbone_weights) {
         ("small", None) => labelscope_nn::multitask::BackboneChoice::Small,
-        ("small", Some(_)) => bail!("--backbone-weights needs --backbone resnet50 or resnet"),
+        ("small", Some(_)) => {
+            bail!("--backbone-weights needs a ResNet or ViT --backbone (resnet50, resnet, vit-s16, ...)")
+        }
         ("resnet50", w) | ("resnet", w @ Some(_)) => {
             let shape = match w {
                 Some(p) => labelscope_nn::ResNet::load(p, &Device::Cpu)
@@ -642,7 +727,20 @@ fn luab(a: LuabArgs) -> Result<()> {
             }
         }
         ("resnet", None) => bail!("--backbone resnet needs --backbone-weights (its shape is read from them)"),
-        (other, _) => bail!("--backbone {other:?}: expected small, resnet50 or resnet"),
+        (other, w) => match vit_backbone(other, w.clone())? {
+            Some(b) => {
+                if let labelscope_nn::multitask::BackboneChoice::Vit { patch, .. } = b {
+                    if !a.size.is_multiple_of(patch) {
+                        bail!("--size {}: a ViT backbone with {patch} px patches needs a multiple of {patch}", a.size);
+                    }
+                }
+                b
+            }
+            None => bail!(
+                "--backbone {other:?}: expected small, resnet50, resnet, vit-ti16, vit-s16, vit-s8, vit-b16, a DINO \
+                 preset (dino-vits16, dinov2-vits14, dinov2-vits14-reg, ...) or vit:PATCH,DIM,DEPTH,HEADS"
+            ),
+        },
     };
     let cfg = MultitaskConfig {
         backbone,
@@ -670,7 +768,6 @@ fn luab(a: LuabArgs) -> Result<()> {
     let log_path = a.out.join("metrics.jsonl");
     let mut log = if a.resume { std::fs::read_to_string(&log_path).unwrap_or_default() } else { String::new() };
     bar.set_position(log.lines().count() as u64);
-    let dev = Device::Cpu;
     let (_, epochs) = train_multitask(&train, &val, &cfg, Some(&a.out), a.resume, &dev, |e| {
         log.push_str(&serde_json::to_string(e).unwrap_or_default());
         log.push('\n');
@@ -709,18 +806,24 @@ fn luab(a: LuabArgs) -> Result<()> {
         ],
     )?;
     labelscope_core::atomic::write_atomic(&a.out.join("loss.svg"), loss.as_bytes())?;
-    let loc = plot(
-        "LUAB: validation",
-        "value",
-        vec![
-            LineSeries { name: "accuracy".into(), points: series("val_accuracy") },
-            LineSeries { name: "localisation error".into(), points: series("val_localisation_error") },
-        ],
-    )?;
-    labelscope_core::atomic::write_atomic(&a.out.join("localisation.svg"), loc.as_bytes())?;
+    // No validation images (--val-fraction 0): no validation plot.
+    let val_series = (series("val_accuracy"), series("val_localisation_error"));
+    if val_series.0.is_empty() && val_series.1.is_empty() {
+        let _ = std::fs::remove_file(a.out.join("localisation.svg"));
+    } else {
+        let loc = plot(
+            "LUAB: validation",
+            "value",
+            vec![
+                LineSeries { name: "accuracy".into(), points: val_series.0 },
+                LineSeries { name: "localisation error".into(), points: val_series.1 },
+            ],
+        )?;
+        labelscope_core::atomic::write_atomic(&a.out.join("localisation.svg"), loc.as_bytes())?;
+    }
     let last = entries.last().cloned().unwrap_or(serde_json::Value::Null);
     let summary = json!({"config": cfg, "train_images": train.images.len(), "val_images": val.images.len(),
-        "train_points": train.points.iter().filter(|p| p.is_some()).count(), "epochs_run": epochs.len(), "last": last});
+        "train_points": train.point_count(), "per_class_points": per_class, "epochs_run": epochs.len(), "last": last});
     labelscope_core::atomic::write_atomic(
         &a.out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),

@@ -227,5 +227,66 @@ fn a_resnet_backbone_from_torchvision_weights() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("not a ResNet-50"), "{e}");
     let o = run_all(&train_args(d, "luab", "r3", &["--points", &points, "--backbone-weights", &w]));
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--backbone resnet50 or resnet"));
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("a ResNet or ViT --backbone"));
+}
+
+#[test]
+fn a_vit_backbone_and_per_class_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    data(d);
+    let p = |s: &str| d.join(s).display().to_string();
+    // Multi-label targets and a point per class present: both classes on every even image.
+    let (mut ml, mut pc) = (String::from("image,class,p\n"), String::from("image,class,x,y\n"));
+    for i in 0..24 {
+        ml.push_str(&format!("g{i},c{},1\n", i % 2));
+        pc.push_str(&format!("g{i},c{},0.25,0.5\n", i % 2));
+        if i % 2 == 0 {
+            ml.push_str(&format!("g{i},c1,1\n"));
+            pc.push_str(&format!("g{i},c1,0.75,0.5\n"));
+        }
+    }
+    std::fs::write(d.join("ml.csv"), ml).unwrap();
+    std::fs::write(d.join("pc.csv"), &pc).unwrap();
+    let (ml, pcp) = (p("ml.csv"), p("pc.csv"));
+    let run_vit = |out: &str, backbone: &str, extra: &[&str]| {
+        let mut a: Vec<&str> = vec!["--multilabel", &ml, "--points", &pcp, "--epochs", "1", "--val-fraction", "0"];
+        a.extend(["--backbone", backbone]);
+        a.extend(extra);
+        run_all(&train_args(d, "bce", out, &a))
+    };
+    let o = run_vit("v", "vit:8,16,1,2", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("v/summary.json")).unwrap()).unwrap();
+    assert_eq!(s["per_class_points"], serde_json::json!(true));
+    assert_eq!(s["train_points"].as_u64(), Some(36), "24 images, 12 with two points");
+    assert_eq!(s["config"]["backbone"]["Vit"]["patch"].as_u64(), Some(8));
+    // Started from the PyTorch-checked fixture ViT (4 px patches, D 32, 2 blocks, 4 heads; its
+    // 4 x 4 position grid resampled to 8 x 8).
+    let w = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nn/tests/fixtures/vit_torch/model.safetensors");
+    let w = w.display().to_string();
+    let o = run_vit("vw", "vit:4,32,2,4", &["--backbone-weights", &w]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run_vit("vw2", "vit:4,32,3,4", &["--backbone-weights", &w]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("blocks.2"), "{e}");
+    // Bad specifications and inputs are named.
+    let o = run_vit("x1", "vit:8,15,1,2", &[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("HEADS divides DIM"));
+    let o = run_vit("x2", "vit:12,24,1,2", &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("multiple of 12"), "{e}");
+    let o = run_vit("x3", "vitt", &[]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("vit:PATCH,DIM,DEPTH,HEADS"));
+    std::fs::write(d.join("pc.csv"), format!("{pc}g3,c0,0.1,0.1\ng3,c0,0.2,0.2\n")).unwrap();
+    let o = run_vit("x4", "small", &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("pc.csv row 39") && e.contains("second point") && e.contains("row 38"),
+        "{e}"
+    );
+    std::fs::write(d.join("pc.csv"), "image,class,x,y\ng3,zebra,0.1,0.1\n").unwrap();
+    let o = run_vit("x5", "small", &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("pc.csv row 2") && e.contains("zebra"), "{e}");
 }

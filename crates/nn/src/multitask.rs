@@ -28,10 +28,15 @@
 //!   ratio `[3/4, 4/3]`, ten attempts then the central crop) and a
 //!   horizontal flip with probability ½; the point goes through the same
 //!   crop and flip and is kept only when it lies inside the crop.
-//! * Backbone: [`SmallCnn`], a trainable four-layer CNN whose penultimate
-//!   features are its flattened last feature map (it keeps positions, so a
-//!   linear point head can read them). Larger backbones plug in through the
-//!   same loss and loop.
+//! * Backbone ([`BackboneChoice`]): a trainable four-layer CNN whose
+//!   penultimate features are its flattened last feature map (it keeps
+//!   positions, so a linear point head can read them); a
+//!   [`TrainableResNet`] (global-average features); or a [`crate::Vit`]
+//!   through its differentiable forward pass (CLS features). ResNet and ViT
+//!   can start from pretrained weights.
+//! * Per-class points ([`MultitaskData::class_points`], multi-label LUAB):
+//!   the point head regresses a point per class and the point loss is the
+//!   mean smooth-L1 over the (sample, class) pairs that have a point.
 //! * Randomness: initialisation, augmentation, shuffling and the random
 //!   points come from xoshiro256** streams keyed by `(seed, purpose,
 //!   epoch, sample)`, so a resumed run draws what the uninterrupted run
@@ -279,11 +284,51 @@ pub enum BackboneChoice {
         /// Pretrained backbone weights.
         weights: Option<PathBuf>,
     },
+    /// A ViT ([`crate::Vit`], timm/DINO tensor names) whose features are the
+    /// CLS token after the final norm, trained through its differentiable
+    /// forward pass.
+    Vit {
+        /// Patch side in pixels (the input side must be a multiple of it).
+        patch: usize,
+        /// Embedding width D.
+        dim: usize,
+        /// Blocks.
+        depth: usize,
+        /// Attention heads.
+        heads: usize,
+        /// FFN hidden size as a multiple of D.
+        mlp_ratio: usize,
+        /// DINOv2 layout (layer scale; 4 register tokens when `registers`).
+        dinov2: bool,
+        /// DINOv2 with registers.
+        registers: bool,
+        /// Pretrained backbone weights; a position embedding of another
+        /// grid is resampled once to the training grid (bicubic, as at
+        /// inference) and trained from there.
+        weights: Option<PathBuf>,
+    },
+}
+
+impl BackboneChoice {
+    /// The ViT shape of a `Vit` choice and its variant for `size`-pixel inputs.
+    fn vit_shape(&self, size: usize) -> Option<(crate::VitConfig, crate::VitVariant)> {
+        match *self {
+            BackboneChoice::Vit { patch, dim, depth, heads, mlp_ratio, dinov2, registers, .. } => {
+                let cfg = crate::VitConfig { patch, dim, depth, heads, mlp_ratio };
+                let mut v =
+                    if dinov2 { crate::VitVariant::dinov2(registers, false) } else { crate::VitVariant::dino(patch) };
+                v.pos_grid = size / patch.max(1);
+                Some((cfg, v))
+            }
+            _ => None,
+        }
+    }
 }
 
 enum Body {
     Small(Vec<Conv2d>),
     ResNet(TrainableResNet),
+    Vit(crate::Vit),
 }
 
 /// A multitask network: a backbone and its class and point heads. With
@@ -297,8 +342,10 @@ pub struct SmallCnn {
     train: std::cell::Cell<bool>,
     /// The class head.
     pub class_head: Linear,
-    /// The point head (2 outputs: x, y).
+    /// The point head (2 outputs, x and y, per point slot: one slot, or
+    /// one per class for per-class points).
     pub point_head: Linear,
+    point_slots: usize,
 }
 
 impl SmallCnn {
@@ -307,9 +354,10 @@ impl SmallCnn {
         64 * (size / 8) * (size / 8)
     }
 
-    /// Creates the network's variables in `vb` (Kaiming-uniform convolutions).
-    pub fn new(vb: VarBuilder, size: usize, classes: usize) -> Result<Self> {
-        if size < 8 || size % 8 != 0 {
+    /// Creates the network's variables in `vb` (Kaiming-uniform
+    /// convolutions); the point head has `2 · point_slots` outputs.
+    pub fn new(vb: VarBuilder, size: usize, classes: usize, point_slots: usize) -> Result<Self> {
+        if size < 8 || !size.is_multiple_of(8) {
             return Err(Error::Invalid(format!("image side {size}: expected a multiple of 8")));
         }
         let chans = [3, 16, 32, 64, 64];
@@ -323,20 +371,54 @@ impl SmallCnn {
             body: Body::Small(convs),
             train: std::cell::Cell::new(false),
             class_head: candle_nn::linear(f, classes, vb.pp("class_head"))?,
-            point_head: candle_nn::linear(f, 2, vb.pp("point_head"))?,
+            point_head: candle_nn::linear(f, 2 * point_slots.max(1), vb.pp("point_head"))?,
+            point_slots: point_slots.max(1),
         })
+    }
+
+    /// A [`crate::Vit`] backbone of `cfg` and `variant` (its variables in
+    /// `backbone`; CLS features) under heads whose variables go to `heads`.
+    pub fn vit(
+        backbone: VarBuilder,
+        heads: VarBuilder,
+        cfg: crate::VitConfig,
+        variant: crate::VitVariant,
+        classes: usize,
+        point_slots: usize,
+    ) -> Result<Self> {
+        let v = crate::Vit::with_variant(cfg, variant, backbone)?;
+        let f = cfg.dim;
+        Ok(SmallCnn {
+            body: Body::Vit(v),
+            train: std::cell::Cell::new(false),
+            class_head: candle_nn::linear(f, classes, heads.pp("class_head"))?,
+            point_head: candle_nn::linear(f, 2 * point_slots.max(1), heads.pp("point_head"))?,
+            point_slots: point_slots.max(1),
+        })
+    }
+
+    /// Point slots of the point head.
+    pub fn point_slots(&self) -> usize {
+        self.point_slots
     }
 
     /// A [`TrainableResNet`] backbone (its variables in `backbone`) under
     /// heads whose variables go to `heads`.
-    pub fn resnet(backbone: VarBuilder, heads: VarBuilder, cfg: &crate::ResNetConfig, classes: usize) -> Result<Self> {
+    pub fn resnet(
+        backbone: VarBuilder,
+        heads: VarBuilder,
+        cfg: &crate::ResNetConfig,
+        classes: usize,
+        point_slots: usize,
+    ) -> Result<Self> {
         let r = TrainableResNet::new(backbone, cfg)?;
         let f = r.feature_dim();
         Ok(SmallCnn {
             body: Body::ResNet(r),
             train: std::cell::Cell::new(false),
             class_head: candle_nn::linear(f, classes, heads.pp("class_head"))?,
-            point_head: candle_nn::linear(f, 2, heads.pp("point_head"))?,
+            point_head: candle_nn::linear(f, 2 * point_slots.max(1), heads.pp("point_head"))?,
+            point_slots: point_slots.max(1),
         })
     }
 
@@ -356,9 +438,13 @@ impl SmallCnn {
                 Ok(t.flatten_from(1)?)
             }
             Body::ResNet(r) => r.features_t(x, self.train.get()),
+            Body::Vit(v) => Ok(v.forward_diff(x)?.cls),
         }
     }
 }
+
+/// A per-class point: the class and the point, normalised to the image.
+pub type ClassPoint = (u32, (f64, f64));
 
 /// Training data in memory: planar `3 × size × size` images (normalised),
 /// class labels and optional points.
@@ -372,11 +458,33 @@ pub struct MultitaskData {
     pub labels: Vec<u32>,
     /// Points normalised to the image, when the sample has one.
     pub points: Vec<Option<(f64, f64)>>,
+    /// Per-class points instead (multi-label LUAB, e.g. COCO-AB icon
+    /// placements): for each sample, `(class, point)` for the classes it
+    /// has a point for. When set, `points` is ignored and the point head
+    /// regresses one point per class (`2 · classes` outputs); the point
+    /// loss is the mean smooth-L1 over the (sample, class) pairs present.
+    pub class_points: Option<Vec<Vec<ClassPoint>>>,
     /// Multi-label targets in `[0, 1]` per class (`None`: single-label
     /// cross-entropy on `labels`).
     pub soft: Option<Vec<Vec<f32>>>,
     /// Core (object) masks, `size²` values each, for [`Corm`].
     pub masks: Option<Vec<Vec<bool>>>,
+}
+
+impl MultitaskData {
+    /// The `(slot, point)` targets of sample `i`: slot 0 and its point, or
+    /// its per-class points.
+    pub fn targets(&self, i: usize) -> Vec<(usize, (f64, f64))> {
+        match &self.class_points {
+            Some(c) => c.get(i).map(|v| v.iter().map(|&(k, p)| (k as usize, p)).collect()).unwrap_or_default(),
+            None => self.points.get(i).copied().flatten().map(|p| vec![(0, p)]).unwrap_or_default(),
+        }
+    }
+
+    /// Number of (sample, slot) point targets.
+    pub fn point_count(&self) -> usize {
+        (0..self.images.len()).map(|i| self.targets(i).len()).sum()
+    }
 }
 
 /// CoRM-style training on core features (module docs).
@@ -528,7 +636,9 @@ fn stream(seed: u64, purpose: u64, a: u64, b: u64) -> Xoshiro256 {
     Xoshiro256::from_seed(mix64(seed ^ mix64(purpose) ^ mix64(a.wrapping_mul(0x9e37_79b9) ^ mix64(b + 1))))
 }
 
-/// The model's validation numbers on `data` (no augmentation).
+/// The model's validation numbers on `data` (no augmentation): top-1
+/// accuracy and the mean Euclidean error of the predicted points over the
+/// (sample, slot) targets present.
 pub fn validate(net: &SmallCnn, data: &MultitaskData, device: &Device) -> Result<(f64, f64)> {
     let n = data.images.len();
     if n == 0 {
@@ -549,13 +659,42 @@ pub fn validate(net: &SmallCnn, data: &MultitaskData, device: &Device) -> Result
                 Some(t) => t[i][best] >= 0.5,
                 None => best as u32 == data.labels[i],
             });
-            if let Some((px, py)) = data.points[i] {
-                err += ((f64::from(pts[k][0]) - px).powi(2) + (f64::from(pts[k][1]) - py).powi(2)).sqrt();
+            for (slot, (px, py)) in data.targets(i) {
+                let (qx, qy) = (f64::from(pts[k][2 * slot]), f64::from(pts[k][2 * slot + 1]));
+                err += ((qx - px).powi(2) + (qy - py).powi(2)).sqrt();
                 with_point += 1;
             }
         }
     }
     Ok((right as f64 / n as f64, if with_point > 0 { err / with_point as f64 } else { f64::NAN }))
+}
+
+/// Sets every variable of a ViT backbone from `path` (timm/DINO names;
+/// other tensors in the file, such as a classifier head, are ignored); a
+/// position embedding of another grid is resampled to `variant.pos_grid`.
+fn load_vit_backbone(map: &VarMap, path: &Path, variant: crate::VitVariant, device: &Device) -> Result<()> {
+    let file = read_safetensors(path, device)?;
+    let vars = map.data().lock().map_err(|_| Error::Invalid("variable map poisoned".into()))?;
+    for (name, var) in vars.iter() {
+        let t = file.get(name.as_str()).ok_or_else(|| Error::Weights {
+            path: path.to_path_buf(),
+            message: format!("no tensor {name:?}; cannot start the ViT backbone from it (expected timm/DINO names)"),
+        })?;
+        let t = t.to_dtype(DType::F32)?;
+        let t = if name == "pos_embed" && t.dims() != var.dims() {
+            crate::vit::interpolate_pos_embed_with(&t, variant.pos_grid, variant.pos_grid, variant.pos_interp)?
+        } else {
+            t
+        };
+        if t.dims() != var.dims() {
+            return Err(Error::Weights {
+                path: path.to_path_buf(),
+                message: format!("tensor {name:?} has shape {:?}; the backbone expects {:?}", t.dims(), var.dims()),
+            });
+        }
+        var.set(&t)?;
+    }
+    Ok(())
 }
 
 /// The checkpoint file of a run folder.
@@ -612,6 +751,27 @@ pub fn train_multitask(
             )));
         }
     }
+    let slots = if train.class_points.is_some() { cfg.classes } else { 1 };
+    if val.class_points.is_some() != train.class_points.is_some() {
+        return Err(Error::Invalid("per-class points in one of the training and validation sets only".into()));
+    }
+    for d in [train, val] {
+        if let Some(c) = &d.class_points {
+            if c.len() != d.images.len() {
+                return Err(Error::Invalid(format!("{} per-class point lists for {} images", c.len(), d.images.len())));
+            }
+            let bad = c
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| v.iter().find(|(k, _)| *k as usize >= cfg.classes).map(|x| (i, x.0)));
+            if let Some((i, k)) = bad {
+                return Err(Error::Invalid(format!(
+                    "per-class point of image {i}: class {k} is not below the {} classes",
+                    cfg.classes
+                )));
+            }
+        }
+    }
     let (lo, hi) = cfg.smoothing;
     if !(0.0 <= lo && lo < hi && hi <= 1.0) {
         return Err(Error::Invalid(format!("smoothing range ({lo}, {hi}): expected 0 <= lo < hi <= 1")));
@@ -623,11 +783,19 @@ pub fn train_multitask(
     // variables are created with its defaults and then overwritten from our stream.
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let (net, pretrained) = match &cfg.backbone {
-        BackboneChoice::Small => (SmallCnn::new(vb, size, cfg.classes)?, None),
+        BackboneChoice::Small => (SmallCnn::new(vb, size, cfg.classes, slots)?, None),
         BackboneChoice::ResNet { blocks, stem, widths, weights } => {
             let rc = crate::ResNetConfig { blocks: *blocks, stem: *stem, widths: *widths, classes: cfg.classes };
             let bb = VarBuilder::from_varmap(&backbone_map, DType::F32, device);
-            (SmallCnn::resnet(bb, vb, &rc, cfg.classes)?, weights.clone())
+            (SmallCnn::resnet(bb, vb, &rc, cfg.classes, slots)?, weights.clone())
+        }
+        choice @ BackboneChoice::Vit { patch, weights, .. } => {
+            if *patch == 0 || !size.is_multiple_of(*patch) {
+                return Err(Error::Invalid(format!("image side {size}: expected a multiple of the ViT patch {patch}")));
+            }
+            let (vc, variant) = choice.vit_shape(size).ok_or_else(|| Error::Invalid("not a ViT".into()))?;
+            let bb = VarBuilder::from_varmap(&backbone_map, DType::F32, device);
+            (SmallCnn::vit(bb, vb, vc, variant, cfg.classes, slots)?, weights.clone())
         }
     };
     let collect = |m: &VarMap, prefix: &str| -> Result<Vec<(String, Var)>> {
@@ -643,23 +811,38 @@ pub fn train_multitask(
     names.sort_by(|a, b| a.0.cmp(&b.0));
     for (i, (name, var)) in names.iter().enumerate() {
         let dims = var.dims().to_vec();
-        let is_bn = name.contains(".bn") || name.contains("bn1.") || name.contains("downsample.1");
+        // BatchNorm (ResNet) and LayerNorm (ViT: `norm`, `norm1`, `norm2`) start as the identity.
+        let is_bn = name.contains(".bn")
+            || name.contains("bn1.")
+            || name.contains("downsample.1")
+            || name.contains(".norm")
+            || name.starts_with("backbone.norm");
         let constant = if name.ends_with("running_mean") || (is_bn && name.ends_with("bias")) {
             Some(0.0)
-        } else if name.ends_with("running_var") || (is_bn && name.ends_with("weight")) {
+        } else if name.ends_with("running_var") || (is_bn && name.ends_with("weight")) || name.ends_with(".gamma") {
             Some(1.0)
         } else {
             None
         };
         let fan_in: usize = if dims.len() > 1 { dims[1..].iter().product() } else { 1 };
-        let bound = if name.ends_with("bias") { 0.0 } else { (6.0 / fan_in as f64).sqrt() * 0.5 };
+        let token = name.ends_with("cls_token") || name.ends_with("pos_embed") || name.ends_with("register_tokens");
+        let bound = if name.ends_with("bias") {
+            0.0
+        } else if token {
+            // Learned tokens and position embeddings: small (timm draws them with std 0.02).
+            0.02
+        } else {
+            (6.0 / fan_in as f64).sqrt() * 0.5
+        };
         let mut rng = stream(cfg.seed, 1, i as u64, 0);
         let vals: Vec<f32> = (0..var.elem_count())
             .map(|_| constant.unwrap_or_else(|| (2.0 * rng.unit() - 1.0) * bound) as f32)
             .collect();
         var.set(&Tensor::from_vec(vals, dims.as_slice(), device)?)?;
     }
-    if let Some(w) = &pretrained {
+    if let (Some(w), Some((_, variant))) = (&pretrained, cfg.backbone.vit_shape(size)) {
+        load_vit_backbone(&backbone_map, w, variant, device)?;
+    } else if let Some(w) = &pretrained {
         let mut m = backbone_map;
         m.load(w).map_err(|e| Error::Weights {
             path: w.clone(),
@@ -722,25 +905,27 @@ pub fn train_multitask(
             let mut with = Vec::new();
             for (k, &i) in batch.iter().enumerate() {
                 let mut r = stream(cfg.seed, 3, epoch, i as u64);
-                let point = if cfg.random_points {
-                    train.points[i].map(|_| {
-                        let mut pr = stream(cfg.seed, 4, i as u64, 0);
-                        (pr.unit(), pr.unit())
-                    })
-                } else {
-                    train.points[i]
-                };
+                let mut points = train.targets(i);
+                if cfg.random_points {
+                    for (slot, p) in points.iter_mut() {
+                        let mut pr = stream(cfg.seed, 4, i as u64, *slot as u64);
+                        *p = (pr.unit(), pr.unit());
+                    }
+                }
                 let mut geometry = None;
-                let (mut img, p) = if cfg.augment {
+                let (mut img, kept) = if cfg.augment {
                     let crop = random_resized_crop(&mut r, size, size, (0.5, 1.0), (0.75, 4.0 / 3.0));
                     let flip = r.unit() < 0.5;
                     geometry = Some((crop, flip));
                     (
                         crop_resize(&train.images[i], size, size, crop, size, flip),
-                        point.and_then(|p| transform_point(p, size, size, crop, flip)),
+                        points
+                            .iter()
+                            .filter_map(|&(slot, p)| transform_point(p, size, size, crop, flip).map(|q| (slot, q)))
+                            .collect(),
                     )
                 } else {
-                    (train.images[i].clone(), point)
+                    (train.images[i].clone(), points)
                 };
                 if let (Some(c), Some(masks)) = (cfg.corm, &train.masks) {
                     // The core mask through the same crop and flip (bilinear, then > 0.5).
@@ -772,9 +957,10 @@ pub fn train_multitask(
                 if let Some(t) = &train.soft {
                     soft.extend(t[i].iter().map(|&v| (lo + (hi - lo) * f64::from(v)) as f32));
                 }
-                if let Some((px, py)) = p {
+                for (slot, (px, py)) in kept {
                     targets.extend([px as f32, py as f32]);
-                    with.push(k as u32);
+                    // Row of the (sample, slot) pair in the point head's output seen as [B·slots, 2].
+                    with.push((k * slots + slot) as u32);
                 }
             }
             let x = Tensor::from_vec(xs, (batch.len(), 3, size, size), device)?;
@@ -805,7 +991,8 @@ pub fn train_multitask(
             let mut pt_val = 0.0;
             if !with.is_empty() && cfg.lambda > 0.0 {
                 let idx = Tensor::from_vec(with.clone(), with.len(), device)?;
-                let pred = net.point_head.forward(&f.index_select(&idx, 0)?)?;
+                let all = net.point_head.forward(&f)?.reshape((batch.len() * slots, 2))?;
+                let pred = all.index_select(&idx, 0)?;
                 let tgt = Tensor::from_vec(targets, (with.len(), 2), device)?;
                 let pl = smooth_l1(&pred, &tgt)?;
                 pt_val = f64::from(pl.to_scalar::<f32>()?);

@@ -42,7 +42,7 @@ fn data(n: usize, seed: u64) -> MultitaskData {
         labels.push(class);
         points.push(Some((cx as f64 / S as f64, cy as f64 / S as f64)));
     }
-    MultitaskData { size: S, images, labels, points, soft: None, masks: None }
+    MultitaskData { size: S, images, labels, points, soft: None, masks: None, class_points: None }
 }
 
 fn config(random_points: bool, epochs: u64) -> MultitaskConfig {
@@ -117,7 +117,7 @@ fn crops_points_and_losses() {
         let [x, y, w, h] = random_resized_crop(&mut rng, 64, 48, (0.5, 1.0), (0.75, 4.0 / 3.0));
         assert!(w > 0 && h > 0 && x + w <= 64 && y + h <= 48);
         let share = (w * h) as f64 / (64.0 * 48.0);
-        assert!(share >= 0.45 && share <= 1.0, "{share}");
+        assert!((0.45..=1.0).contains(&share), "{share}");
     }
     // The whole image at its own size is the identity; a flip reverses the columns.
     let img: Vec<f32> = (0..3 * 4 * 4).map(|v| v as f32).collect();
@@ -147,13 +147,16 @@ fn multilabel(n: usize, seed: u64) -> MultitaskData {
         points: Vec::new(),
         soft: Some(Vec::new()),
         masks: None,
+        class_points: None,
     };
     for i in 0..n {
         let a = i % 3;
         let b = (a + 1 + (i / 3) % 2) % 3;
         let mut img = vec![-0.2f32; 3 * S * S];
+        let mut pts = Vec::new();
         for (k, &c) in [a, b].iter().enumerate() {
             let (cx, cy) = (5 + rng.below(8) as usize + 16 * k, 5 + rng.below(22) as usize);
+            pts.push((c as u32, (cx as f64 / S as f64, cy as f64 / S as f64)));
             for y in cy - 4..cy + 4 {
                 for x in cx - 4..cx + 4 {
                     for ch in 0..3 {
@@ -169,6 +172,8 @@ fn multilabel(n: usize, seed: u64) -> MultitaskData {
         d.labels.push(a as u32);
         d.points.push(None);
         d.soft.as_mut().unwrap().push(t);
+        pts.sort_by_key(|p| p.0);
+        d.class_points.get_or_insert_with(Vec::new).push(pts);
     }
     d
 }
@@ -189,7 +194,9 @@ fn multi_label_bce_with_smoothing_bias_init_and_no_head_decay() {
     let s = |x: f64| 1.0 / (1.0 + (-x).exp());
     let want = (-(s(2.0)).ln() - (0.25 * s(-1.0).ln() + 0.75 * (1.0 - s(-1.0)).ln())) / 2.0;
     assert!((f64::from(got) - want).abs() < 1e-6, "{got} vs {want}");
-    let (train, val) = (multilabel(240, 7), multilabel(60, 8));
+    let (mut train, mut val) = (multilabel(240, 7), multilabel(60, 8));
+    train.class_points = None;
+    val.class_points = None;
     let cfg = MultitaskConfig {
         lambda: 0.0,
         smoothing: (0.05, 0.95),
@@ -224,6 +231,7 @@ fn cue_data(n: usize, seed: u64, swap: bool) -> MultitaskData {
         points: Vec::new(),
         soft: None,
         masks: Some(Vec::new()),
+        class_points: None,
     };
     for i in 0..n {
         let class = i % 2;
@@ -279,7 +287,7 @@ fn corm_noise_stays_off_the_core_and_the_penalty_estimates_the_gradient_norm() {
     // The estimator: E[d^2] over directions v (normal off the core, 0 on it) equals the squared
     // norm of the loss's input gradient over the non-core pixels.
     let varmap = VarMap::new();
-    let net = SmallCnn::new(VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &dev), S, 2).unwrap();
+    let net = SmallCnn::new(VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &dev), S, 2, 1).unwrap();
     let flat: Vec<f32> = d.images[0].clone();
     let xv = Var::from_tensor(&Tensor::from_vec(flat.clone(), (1, 3, S, S), &dev).unwrap()).unwrap();
     let loss = |logits: &Tensor| labelscope_nn::cross_entropy(logits, &[0], 0.0);
@@ -331,6 +339,7 @@ fn the_trainable_resnet_matches_the_pytorch_checked_runtime_and_trains() {
         VarBuilder::from_varmap(&hm, DType::F32, &dev),
         &cfg,
         10,
+        1,
     )
     .unwrap();
     let mut bm = bm;
@@ -379,4 +388,145 @@ fn the_trainable_resnet_matches_the_pytorch_checked_runtime_and_trains() {
     let (_, logs) = train_multitask(&train, &val, &cfg, None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
     eprintln!("ResNet backbone: val accuracy {:?}", logs.iter().map(|l| l.val_accuracy).collect::<Vec<_>>());
     assert!(logs.last().unwrap().val_accuracy > 0.85 && logs.last().unwrap().loss < logs[0].loss, "{logs:?}");
+}
+
+/// Multi-label LUAB with a point per class present (COCO-AB icons): the point head regresses
+/// one point per class, and must learn where each colour is; the random-point baseline must not.
+#[test]
+fn per_class_points_are_learnt_and_the_random_baseline_is_not() {
+    let (train, val) = (multilabel(288, 11), multilabel(72, 12));
+    let dev = Device::Cpu;
+    let cfg =
+        |random_points| MultitaskConfig { lambda: 4.0, random_points, ..MultitaskConfig::new(3, 12, 32, 3e-3, 2) };
+    let (net, real) =
+        train_multitask(&train, &val, &cfg(false), None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(net.point_slots(), 3);
+    let (_, random) =
+        train_multitask(&train, &val, &cfg(true), None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    // The per-class mean point's error: the best a head that cannot see the image can do.
+    let pairs: Vec<(u32, (f64, f64))> = val.class_points.as_ref().unwrap().iter().flatten().copied().collect();
+    let mean_err: f64 = {
+        let mut m = [(0.0, 0.0, 0usize); 3];
+        for &(c, (x, y)) in &pairs {
+            let e = &mut m[c as usize];
+            e.0 += x;
+            e.1 += y;
+            e.2 += 1;
+        }
+        pairs
+            .iter()
+            .map(|&(c, (x, y))| {
+                let e = m[c as usize];
+                ((x - e.0 / e.2 as f64).powi(2) + (y - e.1 / e.2 as f64).powi(2)).sqrt()
+            })
+            .sum::<f64>()
+            / pairs.len() as f64
+    };
+    let (first, last, base) = (
+        real[0].val_localisation_error,
+        real.last().unwrap().val_localisation_error,
+        random.last().unwrap().val_localisation_error,
+    );
+    eprintln!("per-class points: {first:.3} -> {last:.3}; random-point baseline {base:.3}; per-class mean point {mean_err:.3}");
+    assert!(last < 0.6 * mean_err, "per-class points not learnt: {last} vs {mean_err}");
+    assert!(base > 0.8 * mean_err, "the random baseline learnt locations: {base} vs {mean_err}");
+    // A class index past the class list is refused with the image named.
+    let mut bad = train.clone();
+    bad.class_points.as_mut().unwrap()[5].push((7, (0.5, 0.5)));
+    let e = train_multitask(&bad, &val, &cfg(false), None, false, &dev, |_| ControlFlow::Continue(()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("image 5") && e.contains("class 7"), "{e}");
+}
+
+/// The trainable ViT backbone: started from the PyTorch-checked fixture weights it gives
+/// PyTorch's CLS features (and, at a larger side, the runtime's features with the position
+/// embedding resampled the same way); from scratch it learns the planted task.
+#[test]
+fn the_trainable_vit_matches_pytorch_and_learns() {
+    use candle_core::Tensor;
+    use labelscope_nn::multitask::BackboneChoice;
+    use labelscope_nn::{Vit, VitConfig, VitVariant};
+    let dev = Device::Cpu;
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vit_torch");
+    let weights = fixture.join("model.safetensors");
+    let vit = |w: Option<std::path::PathBuf>, patch, dim, depth, heads| BackboneChoice::Vit {
+        patch,
+        dim,
+        depth,
+        heads,
+        mlp_ratio: 4,
+        dinov2: false,
+        registers: false,
+        weights: w,
+    };
+    let npy = |name: &str| {
+        let a = labelscope_core::npy::read_npy(&fixture.join(name)).unwrap();
+        (a.shape.clone(), a.to_f32_vec(&fixture, name).unwrap())
+    };
+    let (shape, x) = npy("square_input.npy");
+    let side = shape[2];
+    let mut d = data(2, 1);
+    d.size = side;
+    d.images = vec![vec![0.0; 3 * side * side]; 2];
+    d.points = vec![None, None];
+    let cfg = MultitaskConfig {
+        backbone: vit(Some(weights.clone()), 4, 32, 2, 4),
+        augment: false,
+        ..MultitaskConfig::new(2, 0, 2, 1e-3, 0)
+    };
+    let (net, logs) = train_multitask(&d, &d, &cfg, None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    assert!(logs.is_empty());
+    let xt = Tensor::from_vec(x, (shape[0], shape[1], shape[2], shape[3]), &dev).unwrap();
+    let got = net.features(&xt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (_, want) = npy("square_cls.npy");
+    let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    eprintln!("trainable ViT vs PyTorch CLS: max |diff| {diff:.2e}");
+    assert!(diff <= 1e-4, "{diff}");
+    // At 24 px (a 6 x 6 grid) the position embedding is resampled once at load.
+    let mut d24 = d.clone();
+    d24.size = 24;
+    d24.images = vec![vec![0.0; 3 * 24 * 24]; 2];
+    let (net24, _) = train_multitask(&d24, &d24, &cfg, None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    let reference = Vit::from_safetensors_with(
+        VitConfig { patch: 4, dim: 32, depth: 2, heads: 4, mlp_ratio: 4 },
+        VitVariant { pos_grid: 4, ..VitVariant::dino(4) },
+        &weights,
+        &dev,
+    )
+    .unwrap();
+    let mut rng = Xoshiro256::from_seed(3);
+    let x: Vec<f32> = (0..2 * 3 * 24 * 24).map(|_| rng.gauss() as f32).collect();
+    let x = Tensor::from_vec(x, (2, 3, 24, 24), &dev).unwrap();
+    let a = net24.features(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = reference.forward(&x).unwrap().cls.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let diff = a.iter().zip(&b).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff <= 1e-4, "resampled position embedding: {diff}");
+    // A file without a tensor the backbone needs is named.
+    let mut other = cfg.clone();
+    other.backbone = vit(Some(weights.clone()), 4, 32, 3, 4);
+    let e =
+        train_multitask(&d, &d, &other, None, false, &dev, |_| ControlFlow::Continue(())).err().unwrap().to_string();
+    assert!(e.contains("blocks.2"), "{e}");
+    // From scratch on the planted squares (32 px, 8 px patches): the class is learnt and the
+    // point head beats the mean point.
+    let (train, val) = (data(256, 1), data(64, 2));
+    let cfg =
+        MultitaskConfig { backbone: vit(None, 8, 32, 2, 2), lambda: 4.0, ..MultitaskConfig::new(2, 30, 32, 2e-3, 4) };
+    let (_, logs) = train_multitask(&train, &val, &cfg, None, false, &dev, |_| ControlFlow::Continue(())).unwrap();
+    let last = logs.last().unwrap();
+    eprintln!(
+        "ViT from scratch: loss {:.3} -> {:.3}, val accuracy {:.3}, localisation {:.3} -> {:.3}",
+        logs[0].loss, last.loss, last.val_accuracy, logs[0].val_localisation_error, last.val_localisation_error
+    );
+    assert!(last.val_accuracy > 0.95, "{logs:?}");
+    let pts: Vec<(f64, f64)> = val.points.iter().flatten().copied().collect();
+    let m = pts.iter().fold((0.0, 0.0), |a, p| (a.0 + p.0 / pts.len() as f64, a.1 + p.1 / pts.len() as f64));
+    let mean_err =
+        pts.iter().map(|p| ((p.0 - m.0).powi(2) + (p.1 - m.1).powi(2)).sqrt()).sum::<f64>() / pts.len() as f64;
+    assert!(
+        last.loss < logs[0].loss && last.val_localisation_error < 0.5 * mean_err,
+        "mean point {mean_err}: {logs:?}"
+    );
 }
