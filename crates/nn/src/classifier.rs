@@ -140,6 +140,13 @@ impl CamTarget for Classifier {
             Classifier::Vit(m) => m.forward_hooked(x, hook),
         }
     }
+
+    fn forward_cam(&self, x: &Tensor, hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<(Tensor, CamLayout)> {
+        match self {
+            Classifier::ResNet(m) => m.forward_cam(x, hook),
+            Classifier::Vit(m) => m.forward_cam(x, hook),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,13 @@ pub trait CamTarget {
         x: &Tensor,
         hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
     ) -> Result<(Tensor, CamLayout)>;
+
+    /// As [`CamTarget::forward_hooked`] when only gradients at and after the hooked activation
+    /// are wanted (GradCAM): a model may skip the differentiable path, and cut the graph, before
+    /// the target layer. By default the same as `forward_hooked`.
+    fn forward_cam(&self, x: &Tensor, hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<(Tensor, CamLayout)> {
+        self.forward_hooked(x, hook)
+    }
 }
 
 /// GradCAM results for one batch.
@@ -154,7 +161,7 @@ pub fn gradcam_by(
         saved = Some((a, var));
         Ok(t)
     };
-    let (logits, layout) = model.forward_hooked(&x.detach(), &mut hook)?;
+    let (logits, layout) = model.forward_cam(&x.detach(), &mut hook)?;
     let (act, var) = saved.ok_or_else(|| Error::Invalid("the model did not call the GradCAM hook".into()))?;
     let classes = choose(&logits)?;
     let score = class_score(&logits, &classes)?;

@@ -545,13 +545,13 @@ impl Vit {
 
     /// Runs the model on `x`, `[B, 3, H, W]` (normalised pixels), on the fast path.
     pub fn forward(&self, x: &Tensor) -> Result<VitOutput> {
-        self.output(self.trunk(x, false, None)?)
+        self.output(self.trunk(x, false, None, false)?)
     }
 
     /// As [`Vit::forward`], through elementary differentiable ops only (gradients can flow to
     /// `x` and to any `Var` on the way); the same values up to rounding.
     pub fn forward_diff(&self, x: &Tensor) -> Result<VitOutput> {
-        self.output(self.trunk(x, true, None)?)
+        self.output(self.trunk(x, true, None, false)?)
     }
 
     fn output(&self, t: Trunk) -> Result<VitOutput> {
@@ -573,8 +573,10 @@ impl Vit {
     }
 
     /// The shared forward pass; `diff` selects the differentiable path; `hook` sees (and may
-    /// replace) the last block's `norm1` output.
-    pub(crate) fn trunk(&self, x: &Tensor, diff: bool, mut hook: Option<Hook<'_>>) -> Result<Trunk> {
+    /// replace) the last block's `norm1` output. With `cut` (GradCAM: only gradients at and after
+    /// the hooked activation are wanted) the blocks before the hooked one take the fast path and
+    /// the residual stream entering it is detached.
+    pub(crate) fn trunk(&self, x: &Tensor, diff: bool, mut hook: Option<Hook<'_>>, cut: bool) -> Result<Trunk> {
         let (b, c, hh, ww) =
             x.dims4().map_err(|_| Error::Shape(format!("input of shape {:?}: expected [B, 3, H, W]", x.dims())))?;
         let p = self.cfg.patch;
@@ -601,9 +603,16 @@ impl Vit {
         let n = self.prefix_tokens() + gh * gw;
         let mut last_qkv = None;
         let nblocks = self.blocks.len();
+        let all_diff = diff;
         for (i, blk) in self.blocks.iter().enumerate() {
+            let hooked = i + 1 == nblocks;
+            // ∂score/∂A at the hooked A does not depend on the graph upstream of A.
+            let diff = all_diff && (!cut || hooked);
+            if cut && hooked {
+                h = h.detach();
+            }
             let mut y = blk.norm1.forward(&h, diff)?;
-            if i + 1 == nblocks {
+            if hooked {
                 if let Some(f) = hook.as_mut() {
                     y = f(&y)?;
                 }

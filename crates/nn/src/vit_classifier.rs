@@ -126,8 +126,8 @@ impl VitClassifier {
         self.vit.num_parameters() + self.head.weight().elem_count() + self.head.bias().map_or(0, |b| b.elem_count())
     }
 
-    fn run(&self, x: &Tensor, diff: bool, hook: Option<crate::vit::Hook<'_>>) -> Result<ClassifierOutput> {
-        let t = self.vit.trunk(x, diff, hook)?;
+    fn run(&self, x: &Tensor, diff: bool, hook: Option<crate::vit::Hook<'_>>, cut: bool) -> Result<ClassifierOutput> {
+        let t = self.vit.trunk(x, diff, hook, cut)?;
         let features = t.tokens.narrow(1, 0, 1)?.squeeze(1)?;
         let logits = self.head.forward(&features)?.to_dtype(DType::F32)?;
         Ok(ClassifierOutput { logits, features: features.to_dtype(DType::F32)?, grid: t.grid })
@@ -135,12 +135,12 @@ impl VitClassifier {
 
     /// Logits and pre-logits features of `x` `[B, 3, H, W]` on the fast path.
     pub fn forward(&self, x: &Tensor) -> Result<ClassifierOutput> {
-        self.run(x, false, None)
+        self.run(x, false, None, false)
     }
 
     /// As [`VitClassifier::forward`] through differentiable ops only.
     pub fn forward_diff(&self, x: &Tensor) -> Result<ClassifierOutput> {
-        self.run(x, true, None)
+        self.run(x, true, None, false)
     }
 }
 
@@ -150,13 +150,28 @@ impl CamTarget for VitClassifier {
         x: &Tensor,
         hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
     ) -> Result<(Tensor, CamLayout)> {
+        self.hooked(x, hook, false)
+    }
+
+    fn forward_cam(&self, x: &Tensor, hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<(Tensor, CamLayout)> {
+        self.hooked(x, hook, true)
+    }
+}
+
+impl VitClassifier {
+    fn hooked(
+        &self,
+        x: &Tensor,
+        hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+        cut: bool,
+    ) -> Result<(Tensor, CamLayout)> {
         if self.vit.dtype() != DType::F32 {
             return Err(Error::Invalid(format!(
                 "gradients (GradCAM, saliency) need the model in f32, not {:?}",
                 self.vit.dtype()
             )));
         }
-        let o = self.run(x, true, Some(hook))?;
+        let o = self.run(x, true, Some(hook), cut)?;
         Ok((o.logits, CamLayout::Tokens { prefix: self.vit.prefix_tokens(), grid: o.grid }))
     }
 }
