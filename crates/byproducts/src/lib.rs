@@ -22,10 +22,12 @@
 pub mod analysis;
 pub mod analytics;
 pub mod coco;
+#[cfg(feature = "report")]
 pub mod coco_analysis;
 pub mod error;
 mod hash;
 pub mod imagenet;
+#[cfg(feature = "report")]
 pub mod report;
 pub mod stream;
 pub mod synth;

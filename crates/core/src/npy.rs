@@ -1045,6 +1045,8 @@ enum F32Repr {
         len: usize,
     },
     Owned(Vec<f32>),
+    /// Values owned elsewhere (e.g. a numpy array kept alive by the holder).
+    External(Arc<dyn AsRef<[f32]> + Send + Sync>),
 }
 
 impl F32Values {
@@ -1053,10 +1055,16 @@ impl F32Values {
         F32Values(F32Repr::Owned(values))
     }
 
+    /// Views values held by someone else (no copy); `holder` keeps them alive.
+    pub fn from_external(holder: Arc<dyn AsRef<[f32]> + Send + Sync>) -> F32Values {
+        F32Values(F32Repr::External(holder))
+    }
+
     /// The values.
     pub fn as_slice(&self) -> &[f32] {
         match &self.0 {
             F32Repr::Owned(v) => v,
+            F32Repr::External(h) => (**h).as_ref(),
             F32Repr::Shared { buf, offset, len } => {
                 let bytes = &buf.as_ref()[*offset..*offset + *len * 4];
                 debug_assert_eq!(bytes.as_ptr() as usize % std::mem::align_of::<f32>(), 0);
@@ -1073,6 +1081,7 @@ impl F32Values {
     pub fn len(&self) -> usize {
         match &self.0 {
             F32Repr::Owned(v) => v.len(),
+            F32Repr::External(h) => (**h).as_ref().len(),
             F32Repr::Shared { len, .. } => *len,
         }
     }
@@ -1091,7 +1100,7 @@ impl F32Values {
     pub fn into_vec(self) -> Vec<f32> {
         match self.0 {
             F32Repr::Owned(v) => v,
-            F32Repr::Shared { .. } => self.as_slice().to_vec(),
+            F32Repr::Shared { .. } | F32Repr::External(_) => self.as_slice().to_vec(),
         }
     }
 }

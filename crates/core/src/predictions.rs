@@ -111,6 +111,21 @@ impl ScoreMatrix {
         ScoreMatrix { rows, cols, values: F32Values::from_vec(data) }
     }
 
+    /// A matrix over values held elsewhere (no copy), e.g. a numpy array
+    /// kept alive by `holder`.
+    ///
+    /// # Panics
+    /// If the holder's length is not `rows * cols`.
+    pub fn from_external(rows: usize, cols: usize, holder: std::sync::Arc<dyn AsRef<[f32]> + Send + Sync>) -> Self {
+        let values = F32Values::from_external(holder);
+        assert_eq!(
+            Some(values.len()),
+            rows.checked_mul(cols),
+            "ScoreMatrix::from_external: length must be rows * cols"
+        );
+        ScoreMatrix { rows, cols, values }
+    }
+
     fn from_values(rows: usize, cols: usize, values: F32Values) -> Self {
         debug_assert_eq!(values.len(), rows * cols);
         ScoreMatrix { rows, cols, values }

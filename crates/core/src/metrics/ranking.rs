@@ -345,16 +345,15 @@ pub fn per_class_ap(scores: &[f32], n: usize, c: usize, gt: &[Vec<u32>], weights
 /// Lookup structure of one class for [`ClassIndex::count_at_or_below`].
 #[derive(Debug, Clone, Copy)]
 struct ClassLookup {
-    /// Weight of the score itself in the bucket coordinate (0 or 1).
-    by_value: f64,
-    /// Weight of the order-preserving bit pattern of the score (0 or 1).
-    by_bits: f64,
+    /// Whether the bucket coordinate is the order-preserving bit pattern of
+    /// the score (else the score itself).
+    by_bits: bool,
     /// Coordinate of the lowest threshold.
-    origin: f64,
+    origin: f32,
     /// Buckets per unit of coordinate.
-    scale: f64,
+    scale: f32,
     /// Last bucket index.
-    kmax: usize,
+    kmax: u32,
     /// Start of the class's bucket table in `ClassIndex::table`.
     table: usize,
     /// Start of the class's thresholds in `ClassIndex::thresholds`, and of its
@@ -383,7 +382,8 @@ fn order_key(s: f32) -> u32 {
 /// or its order-preserving bit pattern (roughly logarithmic spacing, good for
 /// probabilities), whichever spreads the class's thresholds better. The bucket
 /// of a score is `min(⌊(x(s) − x(t_0)) · K / (x(t_{m−1}) − x(t_0))⌋, K − 1)`,
-/// 0 below `t_0`, in `f64`. Every step is monotone non-decreasing in `s` and
+/// 0 below `t_0`, in `f32` (the bit pattern rounded to `f32`). Every step is
+/// monotone non-decreasing in `s` and
 /// the same code computes the bucket of a threshold and of a query, so a
 /// threshold in a lower bucket than `s` is `< s` and one in a higher bucket
 /// is `> s`, whatever the rounding. `table[b]` is the number of thresholds in
@@ -414,20 +414,21 @@ impl ClassIndex {
                 _ => (0.0, 0.0),
             };
             let table = index.table.len();
-            let make = |by_value: f64, by_bits: f64| {
-                let mut class = ClassLookup { by_value, by_bits, origin: 0.0, scale: 0.0, kmax: k - 1, table, off };
+            let make = |by_bits: bool| {
+                let kmax = u32::try_from(k - 1).unwrap_or(u32::MAX);
+                let mut class = ClassLookup { by_bits, origin: 0.0, scale: 0.0, kmax, table, off };
                 class.origin = class.coordinate(lo);
                 let range = class.coordinate(hi) - class.origin;
                 // A zero scale (one threshold) puts everything in bucket 0:
                 // still correct, just the slow path.
                 if range > 0.0 {
-                    class.scale = (k as f64 / range).min(f64::MAX);
+                    class.scale = (k as f32 / range).min(f32::MAX);
                 }
                 class
             };
             // Pick the coordinate whose buckets are most even (Σ size²).
             let mut best: Option<(u64, ClassLookup)> = None;
-            for class in [make(1.0, 0.0), make(0.0, 1.0)] {
+            for class in [make(false), make(true)] {
                 sizes.clear();
                 sizes.resize(k, 0);
                 for &x in &t.asc {
@@ -444,7 +445,7 @@ impl ClassIndex {
             }
             let class = match best {
                 Some((_, class)) => class,
-                None => make(1.0, 0.0),
+                None => make(false),
             };
             index.table.resize(table + k + 1, 0);
             for &x in &t.asc {
@@ -482,15 +483,24 @@ impl ClassLookup {
     /// Bucket coordinate of a score: exact, monotone non-decreasing, and equal
     /// for scores that compare equal.
     #[inline]
-    fn coordinate(&self, s: f32) -> f64 {
-        self.by_value * f64::from(s) + self.by_bits * f64::from(order_key(s))
+    fn coordinate(&self, s: f32) -> f32 {
+        // Both are computed and one is selected: no branch. `u32 as f32`
+        // rounds, but monotonically, which is all the buckets need.
+        let bits = order_key(s) as f32;
+        let value = s + 0.0;
+        if self.by_bits {
+            bits
+        } else {
+            value
+        }
     }
 
     /// Bucket of a score (monotone non-decreasing in `s`).
     #[inline]
     fn bucket(&self, s: f32) -> usize {
         // `as u32` saturates: values below the origin give 0.
-        (((self.coordinate(s) - self.origin) * self.scale) as u32 as usize).min(self.kmax)
+        // A NaN (zero times an infinite scale) gives 0, which is still monotone.
+        (((self.coordinate(s) - self.origin) * self.scale) as u32).min(self.kmax) as usize
     }
 }
 
@@ -499,8 +509,10 @@ impl ClassLookup {
 /// Returns a row-major `n × k'` matrix with `k' = min(k, c)`. Ties are broken
 /// by the **lower class index first**, so the result is fully deterministic
 /// (a row of equal scores gives `0, 1, 2, …`). `-0.0` and `0.0` count as equal.
-/// Uses partial selection per row (an insertion buffer for small `k`, a
-/// selection algorithm for large `k`); rows run in parallel.
+/// Uses partial selection per row (for `k <= 32` a vectorised lower bound of
+/// the k-th score, then an insertion buffer over the columns at or above it;
+/// a selection algorithm for larger `k`); rows run in parallel when there are
+/// many.
 ///
 /// # Panics
 ///
@@ -514,52 +526,181 @@ pub fn topk_from_scores(scores: &[f32], n: usize, c: usize, k: usize) -> Vec<u32
     }
     // Strict "a ranks before b": higher score, then lower index.
     let better = |sa: f32, ia: u32, sb: f32, ib: u32| sa > sb || (sa == sb && ia < ib);
-    out.par_chunks_mut(k).zip(scores.par_chunks(c)).for_each_init(
-        || (Vec::<(f32, u32)>::with_capacity(k + 1), Vec::<u32>::new()),
-        |(buf, idx), (dst, row)| {
-            if k <= 32 {
-                // Sorted insertion buffer; a candidate enters only if it beats
-                // the current k-th (columns are scanned in increasing index,
-                // so an equal score never displaces an earlier column).
-                buf.clear();
-                for (j, &s) in row.iter().enumerate() {
-                    if buf.len() == k {
-                        if let Some(&(ws, _)) = buf.last() {
-                            if s <= ws {
-                                continue;
-                            }
-                        }
-                        buf.pop();
-                    }
-                    let at = buf.partition_point(|&(bs, _)| bs >= s);
-                    buf.insert(at, (s, j as u32));
+    let one_row = |idx: &mut Vec<u32>, (dst, row): (&mut [u32], &[f32])| {
+        if k <= 32 {
+            small_topk_row(row, k, dst);
+        } else {
+            idx.clear();
+            idx.extend(0..c as u32);
+            let cmp = |a: &u32, b: &u32| {
+                let (sa, sb) = (row[*a as usize], row[*b as usize]);
+                if better(sa, *a, sb, *b) {
+                    std::cmp::Ordering::Less
+                } else if better(sb, *b, sa, *a) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
                 }
-                for (d, &(_, j)) in dst.iter_mut().zip(buf.iter()) {
-                    *d = j;
-                }
-            } else {
-                idx.clear();
-                idx.extend(0..c as u32);
-                let cmp = |a: &u32, b: &u32| {
-                    let (sa, sb) = (row[*a as usize], row[*b as usize]);
-                    if better(sa, *a, sb, *b) {
-                        std::cmp::Ordering::Less
-                    } else if better(sb, *b, sa, *a) {
-                        std::cmp::Ordering::Greater
-                    } else {
-                        std::cmp::Ordering::Equal
-                    }
-                };
-                if k < c {
-                    idx.select_nth_unstable_by(k - 1, cmp);
-                }
-                idx[..k].sort_unstable_by(cmp);
-                dst.copy_from_slice(&idx[..k]);
+            };
+            if k < c {
+                idx.select_nth_unstable_by(k - 1, cmp);
             }
-        },
-    );
+            idx[..k].sort_unstable_by(cmp);
+            dst.copy_from_slice(&idx[..k]);
+        }
+    };
+    let init = Vec::<u32>::new;
+    if scores.len() < SMALL_TOPK {
+        // One batch of a validation loop: the thread pool's wake-up (and its contention with a
+        // BLAS pool that is still spinning) costs more than the split saves.
+        let mut state = init();
+        for pair in out.chunks_mut(k).zip(scores.chunks(c)) {
+            one_row(&mut state, pair);
+        }
+    } else {
+        out.par_chunks_mut(k).zip(scores.par_chunks(c)).for_each_init(init, one_row);
+    }
     out
 }
+
+/// The `k <= 32` best columns of one row, best first, into `dst` (ties: the
+/// lower column first).
+///
+/// A lower bound of the k-th score from one vectorised pass, then a sorted
+/// insertion buffer over the few columns at or above it (see the body). With
+/// AVX2 the vector passes run eight lanes at a time (runtime detection).
+fn small_topk_row(row: &[f32], k: usize, dst: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just above).
+            unsafe { small_topk_row_avx2(row, k, dst) };
+            return;
+        }
+    }
+    small_topk_row_body(row, k, dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn small_topk_row_avx2(row: &[f32], k: usize, dst: &mut [u32]) {
+    small_topk_row_body(row, k, dst);
+}
+
+#[inline(always)]
+fn small_topk_row_body(row: &[f32], k: usize, dst: &mut [u32]) {
+    debug_assert!((1..=TOPK_GROUPS).contains(&k) && dst.len() >= k.min(row.len()));
+    if row.len() < 4 * TOPK_GROUPS {
+        let len = insert_topk(row.iter().copied().zip(0u32..), k, &mut [0f32; TOPK_GROUPS], dst);
+        debug_assert_eq!(len, k.min(row.len()));
+        return;
+    }
+    // 1. A lower bound of the k-th best score: the k-th largest of the maxima
+    //    of TOPK_GROUPS interleaved groups of columns (k distinct columns reach
+    //    it). One branch-free, vectorisable pass, which also looks for NaN.
+    let mut maxima = [f32::NEG_INFINITY; TOPK_GROUPS];
+    let mut nan = false;
+    let mut chunks = row.chunks_exact(TOPK_GROUPS);
+    for chunk in &mut chunks {
+        for (m, &v) in maxima.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+            nan |= v.is_nan();
+        }
+    }
+    for (m, &v) in maxima.iter_mut().zip(chunks.remainder()) {
+        *m = if v > *m { v } else { *m };
+        nan |= v.is_nan();
+    }
+    if nan {
+        // NaN ranks as the streaming buffer always ranked it: keep that path.
+        insert_topk(row.iter().copied().zip(0u32..), k, &mut [0f32; TOPK_GROUPS], dst);
+        return;
+    }
+    // The k-th largest of the maxima: a sorting network would do, but an
+    // insertion into k sorted slots is short for the usual k <= 10.
+    let mut top = [f32::NEG_INFINITY; TOPK_GROUPS];
+    for &m in &maxima {
+        if m > top[k - 1] {
+            let mut at = k - 1;
+            while at > 0 && top[at - 1] < m {
+                top[at] = top[at - 1];
+                at -= 1;
+            }
+            top[at] = m;
+        }
+    }
+    let bound = top[k - 1];
+    // 2. The columns at or above the bound, in column order (chunks without one
+    //    are skipped after a vectorised test), then the buffer over those few.
+    //    Every column of the top k is among them, and the buffer's result
+    //    depends only on which columns it sees in column order.
+    let mut vals = [0f32; TOPK_GROUPS];
+    let mut len = 0usize;
+    for (ci, chunk) in row.chunks(TOPK_CHUNK).enumerate() {
+        if !chunk.iter().fold(false, |any, &s| any | (s >= bound)) {
+            continue;
+        }
+        let base = (ci * TOPK_CHUNK) as u32;
+        for (j, &s) in chunk.iter().enumerate() {
+            if s >= bound {
+                len = insert_one(s, base + j as u32, k, len, &mut vals, dst);
+            }
+        }
+    }
+    debug_assert_eq!(len, k);
+}
+
+/// Streams `(score, column)` pairs in increasing column order through a sorted
+/// buffer of the `k` best (an equal score never displaces an earlier column;
+/// NaN enters as it always did: at the front); writes their columns, best
+/// first, to `dst` and returns how many there are.
+#[inline(always)]
+fn insert_topk(
+    items: impl Iterator<Item = (f32, u32)>,
+    k: usize,
+    vals: &mut [f32; TOPK_GROUPS],
+    dst: &mut [u32],
+) -> usize {
+    let mut len = 0usize;
+    for (s, col) in items {
+        len = insert_one(s, col, k, len, vals, dst);
+    }
+    len
+}
+
+/// One step of [`insert_topk`]: offers `(s, col)` to a buffer holding `len`
+/// entries; returns the new length.
+#[inline(always)]
+fn insert_one(s: f32, col: u32, k: usize, mut len: usize, vals: &mut [f32; TOPK_GROUPS], dst: &mut [u32]) -> usize {
+    if len == k {
+        if s <= vals[k - 1] {
+            return len;
+        }
+    } else {
+        len += 1;
+    }
+    // Shift the entries below `s` down one place (the last one falls off when
+    // the buffer was full); `s` goes after every entry >= it.
+    let mut at = len - 1;
+    while at > 0 && !(vals[at - 1] >= s) {
+        vals[at] = vals[at - 1];
+        dst[at] = dst[at - 1];
+        at -= 1;
+    }
+    vals[at] = s;
+    dst[at] = col;
+    len
+}
+
+/// Column groups of the lower bound in [`small_topk_row`] (and the largest `k`
+/// it serves).
+const TOPK_GROUPS: usize = 32;
+
+/// Scores per pre-tested chunk of a row in [`topk_from_scores`].
+const TOPK_CHUNK: usize = 16;
+
+/// Below this many scores [`topk_from_scores`] runs on the calling thread.
+const SMALL_TOPK: usize = 1 << 19;
 
 /// Mean of the defined (`Some`) values; `None` when there are none.
 ///
