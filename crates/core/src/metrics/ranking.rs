@@ -616,19 +616,9 @@ fn small_topk_row_body(row: &[f32], k: usize, dst: &mut [u32]) {
         insert_topk(row.iter().copied().zip(0u32..), k, &mut [0f32; TOPK_GROUPS], dst);
         return;
     }
-    // The k-th largest of the maxima: a sorting network would do, but an
-    // insertion into k sorted slots is short for the usual k <= 10.
-    let mut top = [f32::NEG_INFINITY; TOPK_GROUPS];
-    for &m in &maxima {
-        if m > top[k - 1] {
-            let mut at = k - 1;
-            while at > 0 && top[at - 1] < m {
-                top[at] = top[at - 1];
-                at -= 1;
-            }
-            top[at] = m;
-        }
-    }
+    // The k-th largest of the maxima, through the same buffer (no NaN here).
+    let mut top = [0f32; TOPK_GROUPS];
+    insert_topk(maxima.iter().copied().zip(0u32..), k, &mut top, &mut [0u32; TOPK_GROUPS]);
     let bound = top[k - 1];
     // 2. The columns at or above the bound, in column order (chunks without one
     //    are skipped after a vectorised test), then the buffer over those few.
@@ -940,6 +930,34 @@ mod tests {
                 assert!(s0 > s1 || (s0 == s1 && w[0] < w[1]));
             }
         }
+    }
+
+    #[test]
+    fn topk_small_k_on_long_rows_matches_the_selection_path() {
+        // Rows of >= 4 * TOPK_GROUPS columns take the lower-bound path for
+        // k <= 32; k = 33 takes select_nth. Coarse values give many ties
+        // (and -0.0 beside 0.0); some rows are constant, one row is short.
+        let (n, c) = (40, 300);
+        let mut x = 99u64;
+        let mut scores: Vec<f32> = (0..n * c)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                match (x >> 33) % 13 {
+                    0 => -0.0,
+                    v => (v as f32 - 6.0) / 3.0,
+                }
+            })
+            .collect();
+        scores[c..2 * c].fill(0.25);
+        let full = topk_from_scores(&scores, n, c, 33);
+        for k in [1, 2, 5, 31, 32] {
+            let small = topk_from_scores(&scores, n, c, k);
+            for i in 0..n {
+                assert_eq!(small[i * k..(i + 1) * k], full[i * 33..i * 33 + k], "row {i}, k {k}");
+            }
+        }
+        let short = &scores[..100];
+        assert_eq!(topk_from_scores(short, 1, 100, 5), topk_from_scores(short, 1, 100, 33)[..5]);
     }
 
     #[test]
