@@ -661,6 +661,9 @@ fn insert_topk(
 /// One step of [`insert_topk`]: offers `(s, col)` to a buffer holding `len`
 /// entries; returns the new length.
 #[inline(always)]
+// `!(v >= s)` on purpose: it is also true when either is NaN, which is how
+// the buffer has always placed NaN (at the front).
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn insert_one(s: f32, col: u32, k: usize, mut len: usize, vals: &mut [f32; TOPK_GROUPS], dst: &mut [u32]) -> usize {
     if len == k {
         if s <= vals[k - 1] {
