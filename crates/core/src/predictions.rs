@@ -422,19 +422,34 @@ fn index_from_f64(v: f64) -> std::result::Result<u32, String> {
 }
 
 /// Fails with `error(first_position, count)` when `values` holds NaN or infinities.
-/// Counting runs in parallel chunks; the position is only searched on failure.
 fn check_finite(values: &[f32], error: impl FnOnce(usize, usize) -> Error) -> Result<()> {
-    const CHUNK: usize = 1 << 16;
-    let count: usize = values
-        .par_chunks(CHUNK)
-        // Exponent bits all ones: NaN or infinity (branch-free, vectorises).
-        .map(|c| c.iter().map(|x| usize::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000)).sum::<usize>())
-        .sum();
-    if count == 0 {
-        return Ok(());
+    match find_non_finite(values) {
+        None => Ok(()),
+        Some((first, count)) => Err(error(first, count)),
     }
-    let first = values.iter().position(|x| !x.is_finite()).unwrap_or(0);
-    Err(error(first, count))
+}
+
+/// The position of the first NaN or infinity in `values` and how many there
+/// are; `None` when every value is finite.
+///
+/// Counting is branch-free and vectorises; above a few million values it runs
+/// in parallel chunks (below that, waking the thread pool costs more than it
+/// saves, e.g. for one batch of a validation loop). The position is only
+/// searched for on failure.
+pub fn find_non_finite(values: &[f32]) -> Option<(usize, usize)> {
+    const CHUNK: usize = 1 << 16;
+    // Exponent bits all ones: NaN or infinity.
+    let count_chunk =
+        |c: &[f32]| c.iter().map(|x| usize::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000)).sum::<usize>();
+    let count: usize = if values.len() <= 32 * CHUNK {
+        values.chunks(CHUNK).map(count_chunk).sum()
+    } else {
+        values.par_chunks(CHUNK).map(count_chunk).sum()
+    };
+    if count == 0 {
+        return None;
+    }
+    Some((values.iter().position(|x| !x.is_finite()).unwrap_or(0), count))
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 //! reaches the core (whose functions assert their shapes), so bad input is a
 //! Python exception with a message, never a panic.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,9 +54,7 @@ impl AsRef<[f32]> for NumpyF32 {
 fn scores_view<'a>(a: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<(&'a [f32], usize, usize)> {
     let (n, c) = (a.shape()[0], a.shape()[1]);
     let s = a.as_slice().map_err(|_| err(format!("{what}: expected a C-contiguous float32 array")))?;
-    // A branch-free (vectorised) pass first; the position is looked for only when there is one.
-    let finite = s.chunks(4096).all(|ch| ch.iter().fold(true, |ok, v| ok & v.is_finite()));
-    if let Some(i) = (!finite).then(|| s.iter().position(|v| !v.is_finite())).flatten() {
+    if let Some((i, _)) = labelscope_core::predictions::find_non_finite(s) {
         return Err(err(format!(
             "{what}: row {}, column {}: value {} is not finite",
             i / c.max(1),
@@ -327,14 +326,20 @@ fn json_to_py(py: Python<'_>, v: &serde_json::Value) -> PyResult<Py<PyAny>> {
     Ok(json.call_method1("loads", (v.to_string(),))?.unbind())
 }
 
-/// The labels of images `rows` of `labels` joined by name to `names` (an unknown name errors).
-fn join(labels: &PyLabelSets, names: Option<Vec<String>>, n: usize, n_classes: usize) -> PyResult<Vec<Vec<u32>>> {
+/// The label sets of `n` prediction rows: those of `names` (through `select`, which refuses an
+/// unknown or repeated name), or without names the labels' own sets in order (borrowed, no copy).
+fn join<'a>(
+    labels: &'a PyLabelSets,
+    names: Option<Vec<String>>,
+    n: usize,
+    n_classes: usize,
+) -> PyResult<Cow<'a, [Vec<u32>]>> {
     let sets = match names {
         Some(names) => {
             if names.len() != n {
                 return Err(err(format!("{} names for {n} prediction rows", names.len())));
             }
-            labels.select(names)?.inner.sets
+            Cow::Owned(labels.select(names)?.inner.sets)
         }
         None => {
             if labels.inner.len() != n {
@@ -343,7 +348,7 @@ fn join(labels: &PyLabelSets, names: Option<Vec<String>>, n: usize, n_classes: u
                     labels.inner.len()
                 )));
             }
-            labels.inner.sets.clone()
+            Cow::Borrowed(labels.inner.sets.as_slice())
         }
     };
     check_classes(&sets, Some(n_classes), "labels")?;
