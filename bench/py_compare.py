@@ -7,15 +7,16 @@ Usage: python3 bench/py_compare.py (with the labelscope wheel installed: see doc
    labelscope.eval.mean_average_precision vs sklearn.metrics.average_precision_score
    (average="macro") on the images with labels; both values printed (they must agree).
 2. The per-batch accumulator in a dummy validation loop: 50,000 images in batches of 256, with
-   and without ReaLAccumulator.add(output, names) on [256, 1000] float32 outputs; the overhead is
-   the time spent inside the add calls (timed around each call; the difference of whole-loop
-   times is printed too, but VM jitter of ~1 % of a 5 s loop swamps it) over the model-only loop. Three dummy "models": a 25 ms busy wait per batch (a GPU
-   forward of 256 images, ResNet-50 class, at 10,000 images/s; the host thread spins as CUDA's
-   default synchronisation does), a 25 ms sleep (a host thread that blocks instead; on a VM a
-   sleeping core wakes up slow and cold, so any CPU work right after it, numpy's included, costs
-   several times more) and, as the worst case, a [256, 2048] x [2048, 1000] float32 matmul on the
-   CPU (~3 ms, with BLAS threads competing for the cores). The stand-ins hand over a fresh copy of
-   the logits, as `.cpu()` does.
+   and without ReaLAccumulator.add(output, names) on [256, 1000] float32 outputs. The overhead is
+   the time spent inside the add calls (timed around each call) over the model-only loop; the
+   whole-loop times are printed too, but VM jitter of ~1 % of a 5 s loop swamps their difference.
+   Dummy "models": a 25 ms busy wait per batch (a GPU forward of 256 images, ResNet-50 class, at
+   10,000 images/s; the host thread spins as CUDA's default synchronisation does); a 25 ms sleep
+   (a host thread that blocks instead); a [256, 2048] x [2048, 1000] float32 matmul on the CPU
+   (~3 ms, the worst case: BLAS threads compete for the cores); and no model at all (an add on hot
+   data). Each hands over a fresh copy of the logits, as `.cpu()` does. On a VM, memory left alone
+   for 25 ms is slow to reach again (numpy's own sum of a stale batch takes ~10x longer), which
+   the accumulator's own state (name index, label sets) still pays.
 """
 import argparse
 import os
@@ -101,19 +102,24 @@ def main():
     def matmul(_):
         return feats @ w
 
+    def nothing(b):
+        return outs[b % 4].copy()
+
     print("\n| validation loop, 50,000 images, batch 256 | model only (s) | + ReaLAccumulator.add (s) | "
           "add calls alone (s) | add per batch (ms) | overhead: add calls / model-only loop |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, model, reps in [("25 ms busy wait per batch (GPU forward, spinning sync)", spin, a.repeats),
                                ("25 ms sleep per batch (GPU forward, blocking sync)", wait, a.repeats),
-                               ("CPU matmul per batch (worst case)", matmul, a.repeats)]:
+                               ("CPU matmul per batch (worst case)", matmul, a.repeats),
+                               ("no model: adds back to back (data hot)", nothing, a.repeats)]:
         loop(model, False) if model is matmul else None  # BLAS warm-up
         runs = [(loop(model, False)[0], loop(model, True)) for _ in range(reps)]  # interleaved
         base = statistics.median(r[0] for r in runs)
         withacc = statistics.median(r[1][0] for r in runs)
         in_add = statistics.median(r[1][1] for r in runs)
-        print(f"| {label} | {base:.3f} | {withacc:.3f} | {in_add:.3f} | {1e3 * in_add / (n / 256):.3f} | "
-              f"{100 * in_add / base:.2f} % |", flush=True)
+        share = "—" if model is nothing else f"{100 * in_add / base:.2f} %"  # no loop to be a share of
+        print(f"| {label} | {base:.3f} | {withacc:.3f} | {in_add:.3f} | {1e3 * in_add / (n / 256):.3f} | {share} |",
+              flush=True)
 
 
 if __name__ == "__main__":
