@@ -17,6 +17,7 @@ pub mod head;
 pub mod multitask;
 pub mod optim;
 pub mod resnet;
+mod resnet_infer;
 pub mod train;
 pub mod vit;
 pub mod vit_classifier;

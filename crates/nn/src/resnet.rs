@@ -61,32 +61,32 @@ impl ResNetConfig {
 }
 
 /// A convolution with its BatchNorm folded in, as a matrix product.
-struct Conv {
+pub(crate) struct Conv {
     /// `[Co, Ci·k·k]`.
-    w: Tensor,
+    pub(crate) w: Tensor,
     /// `[Co, 1]`.
-    b: Tensor,
-    k: usize,
-    stride: usize,
-    pad: usize,
+    pub(crate) b: Tensor,
+    pub(crate) k: usize,
+    pub(crate) stride: usize,
+    pub(crate) pad: usize,
 }
 
-struct Bottleneck {
-    conv1: Conv,
-    conv2: Conv,
-    conv3: Conv,
-    downsample: Option<Conv>,
+pub(crate) struct Bottleneck {
+    pub(crate) conv1: Conv,
+    pub(crate) conv2: Conv,
+    pub(crate) conv3: Conv,
+    pub(crate) downsample: Option<Conv>,
 }
 
 /// A Bottleneck ResNet with loaded weights.
 pub struct ResNet {
     cfg: ResNetConfig,
-    stem: Conv,
-    layers: Vec<Vec<Bottleneck>>,
+    pub(crate) stem: Conv,
+    pub(crate) layers: Vec<Vec<Bottleneck>>,
     /// `[classes, F]`, transposed to `[F, classes]` for the product.
-    fc_wt: Tensor,
+    pub(crate) fc_wt: Tensor,
     /// `[1, classes]`.
-    fc_b: Tensor,
+    pub(crate) fc_b: Tensor,
     params: usize,
     device: Device,
 }
@@ -215,10 +215,16 @@ impl ResNet {
 
     /// Logits and pooled features for `x` `[B, 3, H, W]` (normalised RGB).
     ///
-    /// Runs image by image (the activations of one image stay in cache, which is faster on CPU
-    /// than one product over the whole batch); the hooked pass runs the batch at once.
+    /// When no gradient is needed (neither `x` nor the weights are tracked by candle's graph), this
+    /// runs the inference-only path of `resnet_infer.rs` (one matrix product per convolution into
+    /// reused buffers, fused bias/identity/ReLU); otherwise the differentiable candle path, image
+    /// by image. Both compute the same function (tested against PyTorch).
     pub fn forward(&self, x: &Tensor) -> Result<ResNetOutput> {
         let b = x.dims().first().copied().unwrap_or(0);
+        if x.rank() == 4 && b > 0 && !x.track_op() && !self.stem.w.track_op() {
+            self.check_input(x)?;
+            return crate::resnet_infer::forward(self, &x.to_dtype(DType::F32)?);
+        }
         if b <= 1 || x.rank() != 4 {
             return self.run(x, None);
         }
@@ -232,7 +238,14 @@ impl ResNet {
         Ok(ResNetOutput { logits: Tensor::cat(&logits, 0)?, features: Tensor::cat(&features, 0)? })
     }
 
-    fn run(&self, x: &Tensor, hook: Option<&mut Hook>) -> Result<ResNetOutput> {
+    /// The differentiable forward pass (candle ops).
+    #[doc(hidden)]
+    pub fn forward_differentiable(&self, x: &Tensor) -> Result<ResNetOutput> {
+        self.run(x, None)
+    }
+
+    /// Checks that `x` is `[B, 3, H, W]` with H, W ≥ 32 and that `x` and the model are on the CPU.
+    fn check_input(&self, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
         let (b, c, h, w) = x
             .dims4()
             .map_err(|_| Error::Shape(format!("ResNet input of shape {:?}; expected [B, 3, H, W]", x.dims())))?;
@@ -245,6 +258,11 @@ impl ResNet {
         if !matches!(x.device(), Device::Cpu) || !matches!(self.device, Device::Cpu) {
             return Err(Error::Invalid("the ResNet runtime runs on the CPU only".into()));
         }
+        Ok((b, c, h, w))
+    }
+
+    fn run(&self, x: &Tensor, hook: Option<&mut Hook>) -> Result<ResNetOutput> {
+        let (b, _, _, _) = self.check_input(x)?;
         // [C, B, H, W]
         let mut t = x.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
         t = conv(&t, &self.stem)?.relu()?;

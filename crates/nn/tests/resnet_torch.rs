@@ -188,3 +188,35 @@ fn resnet50_matches_pytorch_when_given() {
         assert!(d <= 1e-4 * mx, "{name}: {d}");
     }
 }
+
+/// The inference path (`forward`: plain buffers, groups of 8 images, fused epilogues) computes the
+/// same function as the differentiable candle path (`forward_differentiable`, checked against
+/// PyTorch above) on batches larger than a group, odd and non-square sizes (padding and stride
+/// edges), and an input that gradients track (which must take the differentiable path).
+#[test]
+fn inference_path_equals_the_differentiable_path() {
+    let m = model();
+    for (b, h, w) in [(11, 37, 45), (1, 32, 32), (3, 64, 33)] {
+        let n = b * 3 * h * w;
+        let v: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 4.0).collect();
+        let x = Tensor::from_vec(v, (b, 3, h, w), &Device::Cpu).unwrap();
+        let fast = m.forward(&x).unwrap();
+        let slow = m.forward_differentiable(&x).unwrap();
+        assert_eq!(fast.logits.dims(), &[b, 10]);
+        assert_eq!(fast.features.dims(), slow.features.dims());
+        for (a, s, what) in [(&fast.logits, &slow.logits, "logits"), (&fast.features, &slow.features, "features")] {
+            let d = (a - s).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(d <= 1e-4, "{b}×{h}×{w} {what}: max |diff| {d}");
+        }
+        // Image i's outputs do not depend on the other images of its group.
+        let one = m.forward(&x.narrow(0, b - 1, 1).unwrap()).unwrap();
+        let last = fast.logits.narrow(0, b - 1, 1).unwrap();
+        let d = (one.logits - last).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d <= 1e-5, "{b}×{h}×{w}: last image alone differs by {d}");
+    }
+    // A tracked input (a Var) keeps the differentiable path: gradients flow.
+    let x = candle_core::Var::from_tensor(&tensor("input")).unwrap();
+    let out = m.forward(x.as_tensor()).unwrap();
+    let grads = out.logits.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(x.as_tensor()).is_some(), "no gradient for a tracked input");
+}
