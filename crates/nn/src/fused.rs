@@ -49,7 +49,7 @@ pub(crate) fn erf_f32(x: f32) -> f32 {
 
 /// `0.5·v·(1 + erf(v/√2))` with [`erf_f32`].
 #[inline(always)]
-fn gelu_f32(v: f32) -> f32 {
+pub(crate) fn gelu_f32(v: f32) -> f32 {
     0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2))
 }
 

@@ -18,6 +18,8 @@ pub mod multitask;
 pub mod optim;
 pub mod resnet;
 mod resnet_infer;
+mod cpu;
+mod vit_infer;
 pub mod train;
 pub mod vit;
 pub mod vit_classifier;

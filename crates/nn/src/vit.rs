@@ -34,10 +34,12 @@
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
 
+use crate::vit_infer::{self, Epilogue};
+
 use crate::error::{Error, Result};
 
 #[path = "fused.rs"]
-mod fused;
+pub(crate) mod fused;
 
 /// Architecture of a ViT: the part every family shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -617,19 +619,44 @@ impl Vit {
                     y = f(&y)?;
                 }
             }
-            let qkv = blk.qkv.forward(&y)?; // [B, n, 3D]
-            let qkv4 = qkv.reshape((b, n, 3, heads, hd))?.permute((2, 0, 3, 1, 4))?; // [3, B, heads, n, hd]
-            let q = (qkv4.get(0)? * scale)?.contiguous()?;
-            let k = qkv4.get(1)?.contiguous()?;
-            let v = qkv4.get(2)?.contiguous()?;
-            let attn = softmax(&q.matmul(&k.t()?)?, diff)?;
-            let o = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?;
-            let mut a = blk.proj.forward(&o)?;
-            if let Some(g) = &blk.ls1 {
-                a = a.broadcast_mul(g)?;
-            }
-            h = (h + a)?;
+            let fast = !diff && matches!(h.device(), Device::Cpu) && h.dtype() == DType::F32;
+            let qkv = match fast_linear(fast, &y, &blk.qkv, Epilogue::None)? {
+                Some(t) => t,
+                None => blk.qkv.forward(&y)?, // [B, n, 3D]
+            };
+            let o = match fast.then(|| vit_infer::attention(&qkv, heads, scale as f32)).transpose()?.flatten() {
+                Some(o) => o,
+                None => {
+                    let qkv4 = qkv.reshape((b, n, 3, heads, hd))?.permute((2, 0, 3, 1, 4))?; // [3, B, heads, n, hd]
+                    let q = (qkv4.get(0)? * scale)?.contiguous()?;
+                    let k = qkv4.get(1)?.contiguous()?;
+                    let v = qkv4.get(2)?.contiguous()?;
+                    let attn = softmax(&q.matmul(&k.t()?)?, diff)?;
+                    attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, d))?
+                }
+            };
+            h = match fast_linear(fast, &o, &blk.proj, Epilogue::Residual { residual: &h, gamma: blk.ls1.as_ref() })? {
+                Some(t) => t,
+                None => {
+                    let mut a = blk.proj.forward(&o)?;
+                    if let Some(g) = &blk.ls1 {
+                        a = a.broadcast_mul(g)?;
+                    }
+                    (&h + a)?
+                }
+            };
             let y = blk.norm2.forward(&h, diff)?;
+            if let FfnLayers::Mlp { fc1, fc2 } = &blk.ffn {
+                if let Some(a) = fast_linear(fast, &y, fc1, Epilogue::Gelu)? {
+                    if let Some(t) = fast_linear(fast, &a, fc2, Epilogue::Residual { residual: &h, gamma: blk.ls2.as_ref() })? {
+                        h = t;
+                        if i + 1 == nblocks {
+                            last_qkv = Some(qkv);
+                        }
+                        continue;
+                    }
+                }
+            }
             let mut m = match &blk.ffn {
                 FfnLayers::Mlp { fc1, fc2 } => {
                     let a = match (diff, fc1.bias()) {
@@ -658,6 +685,15 @@ impl Vit {
         let last_qkv = last_qkv.ok_or_else(|| Error::Invalid("the model has no blocks".into()))?;
         Ok(Trunk { tokens, last_qkv, grid: (gh, gw) })
     }
+}
+
+/// `epilogue(x Wᵀ + b)` by the inference kernels of `vit_infer` when `fast`; `None` when not
+/// `fast` or when the kernels do not apply (the caller then uses candle's ops).
+fn fast_linear(fast: bool, x: &Tensor, l: &Linear, epilogue: Epilogue) -> candle_core::Result<Option<Tensor>> {
+    if !fast {
+        return Ok(None);
+    }
+    vit_infer::linear(x, l.weight(), l.bias(), epilogue)
 }
 
 /// `x W^T` for `x` `[B, n, K]` and `W` `[M, K]` as one `[B·n, K] × [K, M]` product.
