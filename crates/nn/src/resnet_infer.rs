@@ -16,12 +16,11 @@
 //!
 //! Activations are channels-first across the batch, `[C, B, H, W]`, as in the candle path.
 
-use std::sync::RwLockReadGuard;
-
-use candle_core::{CpuStorage, Storage, Tensor};
+use candle_core::Tensor;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::cpu::{gemm_into, parallelism, Mat, Raw};
 use crate::error::{Error, Result};
 use crate::resnet::{Conv, ResNet, ResNetOutput};
 
@@ -37,31 +36,9 @@ const GROUP: usize = 8;
 /// Rows of an elementwise pass handed to one rayon task at least.
 const MIN_ROWS: usize = 8;
 
-/// A read view of the f32 values of a contiguous CPU tensor.
-struct Raw<'a> {
-    guard: RwLockReadGuard<'a, Storage>,
-    start: usize,
-    end: usize,
-}
-
-impl<'a> Raw<'a> {
-    fn new(t: &'a Tensor, what: &str) -> Result<Self> {
-        let (guard, layout) = t.storage_and_layout();
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            return Err(Error::Invalid(format!("ResNet {what}: expected a contiguous tensor")));
-        };
-        if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
-            return Err(Error::Invalid(format!("ResNet {what}: expected f32 values on the CPU")));
-        }
-        Ok(Raw { guard, start, end })
-    }
-
-    fn slice(&self) -> &[f32] {
-        match &*self.guard {
-            Storage::Cpu(CpuStorage::F32(v)) => &v[self.start..self.end],
-            _ => &[], // checked in `new`
-        }
-    }
+/// The f32 view of `t`, or an error naming `what`.
+fn raw<'a>(t: &'a Tensor, what: &str) -> Result<Raw<'a>> {
+    Raw::new(t).ok_or_else(|| Error::Invalid(format!("ResNet {what}: expected a contiguous f32 tensor on the CPU")))
 }
 
 /// A folded convolution's weights as slices.
@@ -78,8 +55,8 @@ struct RawConv<'a> {
 impl<'a> RawConv<'a> {
     fn new(c: &'a Conv) -> Result<Self> {
         let (co, kdim) = c.w.dims2()?;
-        let w = Raw::new(&c.w, "convolution weights")?;
-        let b = Raw::new(&c.b, "convolution bias")?;
+        let w = raw(&c.w, "convolution weights")?;
+        let b = raw(&c.b, "convolution bias")?;
         if w.slice().len() != co * kdim || b.slice().len() != co || kdim % (c.k * c.k) != 0 {
             return Err(Error::Invalid("ResNet convolution with inconsistent shapes".into()));
         }
@@ -144,40 +121,7 @@ impl Buffers {
 
 /// `dst [m, n] = lhs [m, k] × rhs [k, n]`, all row-major and contiguous.
 fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, k: usize, par: Parallelism) {
-    assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n, "matmul: slice lengths");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        dst.fill(0.0);
-        return;
-    }
-    // SAFETY: the three slices hold exactly m·n, m·k and k·n values (asserted above) and are
-    // addressed row-major with the strides given; `dst` is borrowed mutably, so it aliases
-    // neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
+    gemm_into(dst, n, (m, n, k), Mat::rows(lhs, k), Mat::rows(rhs, n), 1.0, par);
 }
 
 /// Writes the column matrix of `x` for a `k×k` convolution into `cols[..ci·k·k · N]`, row
@@ -332,7 +276,7 @@ fn bottleneck(t: Act, blk: &[RawConv], buf: &mut Buffers) -> Result<Act> {
 pub(crate) fn forward(model: &ResNet, x: &Tensor) -> Result<ResNetOutput> {
     let (b, c, h, w) = x.dims4()?;
     let x = x.contiguous()?;
-    let input = Raw::new(&x, "input")?;
+    let input = raw(&x, "input")?;
     let image = c * h * w;
     let mut logits = Vec::new();
     let mut features = Vec::new();
@@ -369,9 +313,7 @@ fn forward_group(
         }
         layers.push(blocks);
     }
-    let threads = candle_core::utils::get_num_threads();
-    let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
-    let mut buf = Buffers { cols: Vec::new(), free: Vec::new(), par };
+    let mut buf = Buffers { cols: Vec::new(), free: Vec::new(), par: parallelism() };
     let split = PER_IMAGE_LAYERS.min(layers.len());
 
     // Stem and the first layers image by image.
@@ -423,8 +365,8 @@ fn forward_group(
             features[bi * f + ch] = s.iter().sum::<f32>() / plane as f32;
         }
     }
-    let fc_w = Raw::new(&model.fc_wt, "fc weights")?;
-    let fc_b = Raw::new(&model.fc_b, "fc bias")?;
+    let fc_w = raw(&model.fc_wt, "fc weights")?;
+    let fc_b = raw(&model.fc_b, "fc bias")?;
     let classes = fc_b.slice().len();
     if fc_w.slice().len() != f * classes {
         return Err(Error::Shape(format!("ResNet fc expects {} features, got {f}", fc_w.slice().len() / classes.max(1))));
