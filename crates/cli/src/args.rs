@@ -88,6 +88,8 @@ pub enum Command {
     Serve(crate::studio::ServeArgs),
     /// Annotation studio administration: migrate, create projects, export byproducts.
     Studio(crate::studio::StudioArgs),
+    /// Models and human labelers as participants: multi-label / top-1 tables per split and subset, plots.
+    Humans(Box<crate::humans::HumansArgs>),
 }
 
 /// How the score columns are to be read for set metrics.

@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Byproducts(a) => crate::byproducts::run(a),
         Command::Serve(a) => crate::studio::serve(a),
         Command::Studio(a) => crate::studio::run(a),
+        Command::Humans(a) => crate::humans::run(*a),
     }
 }
 

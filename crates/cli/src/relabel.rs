@@ -51,6 +51,14 @@ pub enum RelabelCommand {
     Report(Box<crate::relabel_quality::QualityArgs>),
     /// Ranked classes for a box of one image (ROI-align on the cached patch features + the region labeler).
     Query(Box<crate::relabel_quality::QueryArgs>),
+    /// Soft spatial label maps: the region labeler on every patch of every cached image ({id}.npy, [2, k, h, w]).
+    LabelMap(Box<crate::relabel_extras::LabelMapArgs>),
+    /// Soft targets of crop boxes by RoI-align over the label maps (ReLabel recipe).
+    SoftTarget(Box<crate::relabel_extras::SoftTargetArgs>),
+    /// Filter external COCO proposals by the labeler's top-1 confidence; kept/removed per threshold.
+    FilterProposals(Box<crate::relabel_extras::FilterArgs>),
+    /// k-NN (Kozachenko-Leonenko) entropy of feature matrices [N, d], in nats.
+    FeatureEntropy(Box<crate::relabel_extras::EntropyArgs>),
 }
 
 /// Runs `labelscope relabel`.
@@ -64,6 +72,10 @@ pub fn run(a: RelabelArgs) -> Result<()> {
         RelabelCommand::Run(r) => cmd_run(*r),
         RelabelCommand::Report(q) => crate::relabel_quality::run_quality(*q),
         RelabelCommand::Query(q) => crate::relabel_quality::run_query(*q),
+        RelabelCommand::LabelMap(x) => crate::relabel_extras::run_label_map(*x),
+        RelabelCommand::SoftTarget(x) => crate::relabel_extras::run_soft_target(*x),
+        RelabelCommand::FilterProposals(x) => crate::relabel_extras::run_filter(*x),
+        RelabelCommand::FeatureEntropy(x) => crate::relabel_extras::run_entropy(*x),
     }
 }
 

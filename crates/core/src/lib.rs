@@ -9,8 +9,10 @@
 pub mod analysis;
 pub mod atomic;
 pub mod classes;
+pub mod entropy;
 pub mod error;
 pub mod eval;
+pub mod humans;
 pub mod ids;
 pub mod labels;
 pub mod metrics;

@@ -10,6 +10,8 @@ pub mod aggregate;
 pub mod ambiguity;
 pub mod cache;
 pub mod error;
+pub mod external;
+pub mod labelmap;
 pub mod output;
 pub mod pipeline;
 pub mod pool;

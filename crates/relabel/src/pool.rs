@@ -460,6 +460,56 @@ pub fn roi_align(grid: &Grid, geom: &GridGeometry, bbox: [f64; 4], sampling_rati
     Ok(acc.into_iter().map(|a| (a / count) as f32).collect())
 }
 
+/// The cell weights of [`roi_align`] on an `h × w` grid: `out[i * w + j]`
+/// is the share of the box's bilinear samples that falls on cell `(i, j)`,
+/// so `roi_align(grid, ...) = Σ out[c] · cell c` (the weights sum to the
+/// share of samples inside the grid's one-cell border, 1 for boxes inside
+/// the grid rectangle). Same rules and errors as [`roi_align`].
+pub fn roi_align_weights(
+    h: usize,
+    w: usize,
+    geom: &GridGeometry,
+    bbox: [f64; 4],
+    sampling_ratio: Option<usize>,
+) -> Result<Vec<f64>> {
+    geom.validate()?;
+    if h == 0 || w == 0 {
+        return Err(Error::Invalid(format!("grid of {h}x{w} cells: must be non-empty")));
+    }
+    if bbox.iter().any(|v| !v.is_finite()) || bbox[2] <= bbox[0] || bbox[3] <= bbox[1] {
+        return Err(Error::Invalid(format!("box {bbox:?}: expected finite [x0, y0, x1, y1] with x0 < x1 and y0 < y1")));
+    }
+    if sampling_ratio == Some(0) {
+        return Err(Error::Invalid("sampling ratio 0: expected a positive count (or adaptive)".into()));
+    }
+    let sx = w as f64 / (geom.x1 - geom.x0);
+    let sy = h as f64 / (geom.y1 - geom.y0);
+    let rx0 = (bbox[0] - geom.x0) * sx - 0.5;
+    let ry0 = (bbox[1] - geom.y0) * sy - 0.5;
+    let rw = (bbox[2] - bbox[0]) * sx;
+    let rh = (bbox[3] - bbox[1]) * sy;
+    let gw = sampling_ratio.unwrap_or_else(|| rw.ceil() as usize).max(1);
+    let gh = sampling_ratio.unwrap_or_else(|| rh.ceil() as usize).max(1);
+    // Separable: the sample weights are products of a row and a column part.
+    let axis = |r0: f64, len: f64, g: usize, n: usize| -> Vec<f64> {
+        let mut acc = vec![0.0f64; n];
+        for s in 0..g {
+            let v = r0 + (s as f64 + 0.5) * len / g as f64;
+            if v < -1.0 || v > n as f64 {
+                continue;
+            }
+            let (lo, hi, f) = bilinear_index(v.max(0.0), n);
+            acc[lo] += 1.0 - f;
+            acc[hi] += f;
+        }
+        acc.iter_mut().for_each(|a| *a /= g as f64);
+        acc
+    };
+    let ay = axis(ry0, rh, gh, h);
+    let ax = axis(rx0, rw, gw, w);
+    Ok(ay.iter().flat_map(|&y| ax.iter().map(move |&x| y * x)).collect())
+}
+
 /// torchvision's index rule: `(low, high, frac)` for a clamped coordinate `v ≥ 0`.
 fn bilinear_index(v: f64, n: usize) -> (usize, usize, f64) {
     let low = v.floor() as usize;

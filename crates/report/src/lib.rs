@@ -5,8 +5,8 @@
 //! * [`table::terminal`]: an aligned plain-ASCII pivot table for the terminal;
 //! * [`csv::csv`]: the long table as RFC 4180 CSV (one line per result row);
 //! * [`markdown::markdown`]: pivot tables in GitHub-flavoured Markdown;
-//! * [`plot`]: hand-written SVG scatter plots, grouped bars, heat maps and
-//!   line plots, and PNG rendering of any SVG through `resvg`;
+//! * [`plot`]: hand-written SVG scatter plots (also of rates on probit or
+//!   logit axes), grouped bars, histograms, heat maps and line plots, and PNG rendering of any SVG through `resvg`;
 //! * [`html::html_report`]: one self-contained HTML file (inline CSS, SVG and
 //!   a few lines of JavaScript, no external resources);
 //! * [`html::html_page`]: a generic self-contained HTML page of sections with
@@ -31,8 +31,9 @@ pub use crate::format::escape_xml;
 pub use crate::html::{html_page, html_report, Cell, Figure, Section, Table};
 pub use crate::markdown::markdown;
 pub use crate::plot::{
-    bars_svg, buckets_from_results, heatmap_svg, least_squares, lines_svg, scatter_from_results, scatter_svg,
-    svg_to_png, BarSeries, BarSpec, HeatmapSpec, LineSeries, LineSpec, Point, ScatterSpec, Selector,
+    bars_svg, buckets_from_results, heatmap_svg, histogram_svg, inverse_normal_cdf, least_squares, lines_svg,
+    rate_scatter_svg, scatter_from_results, scatter_svg, svg_to_png, AxisScale, BarSeries, BarSpec, HeatmapSpec,
+    HistogramSpec, LineSeries, LineSpec, Point, RatePoint, RateScatterSpec, ScatterSpec, Selector,
 };
 pub use crate::table::terminal;
 

@@ -16,6 +16,12 @@ use resvg::usvg::{self, fontdb};
 use crate::format::{escape_xml, is_rate};
 use crate::{Error, Result};
 
+mod scaled;
+pub use scaled::{
+    histogram_bins, histogram_svg, inverse_normal_cdf, logit, rate_scatter_svg, AxisScale, HistogramSpec, RatePoint,
+    RateScatterSpec, RATE_CLAMP,
+};
+
 /// The `font-family` of every text in the plots.
 pub const FONT_FAMILY: &str = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif";
 
