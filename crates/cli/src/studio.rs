@@ -88,6 +88,9 @@ pub enum ExportFormat {
     CocoAb,
     /// JSON lines, one stored record per line (any task; full fidelity).
     RecordsJsonl,
+    /// Label projects: a folder with one answers file per labeler (`{worker hash}.csv`:
+    /// `image,label,alternative,time`), read by `labelscope humans`.
+    AnswersCsv,
 }
 
 /// Release layouts `studio import` reads.
@@ -140,9 +143,17 @@ pub enum StudioCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "imagenet-ab")]
         format: ExportFormat,
-        /// Output file (written atomically).
+        /// Output file (written atomically); for `answers-csv` a folder (created if missing) whose
+        /// files are each written atomically.
         #[arg(short, long)]
         output: PathBuf,
+        /// `answers-csv`: write ImageNet class indices (0-999) instead of class keys (WordNet ids).
+        #[arg(long)]
+        class_indices: bool,
+        /// `answers-csv`: leave out the assignments that quality control (`studio qc` with the
+        /// task's default rules) rejects.
+        #[arg(long)]
+        accepted_only: bool,
     },
     /// Judge every assignment of a project by the HIT rules; CSV to standard output or a file.
     Qc {
@@ -332,8 +343,35 @@ pub fn run(a: StudioArgs) -> Result<()> {
                 }
                 eprintln!("project {name:?}: {} HITs", tokens.len());
             }
-            StudioCommand::Export { db, project, format, output } => {
+            StudioCommand::Export { db, project, format, output, class_indices, accepted_only } => {
                 let d = open(&db).await?;
+                if (class_indices || accepted_only) && !matches!(format, ExportFormat::AnswersCsv) {
+                    bail!("--class-indices and --accepted-only apply to --format answers-csv only");
+                }
+                if let ExportFormat::AnswersCsv = format {
+                    use labelscope_studio::export::{answers_csv, AnswerClasses};
+                    let mut exclude = std::collections::HashSet::new();
+                    if accepted_only {
+                        for v in labelscope_studio::qc::project_verdicts(&d, &project, None).await? {
+                            if !v.accepted {
+                                exclude.insert(v.assignment);
+                            }
+                        }
+                    }
+                    let classes = if class_indices { AnswerClasses::Indices } else { AnswerClasses::Keys };
+                    let w = answers_csv(&d, &project, &output, classes, &exclude).await?;
+                    if w.rows == 0 {
+                        bail!("project {project:?} has no submitted answers yet; nothing exported");
+                    }
+                    eprintln!(
+                        "{} answers of {} labelers written to {} ({} rejected assignments left out)",
+                        w.rows,
+                        w.files.len(),
+                        output.display(),
+                        exclude.len()
+                    );
+                    return Ok(());
+                }
                 let n = match format {
                     ExportFormat::ImagenetAb => labelscope_studio::export::imagenet_ab(&d, &project, &output).await?,
                     ExportFormat::RecordsCsv => labelscope_studio::export::csv_records(&d, &project, &output).await?,
@@ -342,6 +380,7 @@ pub fn run(a: StudioArgs) -> Result<()> {
                     ExportFormat::RecordsJsonl => {
                         labelscope_studio::export::jsonl_records(&d, &project, &output).await?
                     }
+                    ExportFormat::AnswersCsv => unreachable!("handled above"),
                 };
                 if n == 0 {
                     bail!("project {project:?} has no submitted records yet; nothing exported");

@@ -556,3 +556,64 @@ fn browse_task_in_headless_chromium() {
         }
     }
 }
+
+#[test]
+fn label_task_in_headless_chromium() {
+    let Some(chromium) = chromium() else { return };
+    let dir = project_dir("l", 2, (300, 200), |images| {
+        let images: Vec<Value> = images
+            .into_iter()
+            .map(|mut i| {
+                i["gold"] = json!("n02085620");
+                i
+            })
+            .collect();
+        json!({"name": "labels", "task": "label", "images": images})
+    });
+    let (mut child, addr) = serve(dir.path(), true);
+    let out = dir.path().join("did.json");
+    node(&chromium, "label.mjs", &[&first_link(dir.path(), addr), out.to_str().unwrap()]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let did: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let recs = export_jsonl(dir.path(), "labels");
+    assert_eq!(recs.len(), 2);
+    for (d, r) in did["pages"].as_array().unwrap().iter().zip(&recs) {
+        assert_eq!((&d["early"], &d["waits"]), (&json!(true), &json!(true)), "submit waits for the choices");
+        let rec = &r["record"];
+        assert_eq!(rec["labelHistory"].as_array().unwrap().len() as u64, d["choices"].as_u64().unwrap());
+        assert_eq!(rec["escape"], json!(d["alternative"] != ""));
+    }
+    assert!(!recs[0]["record"]["mouseTracking"].as_array().unwrap().is_empty(), "mouse trace recorded");
+    // The answers export: one file for the one labeler, named by the worker hash, as clicked.
+    let answers = dir.path().join("answers");
+    let o = bin()
+        .args(["studio", "export", "--project", "labels", "--format", "answers-csv", "--db"])
+        .arg(dir.path().join("studio.sqlite"))
+        .arg("-o")
+        .arg(&answers)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let files: Vec<_> = std::fs::read_dir(&answers).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1);
+    let stem = files[0].file_stem().unwrap().to_str().unwrap().to_string();
+    assert!(stem.len() == 32 && stem.chars().all(|c| c.is_ascii_hexdigit()), "{stem}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0], ["image", "label", "alternative", "time"]);
+    assert_eq!(rows.len(), 3, "{text}");
+    for (row, d) in rows[1..].iter().zip(did["pages"].as_array().unwrap()) {
+        assert_eq!(row[0], format!("l{}", d["page"]));
+        assert_eq!((row[1], row[2]), (d["label"].as_str().unwrap(), d["alternative"].as_str().unwrap()));
+        assert!(row[3].parse::<f64>().unwrap() > 0.0, "page time in seconds: {text}");
+    }
+    // Gold (Chihuahua) on both images: page 1 right, page 2 (tench) wrong.
+    let o = bin()
+        .args(["studio", "qc", "--project", "labels", "--db"])
+        .arg(dir.path().join("studio.sqlite"))
+        .output()
+        .unwrap();
+    let qc = String::from_utf8_lossy(&o.stdout);
+    assert!(qc.lines().nth(1).is_some_and(|l| l.contains(",1,2,0,0,0,")), "{qc}");
+}

@@ -99,6 +99,11 @@ CREATE TABLE drafts (
         name: "task data of images (proposed labels, gold answers, known objects)",
         sql: "ALTER TABLE images ADD COLUMN extra TEXT;",
     },
+    Migration {
+        version: 3,
+        name: "assignments by worker (per-labeler answers exports)",
+        sql: "CREATE INDEX assignments_worker ON assignments (worker_hash);",
+    },
 ];
 
 /// The newest schema version this build knows.

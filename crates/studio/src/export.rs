@@ -13,8 +13,10 @@
 //! * [`jsonl_records`] — every stored record as one JSON line (any task).
 //! * [`csv_records`] and [`csv_events`] — a flat form for analysis: one row
 //!   per (image, showing), and one row per recorded event (hover, trace
-//!   sample, click, icon action, tab, answer, box drawing) with its
-//!   normalised position and time.
+//!   sample, click, icon action, tab, answer, box drawing, class choice,
+//!   escape hatch) with its normalised position and time.
+//! * [`answers_csv`] — label projects: one answers file per labeler
+//!   (`image,label,alternative,time`), read by `labelscope humans`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -214,6 +216,12 @@ fn labels_of(d: &Value) -> String {
     for r in list(d, "regions") {
         out.extend(r.get("label").and_then(Value::as_str).map(str::to_string));
     }
+    if let Some(l) = d.get("label").and_then(Value::as_str) {
+        out.push(l.to_string());
+        if let Some(a) = d.get("alternative").and_then(Value::as_str) {
+            out.push(format!("alternative={a}"));
+        }
+    }
     out.join(";")
 }
 
@@ -278,7 +286,11 @@ pub async fn csv_records(db: &Db, project: &str, out: &Path) -> Result<u64> {
                 opt(g(d, "imagePosition", "x")),
                 opt(g(d, "imagePosition", "y")),
                 csv_field(&labels_of(d)),
-                list(d, "actionHistories").len() + list(d, "answerHistory").len() + list(d, "regions").len(),
+                list(d, "actionHistories").len()
+                    + list(d, "answerHistory").len()
+                    + list(d, "regions").len()
+                    + list(d, "labelHistory").len()
+                    + list(d, "escapeHistory").len(),
             )?;
             n += 1;
         }
@@ -295,8 +307,9 @@ type Event<'a> = (f64, &'a str, Option<f64>, Option<f64>, String);
 /// where the icon went, or where it was for a removal; `detail` the
 /// category), `tab` (tag superclass; `detail` the superclass, `keyboard`
 /// when opened by the arrow keys), `answer` (verify; `detail`
-/// `label=answer`) or `draw` (region box drawing; `detail` the region's
-/// position and label); `x`, `y` are image-normalised (empty when there is
+/// `label=answer`), `draw` (region box drawing; `detail` the region's
+/// position and label), `choose` (label; `detail` `label=KEY` or
+/// `alternative=KEY`) or `escape` (label; `detail` `on` / `off`); `x`, `y` are image-normalised (empty when there is
 /// no point). Returns the number of rows.
 pub async fn csv_events(db: &Db, project: &str, out: &Path) -> Result<u64> {
     let rows = rows_of(db, project).await?;
@@ -346,6 +359,18 @@ pub async fn csv_events(db: &Db, project: &str, out: &Path) -> Result<u64> {
                 );
                 events.push((time(a), "answer", None, None, detail));
             }
+            for c in list(d, "labelHistory") {
+                let detail = format!(
+                    "{}={}",
+                    c.get("target").and_then(Value::as_str).unwrap_or_default(),
+                    c.get("label").and_then(Value::as_str).unwrap_or_default()
+                );
+                events.push((time(c), "choose", None, None, detail));
+            }
+            for e in list(d, "escapeHistory") {
+                let on = e.get("checked").and_then(Value::as_bool) == Some(true);
+                events.push((time(e), "escape", None, None, if on { "on" } else { "off" }.to_string()));
+            }
             for (k, reg) in list(d, "regions").iter().enumerate() {
                 let detail = format!("region {k}: {}", reg.get("label").and_then(Value::as_str).unwrap_or_default());
                 for p in list(reg, "drawTrace") {
@@ -371,4 +396,96 @@ pub async fn csv_events(db: &Db, project: &str, out: &Path) -> Result<u64> {
         w.flush()
     })?;
     Ok(n)
+}
+
+/// How [`answers_csv`] writes classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerClasses {
+    /// The class keys as stored (WordNet ids for ImageNet classes).
+    Keys,
+    /// ImageNet class indices (0–999); a class outside the ImageNet table is an error.
+    Indices,
+}
+
+/// What [`answers_csv`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswersWritten {
+    /// The files, one per labeler, in worker-hash order.
+    pub files: Vec<std::path::PathBuf>,
+    /// Answers (rows) over all files.
+    pub rows: u64,
+}
+
+/// Writes a label project's answers as one answers file per labeler into
+/// the folder `out` (created if missing): `{worker hash}.csv` with the
+/// columns `image,label,alternative,time` — the image name, the class
+/// chosen, the escape-hatch alternative (empty without one) and the page
+/// time in seconds — the format `labelscope humans` reads, the participant
+/// being named by the keyed worker hash. Rows follow the project's image
+/// order. Assignments in `exclude` are left out. Each file is written
+/// atomically (temporary file, then rename).
+pub async fn answers_csv(
+    db: &Db,
+    project: &str,
+    out: &Path,
+    classes: AnswerClasses,
+    exclude: &std::collections::HashSet<i64>,
+) -> Result<AnswersWritten> {
+    let (_, task) = crate::qc::project_task(db, project).await?;
+    if task != crate::manifest::Task::Label {
+        return Err(Error::Invalid(format!(
+            "project {project:?} is a {} project; answers files hold the one class per image of a label project",
+            task.name()
+        )));
+    }
+    let table = labelscope_core::classes::ClassTable::imagenet();
+    let class = |key: &str, image: &str| -> Result<String> {
+        match classes {
+            AnswerClasses::Keys => Ok(key.to_string()),
+            AnswerClasses::Indices => table.index_of_wnid(key).map(|k| k.to_string()).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "image {image:?}: class {key:?} is not an ImageNet class, so it has no class index; \
+                     export class keys instead"
+                ))
+            }),
+        }
+    };
+    let mut by_worker: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen: std::collections::HashSet<(String, i64)> = std::collections::HashSet::new();
+    let mut rows = 0u64;
+    // Records come ordered by image, then submission: a labeler's first answer of an image counts.
+    for (r, d) in rows_of(db, project).await? {
+        if exclude.contains(&r.assignment) || !seen.insert((r.worker.clone(), r.image_id)) {
+            continue;
+        }
+        let Some(label) = d.get("label").and_then(Value::as_str) else {
+            return Err(Error::Schema(format!("stored label record of image {:?} has no label", r.image)));
+        };
+        let alternative = match d.get("alternative").and_then(Value::as_str) {
+            Some(a) => class(a, &r.image)?,
+            None => String::new(),
+        };
+        let time = d.get("timeSpent").and_then(num).map(|ms| (ms / 1000.0).to_string()).unwrap_or_default();
+        let text = by_worker.entry(r.worker.clone()).or_insert_with(|| "image,label,alternative,time\n".to_string());
+        let _ = writeln!(
+            text,
+            "{},{},{},{time}",
+            csv_field(&r.image),
+            csv_field(&class(label, &r.image)?),
+            csv_field(&alternative)
+        );
+        rows += 1;
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut files = Vec::with_capacity(by_worker.len());
+    for (worker, text) in &by_worker {
+        // Worker hashes are hex digests: safe file names (checked all the same).
+        if worker.is_empty() || !worker.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(Error::Schema(format!("worker hash {worker:?} is not usable as a file name")));
+        }
+        let path = out.join(format!("{worker}.csv"));
+        labelscope_core::atomic::write_atomic(&path, text.as_bytes())?;
+        files.push(path);
+    }
+    Ok(AnswersWritten { files, rows })
 }

@@ -17,11 +17,12 @@
 //!
 //! * `task`: `browse` (ImageNet-style candidate grids), `tag` (COCO-style
 //!   icon placement), `verify` (yes / no / maybe on proposed labels) or
-//!   `region` (draw a box, pick its class).
+//!   `region` (draw a box, pick its class) or `label` (pick one class for
+//!   the image, optionally an alternative with the escape hatch).
 //! * `images_per_page` (browse only; default 48) and `pages_per_hit`
-//!   (default 10 for browse and region, 20 for tag and verify): the layout
-//!   of the ImageNet / ImageNetV2 and COCO HITs. Tag, verify and region
-//!   pages show one image.
+//!   (default 10 for browse and region, 20 for tag, verify and label): the
+//!   layout of the ImageNet / ImageNetV2 and COCO HITs. Tag, verify, region
+//!   and label pages show one image.
 //! * `pointer_nudge` (browse; default false): the red-circle cursor and the
 //!   instruction "click on the object".
 //! * `classes`: optional names and descriptions by class key; WordNet ids
@@ -31,11 +32,13 @@
 //! * `images`: `name` (unique key, as in the releases), `file` (relative to
 //!   the image folder; no `..`, not absolute) and, by task:
 //!   * `class`: the candidate class a browse page asks about (required for
-//!     browse; elsewhere the original label, shown by verify);
+//!     browse; elsewhere the original label, shown by verify, never sent to
+//!     a label page);
 //!   * `known_positive` (browse): the image is known to show its class;
 //!   * `gold`: an attention check with a known answer — browse: `true` /
 //!     `false` (whether the image must be selected); verify: `{"label":
-//!     "yes" | "no"}` for some of its proposed labels;
+//!     "yes" | "no"}` for some of its proposed labels; label: a class key
+//!     or an array of class keys (the answers counted right);
 //!   * `proposed` (verify, required): the labels to verify (class keys);
 //!   * `objects` (tag, region): known objects for quality control,
 //!     `[{"category": "dog", "box": [x0, y0, x1, y1]}]` in pixels, or with
@@ -73,11 +76,14 @@ pub enum Task {
     Verify,
     /// Draw boxes and name their classes.
     Region,
+    /// Free labelling (Shankar et al. 2020): pick one class for the image,
+    /// optionally an alternative with the escape hatch.
+    Label,
 }
 
 impl Task {
     /// Every task.
-    pub const ALL: [Task; 4] = [Task::Browse, Task::Tag, Task::Verify, Task::Region];
+    pub const ALL: [Task; 5] = [Task::Browse, Task::Tag, Task::Verify, Task::Region, Task::Label];
 
     /// The name used in manifests and the database.
     pub fn name(self) -> &'static str {
@@ -86,6 +92,7 @@ impl Task {
             Task::Tag => "tag",
             Task::Verify => "verify",
             Task::Region => "region",
+            Task::Label => "label",
         }
     }
 
@@ -98,7 +105,7 @@ impl Task {
     pub fn default_pages_per_hit(self) -> usize {
         match self {
             Task::Browse | Task::Region => 10,
-            Task::Tag | Task::Verify => 20,
+            Task::Tag | Task::Verify | Task::Label => 20,
         }
     }
 }
@@ -224,6 +231,9 @@ pub struct ImageExtra {
     /// Verify gold: the right answer (`yes` / `no`) for some proposed labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub gold_answers: BTreeMap<String, String>,
+    /// Label gold: the classes accepted as a right answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gold_labels: Vec<String>,
     /// Known objects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<KnownObject>,
@@ -277,6 +287,9 @@ pub struct Manifest {
     pub classes: BTreeMap<String, ClassText>,
     /// Tag icons (empty for other tasks).
     pub categories: Vec<Category>,
+    /// The classes listed under `classes` in the manifest, by key (label:
+    /// the choices besides the ImageNet table).
+    pub listed_classes: Vec<String>,
     /// Images in manifest order.
     pub images: Vec<ManifestImage>,
     /// The manifest text as given (kept in the database).
@@ -335,6 +348,7 @@ fn image_keys(task: Task) -> &'static [&'static str] {
         Task::Tag => &["name", "file", "class", "objects", "image_id"],
         Task::Verify => &["name", "file", "class", "proposed", "gold"],
         Task::Region => &["name", "file", "class", "objects"],
+        Task::Label => &["name", "file", "class", "gold"],
     }
 }
 
@@ -444,7 +458,7 @@ impl Manifest {
             Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => s.trim().to_string(),
             _ => return Err(Error::format(path, "name", "expected a non-empty string (at most 200 bytes)")),
         };
-        let tasks = "\"browse\", \"tag\", \"verify\" or \"region\"";
+        let tasks = "\"browse\", \"tag\", \"verify\", \"region\" or \"label\"";
         let task = match field(obj, "task") {
             Some(Value::String(s)) => Task::parse(s)
                 .ok_or_else(|| Error::format(path, "task", format!("{s:?} is not a task; expected {tasks}")))?,
@@ -630,6 +644,30 @@ impl Manifest {
                 (Task::Browse, Some(_)) => {
                     return Err(Error::format(path, at("gold"), "expected true (must be selected) or false (must not)"))
                 }
+                (Task::Label, Some(g)) => {
+                    let keys: Vec<&Value> = match g {
+                        Value::Array(a) if !a.is_empty() => a.iter().collect(),
+                        Value::String(_) => vec![g],
+                        _ => {
+                            return Err(Error::format(
+                                path,
+                                at("gold"),
+                                "expected a class key or a non-empty array of class keys (the right answers)",
+                            ))
+                        }
+                    };
+                    for (k, l) in keys.into_iter().enumerate() {
+                        let gat = if g.is_array() { format!("{}[{k}]", at("gold")) } else { at("gold") };
+                        let l = l
+                            .as_str()
+                            .filter(|l| !l.is_empty())
+                            .ok_or_else(|| Error::format(path, &gat, "expected a class key"))?;
+                        class_text(l, &gat)?;
+                        if !extra.gold_labels.iter().any(|x| x == l) {
+                            extra.gold_labels.push(l.to_string());
+                        }
+                    }
+                }
                 (_, Some(Value::Object(m))) if !m.is_empty() => {
                     for (label, ans) in m {
                         let gat = format!("{}.{label}", at("gold"));
@@ -671,6 +709,13 @@ impl Manifest {
             }
             images.push(ManifestImage { name, file, class, known_positive, extra });
         }
+        let listed_classes: Vec<String> = overrides.keys().cloned().collect();
+        if task == Task::Label {
+            // Listed classes are choices of a label project even when no image uses them.
+            for k in &listed_classes {
+                class_text(k, &format!("classes.{k}"))?;
+            }
+        }
         Ok(Manifest {
             name,
             task,
@@ -679,6 +724,7 @@ impl Manifest {
             pointer_nudge,
             classes,
             categories,
+            listed_classes,
             images,
             source: text.to_string(),
         })
@@ -687,9 +733,13 @@ impl Manifest {
     /// The HITs: for each, its pages as positions in [`Manifest::images`].
     pub fn hits(&self) -> Vec<Vec<PageSpec<usize>>> {
         if self.task != Task::Browse {
-            let pages: Vec<PageSpec<usize>> = (0..self.images.len())
-                .map(|i| PageSpec { class: self.images[i].class.clone().unwrap_or_default(), images: vec![i] })
-                .collect();
+            // A label page must not tell the labeler the original label.
+            let class = |i: usize| match self.task {
+                Task::Label => String::new(),
+                _ => self.images[i].class.clone().unwrap_or_default(),
+            };
+            let pages: Vec<PageSpec<usize>> =
+                (0..self.images.len()).map(|i| PageSpec { class: class(i), images: vec![i] }).collect();
             return pages.chunks(self.pages_per_hit).map(<[_]>::to_vec).collect();
         }
         let mut by_class: BTreeMap<&str, (usize, Vec<usize>)> = BTreeMap::new();
@@ -857,6 +907,49 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.images[0].extra.gold_selected, Some(false));
+    }
+
+    #[test]
+    fn label_projects() {
+        let m = parse(
+            r#"{"name": "l", "task": "label", "classes": {"my-toy": {"name": "toy of mine"}},
+                "images": [{"file": "a.jpg", "class": "n02085620", "gold": "n02085620"},
+                           {"file": "b.jpg", "gold": ["n02123045", "my-toy", "n02123045"]}, {"file": "c.jpg"}]}"#,
+        )
+        .unwrap();
+        assert_eq!((m.task, m.pages_per_hit), (Task::Label, 20));
+        assert_eq!(m.images[0].extra.gold_labels, vec!["n02085620".to_string()]);
+        assert_eq!(m.images[1].extra.gold_labels, vec!["n02123045".to_string(), "my-toy".to_string()]);
+        assert_eq!(m.listed_classes, vec!["my-toy".to_string()]);
+        assert_eq!(m.classes["my-toy"].name, "toy of mine");
+        // The original label stays off the pages.
+        let hits = m.hits();
+        assert_eq!(hits[0].iter().map(|p| p.class.as_str()).collect::<Vec<_>>(), ["", "", ""]);
+        for (text, at, what) in [
+            (
+                r#"{"name": "l", "task": "label", "images": [{"file": "a.jpg", "gold": "cat"}]}"#,
+                "images[0].gold",
+                "not an ImageNet",
+            ),
+            (
+                r#"{"name": "l", "task": "label", "images": [{"file": "a.jpg", "gold": ["n02085620", 3]}]}"#,
+                "images[0].gold[1]",
+                "class key",
+            ),
+            (
+                r#"{"name": "l", "task": "label", "images": [{"file": "a.jpg", "gold": true}]}"#,
+                "images[0].gold",
+                "class key",
+            ),
+            (
+                r#"{"name": "l", "task": "label", "images": [{"file": "a.jpg", "proposed": ["n02085620"]}]}"#,
+                "images[0].proposed",
+                "unknown key for a label project",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(at) && e.contains(what), "{text} -> {e}");
+        }
     }
 
     #[test]

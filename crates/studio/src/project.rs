@@ -73,6 +73,13 @@ pub async fn create(db: &Db, manifest: &Manifest) -> Result<Created> {
                     texts.extend(manifest.classes.get(c).cloned());
                 }
             };
+            // Label pages choose among the ImageNet classes and the classes the manifest lists
+            // (never only those of the HIT's images: that would hint at the answers).
+            if task == crate::manifest::Task::Label {
+                for c in &manifest.listed_classes {
+                    add(c);
+                }
+            }
             for p in &hits[k] {
                 add(&p.class);
                 for &i in &p.images {

@@ -172,6 +172,13 @@ pub fn check_record(task: Task, selected: bool, data: &Value, extra: &ImageExtra
                 c.objects.0 += i64::from(hit);
             }
         }
+        Task::Label => {
+            if !extra.gold_labels.is_empty() {
+                c.gold.1 += 1;
+                let got = data["label"].as_str().unwrap_or_default();
+                c.gold.0 += i64::from(extra.gold_labels.iter().any(|g| g == got));
+            }
+        }
         Task::Tag | Task::Region => {}
     }
 }

@@ -8,7 +8,7 @@
 //! | GET | `/api/hit/{token}/page/{i}?assignment=&key=` | page `i`: class, images, autosaved draft |
 //! | POST | `/api/hit/{token}/page/{i}` | submit page `i` (one transaction); `{"status": "saved" \| "already_saved"}` |
 //! | PUT | `/api/hit/{token}/draft/{i}` | autosave partial work of page `i` |
-//! | GET | `/api/hit/{token}/suggest/{i}?assignment=&key=&q=&x0=&y0=&x1=&y1=` | region task: ranked classes for a box (model) or a query (class-name search) |
+//! | GET | `/api/hit/{token}/suggest/{i}?assignment=&key=&q=&x0=&y0=&x1=&y1=` | region task: ranked classes for a box (model) or a query (class-name search); label task: class-name search only |
 //! | GET | `/img/{token}/{image id}` | an image of the HIT (only images of its pages) |
 //! | GET | `/admin/workers?key=&project=` | per-worker statistics (the admin key is printed at start) |
 //!
@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 
 use crate::browse::{validate_page, PageContext, ValidRecord};
 use crate::db::{Db, HitRow, RecordRow, SaveOutcome};
+use crate::label::{validate_label, LabelContext};
 use crate::manifest::{HitSpec, ImageExtra, Task};
 use crate::region::{search_classes, validate_region, RegionContext, Suggestion};
 use crate::secret::{is_token, token_hash, WorkerKey};
@@ -192,6 +193,7 @@ const BROWSE_JS: &str = include_str!("../assets/browse.js");
 const TAG_JS: &str = include_str!("../assets/tag.js");
 const VERIFY_JS: &str = include_str!("../assets/verify.js");
 const REGION_JS: &str = include_str!("../assets/region.js");
+const LABEL_JS: &str = include_str!("../assets/label.js");
 
 async fn asset(UrlPath(file): UrlPath<String>) -> Response {
     let js = "text/javascript; charset=utf-8";
@@ -202,6 +204,7 @@ async fn asset(UrlPath(file): UrlPath<String>) -> Response {
         "tag.js" => (TAG_JS, js),
         "verify.js" => (VERIFY_JS, js),
         "region.js" => (REGION_JS, js),
+        "label.js" => (LABEL_JS, js),
         _ => return ApiError::not_found("file").into_response(),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
@@ -254,6 +257,7 @@ async fn hit_page(
         Task::Tag => "tag the objects",
         Task::Verify => "verify labels",
         Task::Region => "label regions",
+        Task::Label => "label the image",
     };
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -422,6 +426,12 @@ async fn validate(
             let check = |k: &str| is_class(state, spec, k);
             vec![validate_region(v, &RegionContext { image: image()?, is_class: &check }).map_err(ApiError::bad)?]
         }
+        Task::Label => {
+            // The choices: the project's listed classes and the ImageNet table (no model classes).
+            let table = labelscope_core::classes::ClassTable::imagenet();
+            let check = |k: &str| spec.classes.iter().any(|c| c.wnid == k) || table.index_of_wnid(k).is_some();
+            vec![validate_label(v, &LabelContext { image: image()?, is_class: &check }).map_err(ApiError::bad)?]
+        }
     })
 }
 
@@ -479,7 +489,7 @@ async fn suggest(
 ) -> ApiResult<Response> {
     let (hit, spec) = hit_of(&state, &token).await?;
     check_assignment(&state, hit.id, q.assignment, &q.key).await?;
-    if spec.task != Task::Region {
+    if !matches!(spec.task, Task::Region | Task::Label) {
         return Err(ApiError::not_found("suggestions"));
     }
     let p = spec.pages.get(index).ok_or_else(|| ApiError::not_found("page"))?;
@@ -514,7 +524,9 @@ async fn suggest(
         (None, None, None, None) => None,
         _ => return Err(ApiError::bad("x0, y0, x1, y1: give all four or none")),
     };
-    let (source, list) = match (&state.suggester, bbox, query.trim().is_empty()) {
+    // Label pages search class names only: the region model answers boxes.
+    let model = if spec.task == Task::Region { state.suggester.as_ref() } else { None };
+    let (source, list) = match (model, bbox, query.trim().is_empty()) {
         (Some(model), Some(b), true) => {
             let id = p.images.first().copied().ok_or_else(|| ApiError::not_found("image"))?;
             let row =
@@ -534,7 +546,7 @@ async fn suggest(
     };
     let list: Vec<Value> =
         list.into_iter().map(|s| json!({"wnid": s.wnid, "name": s.name, "score": s.score})).collect();
-    Ok(axum::Json(json!({"source": source, "model": state.suggester.is_some(), "suggestions": list})).into_response())
+    Ok(axum::Json(json!({"source": source, "model": model.is_some(), "suggestions": list})).into_response())
 }
 
 fn content_type(file: &str) -> &'static str {

@@ -297,7 +297,7 @@ fn migrations(rt: &tokio::runtime::Runtime, path: String, sqlite: bool) {
         .execute(db.pool())
         .await
         .unwrap();
-        assert_eq!(db.migrate().await.unwrap(), vec![2]);
+        assert_eq!(db.migrate().await.unwrap(), vec![2, 3]);
         assert_eq!(db.migrate().await.unwrap(), Vec::<i64>::new());
         let images = db.project_images(1).await.unwrap();
         assert_eq!((images[0].name.as_str(), images[0].known_positive, images[0].extra.as_deref()), ("a", true, None));
