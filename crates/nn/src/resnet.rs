@@ -301,6 +301,23 @@ impl CamTarget for ResNet {
         let out = self.run(x, Some(hook))?;
         Ok((out.logits, CamLayout::ChannelsFirst))
     }
+
+    /// GradCAM needs gradients only at and after `layer4`: the layers up to it run on the
+    /// inference path (no graph), then the hook, the average pooling and `fc` on candle's ops.
+    /// Inputs or weights that gradients track keep [`CamTarget::forward_hooked`].
+    fn forward_cam(&self, x: &Tensor, hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<(Tensor, CamLayout)> {
+        let b = x.dims().first().copied().unwrap_or(0);
+        if x.rank() != 4 || b == 0 || x.track_op() || self.stem.w.track_op() {
+            return self.forward_hooked(x, hook);
+        }
+        self.check_input(x)?;
+        let a = crate::resnet_infer::layer4(self, &x.to_dtype(DType::F32)?)?; // [B, C, h, w]
+        let a = hook(&a)?;
+        let (b, c, h, w) = a.dims4()?;
+        let features = a.reshape((b, c, h * w))?.mean(2)?;
+        let logits = features.matmul(&self.fc_wt)?.broadcast_add(&self.fc_b)?;
+        Ok((logits, CamLayout::ChannelsFirst))
+    }
 }
 
 /// Reads the configuration from torchvision tensor names and shapes.

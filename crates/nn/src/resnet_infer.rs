@@ -294,12 +294,65 @@ pub(crate) fn forward(model: &ResNet, x: &Tensor) -> Result<ResNetOutput> {
     })
 }
 
+/// The `layer4` output of `x` `[B, 3, H, W]` (f32, CPU, checked by the caller) as `[B, C, h, w]`,
+/// for GradCAM: the activation its hook differentiates at, computed without a graph.
+pub(crate) fn layer4(model: &ResNet, x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let x = x.contiguous()?;
+    let input = raw(&x, "input")?;
+    let image = c * h * w;
+    let mut out = Vec::new();
+    let mut shape = (0, 0, 0);
+    for start in (0..b).step_by(GROUP) {
+        let n = GROUP.min(b - start);
+        let t = trunk_group(model, &input.slice()[start * image..(start + n) * image], (n, c, h, w))?;
+        let plane = t.h * t.w;
+        shape = (t.c, t.h, t.w);
+        // [C, n, h, w] → [n, C, h, w]
+        for bi in 0..n {
+            for ch in 0..t.c {
+                out.extend_from_slice(&t.data[(ch * n + bi) * plane..(ch * n + bi + 1) * plane]);
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, (b, shape.0, shape.1, shape.2), x.device())?)
+}
+
 /// Logits `[b, classes]` and features `[b, F]` of the images `input` `[b, c, h, w]`.
 fn forward_group(
     model: &ResNet,
     input: &[f32],
     (b, c, h, w): (usize, usize, usize, usize),
 ) -> Result<(Vec<f32>, Vec<f32>)> {
+    let t = trunk_group(model, input, (b, c, h, w))?;
+    // Global average pooling → [B, F], then fc.
+    let (f, plane) = (t.c, t.h * t.w);
+    let b = t.b;
+    let mut features = vec![0f32; b * f];
+    for bi in 0..b {
+        for ch in 0..f {
+            let s = &t.data[(ch * b + bi) * plane..(ch * b + bi + 1) * plane];
+            features[bi * f + ch] = s.iter().sum::<f32>() / plane as f32;
+        }
+    }
+    let fc_w = raw(&model.fc_wt, "fc weights")?;
+    let fc_b = raw(&model.fc_b, "fc bias")?;
+    let classes = fc_b.slice().len();
+    if fc_w.slice().len() != f * classes {
+        return Err(Error::Shape(format!("ResNet fc expects {} features, got {f}", fc_w.slice().len() / classes.max(1))));
+    }
+    let mut logits = vec![0f32; b * classes];
+    matmul(&mut logits, &features, fc_w.slice(), b, classes, f, Parallelism::None);
+    for row in logits.chunks_exact_mut(classes.max(1)) {
+        for (v, &bv) in row.iter_mut().zip(fc_b.slice()) {
+            *v += bv;
+        }
+    }
+    Ok((logits, features))
+}
+
+/// The `layer4` output `[C, b, h, w]` of the images `input` `[b, c, h, w]`.
+fn trunk_group(model: &ResNet, input: &[f32], (b, c, h, w): (usize, usize, usize, usize)) -> Result<Act> {
     let stem = RawConv::new(&model.stem)?;
     let mut layers = Vec::with_capacity(model.layers.len());
     for layer in &model.layers {
@@ -356,27 +409,5 @@ fn forward_group(
             t = bottleneck(t, blk, &mut buf)?;
         }
     }
-    // Global average pooling → [B, F], then fc.
-    let (f, plane) = (t.c, t.h * t.w);
-    let mut features = vec![0f32; b * f];
-    for bi in 0..b {
-        for ch in 0..f {
-            let s = &t.data[(ch * b + bi) * plane..(ch * b + bi + 1) * plane];
-            features[bi * f + ch] = s.iter().sum::<f32>() / plane as f32;
-        }
-    }
-    let fc_w = raw(&model.fc_wt, "fc weights")?;
-    let fc_b = raw(&model.fc_b, "fc bias")?;
-    let classes = fc_b.slice().len();
-    if fc_w.slice().len() != f * classes {
-        return Err(Error::Shape(format!("ResNet fc expects {} features, got {f}", fc_w.slice().len() / classes.max(1))));
-    }
-    let mut logits = vec![0f32; b * classes];
-    matmul(&mut logits, &features, fc_w.slice(), b, classes, f, Parallelism::None);
-    for row in logits.chunks_exact_mut(classes.max(1)) {
-        for (v, &bv) in row.iter_mut().zip(fc_b.slice()) {
-            *v += bv;
-        }
-    }
-    Ok((logits, features))
+    Ok(t)
 }

@@ -220,3 +220,35 @@ fn inference_path_equals_the_differentiable_path() {
     let grads = out.logits.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(x.as_tensor()).is_some(), "no gradient for a tracked input");
 }
+
+/// GradCAM's pass (`forward_cam`: the layers up to `layer4` on the inference path, then the hook,
+/// pooling and `fc` on candle's ops) sees the same activation and gives the same logits as
+/// PyTorch, and the logits follow what the hook returns.
+#[test]
+fn cam_forward_matches_pytorch() {
+    let m = model();
+    let x = tensor("input");
+    let mut seen = None;
+    let mut hook = |a: &Tensor| -> labelscope_nn::Result<Tensor> {
+        seen = Some(a.clone());
+        Ok(a.clone())
+    };
+    let (logits, layout) = m.forward_cam(&x, &mut hook).unwrap();
+    assert_eq!(layout, CamLayout::ChannelsFirst);
+    let da = max_diff(seen.as_ref().unwrap(), "layer4");
+    let dl = max_diff(&logits, "logits");
+    assert!(da <= 1e-4 && dl <= 1e-4, "layer4 {da}, logits {dl}");
+    let mut double = |a: &Tensor| -> labelscope_nn::Result<Tensor> { Ok((a * 2.0)?) };
+    let (logits2, _) = m.forward_cam(&x, &mut double).unwrap();
+    let fc_b = candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap()["fc.bias"]
+        .unsqueeze(0)
+        .unwrap()
+        .broadcast_as((2, 10))
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    // fc is affine: doubling the activation doubles logits − bias.
+    let want = ((&logits - &fc_b).unwrap() * 2.0).unwrap();
+    let d = ((logits2 - fc_b).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d < 1e-5, "logits must follow the hook's tensor: {d}");
+}
