@@ -216,16 +216,23 @@ pub struct EvalArgs {
     /// the order of the files. The default ranks by top1 when present.
     #[arg(long, default_value = "top1", value_name = "METRIC|file")]
     pub sort: String,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// Where the result rows of `eval` and `humans` go: standard output in one format, and files.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
     /// Print one JSON object with `rows` on standard output (same as --format json).
     #[arg(long)]
     pub json: bool,
     /// Output format on standard output.
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
     pub format: FormatArg,
-    /// Also write the results (JSON, for `plot` and `report`) to this file.
+    /// Also write the results (JSON; `eval`'s can be read by `plot` and `report`) to this file.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Also write CSV to this file.
+    /// Also write the result rows as CSV to this file.
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
     /// Also write Markdown to this file.
@@ -234,7 +241,7 @@ pub struct EvalArgs {
     /// Write a self-contained HTML report (tables and plots) to this file.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
-    /// Write plots (SVG and PNG) to this directory.
+    /// Write the plots (SVG and PNG) to this directory.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
 }

@@ -19,7 +19,7 @@ use labelscope_report::plot::{
 };
 use serde::Serialize;
 
-use crate::args::{ClassArgs, FormatArg};
+use crate::args::{ClassArgs, FormatArg, OutputArgs};
 
 /// `labelscope humans`.
 #[derive(Debug, Args)]
@@ -56,27 +56,8 @@ pub struct HumansArgs {
     /// Bin width of the median-time histogram, in seconds.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     pub bin_width: f64,
-    /// Print JSON on standard output (same as --format json).
-    #[arg(long)]
-    pub json: bool,
-    /// Output format on standard output.
-    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
-    pub format: FormatArg,
-    /// Also write the JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Also write the result rows as CSV to this file.
-    #[arg(long, value_name = "FILE")]
-    pub csv: Option<PathBuf>,
-    /// Also write Markdown to this file.
-    #[arg(long, value_name = "FILE")]
-    pub markdown: Option<PathBuf>,
-    /// Write a self-contained HTML page (tables and plots) to this file.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
-    /// Write the plots (SVG and PNG) to this directory.
-    #[arg(long, value_name = "DIR")]
-    pub plots: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 /// One parsed `--split`.
@@ -201,7 +182,7 @@ fn summary_lines(out: &HumansOutput) -> Vec<String> {
         .iter()
         .map(|s| {
             let mut line = format!(
-                "{}: {} images, {} labelled ({} multi-label); scope {} images, {} multi-label ({:.2}%); {} fast (median time < {} s)",
+                "{}: {} images, {} labelled ({} multi-label); scope {} images, {} multi-label ({:.2}%)",
                 s.name,
                 s.images,
                 s.labelled_images,
@@ -209,9 +190,11 @@ fn summary_lines(out: &HumansOutput) -> Vec<String> {
                 s.scope_images,
                 s.scope_multi_label,
                 100.0 * s.multi_label_share,
-                s.fast_images,
-                s.fast_threshold_s
             );
+            // The fast subset exists only where humans gave times.
+            if !s.median_times_s.is_empty() {
+                line.push_str(&format!("; {} fast (median time < {} s)", s.fast_images, s.fast_threshold_s));
+            }
             if let Some(p) = s.problematic_images {
                 line.push_str(&format!("; {p} problematic"));
             }
@@ -396,13 +379,13 @@ pub fn run(a: HumansArgs) -> Result<()> {
     let mut json = serde_json::to_string_pretty(&out)?;
     json.push('\n');
     let results = ResultSet { rows: out.rows.clone(), notes: out.notes.clone() };
-    if let Some(p) = &a.output {
+    if let Some(p) = &a.out.output {
         write_text(p, &json)?;
     }
-    if let Some(p) = &a.csv {
+    if let Some(p) = &a.out.csv {
         write_text(p, &labelscope_report::csv::csv(&results))?;
     }
-    if let Some(p) = &a.markdown {
+    if let Some(p) = &a.out.markdown {
         let mut md = String::new();
         for l in summary_lines(&out) {
             md.push_str(&format!("- {l}\n"));
@@ -411,8 +394,8 @@ pub fn run(a: HumansArgs) -> Result<()> {
         md.push_str(&labelscope_report::markdown::markdown(&results));
         write_text(p, &md)?;
     }
-    let figs = if a.plots.is_some() || a.html.is_some() { figures(&out, &a, &names)? } else { vec![] };
-    if let Some(dir) = &a.plots {
+    let figs = if a.out.plots.is_some() || a.out.html.is_some() { figures(&out, &a, &names)? } else { vec![] };
+    if let Some(dir) = &a.out.plots {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for (name, f) in &figs {
             let safe: String =
@@ -421,10 +404,10 @@ pub fn run(a: HumansArgs) -> Result<()> {
             write_atomic(&dir.join(format!("{safe}.png")), &svg_to_png(&f.svg, 2.0)?)?;
         }
     }
-    if let Some(p) = &a.html {
+    if let Some(p) = &a.out.html {
         write_text(p, &html(&out, figs.into_iter().map(|(_, f)| f).collect()))?;
     }
-    let format = if a.json { FormatArg::Json } else { a.format };
+    let format = if a.out.json { FormatArg::Json } else { a.out.format };
     match format {
         FormatArg::Json => print!("{json}"),
         FormatArg::Csv => print!("{}", labelscope_report::csv::csv(&results)),

@@ -71,22 +71,22 @@ fn write_figures(dir: &Path, figs: &[(String, Figure)]) -> Result<()> {
 
 /// Prints and writes the results of `eval`.
 pub fn emit_eval(a: &EvalArgs, results: &ResultSet, meta: &[(String, String)]) -> Result<()> {
-    let format = if a.json { FormatArg::Json } else { a.format };
+    let format = if a.out.json { FormatArg::Json } else { a.out.format };
     // Files first, so that a failure to write leaves standard output untouched.
-    if let Some(p) = &a.output {
+    if let Some(p) = &a.out.output {
         write(p, &json_text(results)?)?;
     }
-    if let Some(p) = &a.csv {
+    if let Some(p) = &a.out.csv {
         write(p, &labelscope_report::csv::csv(results))?;
     }
-    if let Some(p) = &a.markdown {
+    if let Some(p) = &a.out.markdown {
         write(p, &labelscope_report::markdown::markdown(results))?;
     }
-    let figs = if a.plots.is_some() || a.html.is_some() { default_figures(results) } else { vec![] };
-    if let Some(dir) = &a.plots {
+    let figs = if a.out.plots.is_some() || a.out.html.is_some() { default_figures(results) } else { vec![] };
+    if let Some(dir) = &a.out.plots {
         write_figures(dir, &figs)?;
     }
-    if let Some(p) = &a.html {
+    if let Some(p) = &a.out.html {
         let mut m = vec![("command".to_string(), std::env::args().collect::<Vec<_>>().join(" "))];
         m.push(("labelscope version".into(), env!("CARGO_PKG_VERSION").into()));
         m.extend(meta.iter().cloned());
