@@ -429,31 +429,11 @@ impl CustomOp1 for Im2Col {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = f32_slice(s, l, "im2col")?;
         let (c, b, h, w) = l.shape().dims4()?;
-        let (k, st, p) = (self.k, self.stride, self.pad);
         let (ho, wo) = self.out_hw(h, w);
         let n = b * ho * wo;
-        let mut out = vec![0f32; c * k * k * n];
-        par_chunks(&mut out, n, &|row, dst| {
-            let (ch, i, j) = (row / (k * k), (row / k) % k, row % k);
-            for bi in 0..b {
-                let src = &x[(ch * b + bi) * h * w..(ch * b + bi + 1) * h * w];
-                for oh in 0..ho {
-                    let d = &mut dst[(bi * ho + oh) * wo..(bi * ho + oh + 1) * wo];
-                    let ih = (oh * st + i) as isize - p as isize;
-                    if ih < 0 || ih >= h as isize {
-                        continue; // zeros
-                    }
-                    let srow = &src[ih as usize * w..(ih as usize + 1) * w];
-                    for (ow, v) in d.iter_mut().enumerate() {
-                        let iw = (ow * st + j) as isize - p as isize;
-                        if iw >= 0 && iw < w as isize {
-                            *v = srow[iw as usize];
-                        }
-                    }
-                }
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((c * k * k, n))))
+        let mut out = vec![0f32; c * self.k * self.k * n];
+        crate::resnet_infer::im2col(x, (b, h, w), (self.k, self.stride, self.pad), &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((c * self.k * self.k, n))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -496,7 +476,7 @@ impl CustomOp1 for Im2Col {
 /// order, as PyTorch's CPU kernel.
 struct MaxPool3x3s2;
 
-fn pool_hw(h: usize, w: usize) -> (usize, usize) {
+pub(crate) fn pool_hw(h: usize, w: usize) -> (usize, usize) {
     ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1)
 }
 
@@ -527,14 +507,7 @@ impl CustomOp1 for MaxPool3x3s2 {
         let (c, b, h, w) = l.shape().dims4()?;
         let (ho, wo) = pool_hw(h, w);
         let mut out = vec![0f32; c * b * ho * wo];
-        par_chunks(&mut out, ho * wo, &|pl, dst| {
-            let plane = &x[pl * h * w..(pl + 1) * h * w];
-            for oh in 0..ho {
-                for ow in 0..wo {
-                    dst[oh * wo + ow] = plane[pool_argmax(plane, h, w, oh, ow)];
-                }
-            }
-        });
+        crate::resnet_infer::maxpool_planes(x, (h, w), &mut out);
         Ok((CpuStorage::F32(out), Shape::from((c, b, ho, wo))))
     }
 

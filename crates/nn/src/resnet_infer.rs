@@ -124,12 +124,14 @@ fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, k: usiz
     gemm_into(dst, n, (m, n, k), Mat::rows(lhs, k), Mat::rows(rhs, n), 1.0, par);
 }
 
-/// Writes the column matrix of `x` for a `k×k` convolution into `cols[..ci·k·k · N]`, row
-/// `(c·k + i)·k + j` holding `x[c, b, oh·s − p + i, ow·s − p + j]` (zero outside the image).
-fn im2col(x: &Act, k: usize, st: usize, p: usize, ho: usize, wo: usize, cols: &mut [f32]) {
-    let (b, h, w) = (x.b, x.h, x.w);
+/// Writes the column matrix of `data` `[C, b, h, w]` for a `k×k` convolution with stride `s` and
+/// zero padding `p` into `cols` (`[C·k·k, b·Ho·Wo]`), row `(c·k + i)·k + j` holding
+/// `x[c, b, oh·s − p + i, ow·s − p + j]` (zero outside the image; every value is written).
+///
+/// Also the forward of the candle path's column op (`resnet::Im2Col`).
+pub(crate) fn im2col(data: &[f32], (b, h, w): (usize, usize, usize), (k, st, p): (usize, usize, usize), cols: &mut [f32]) {
+    let (ho, wo) = ((h + 2 * p - k) / st + 1, (w + 2 * p - k) / st + 1);
     let n = b * ho * wo;
-    let data = &x.data;
     cols.par_chunks_mut(n).with_min_len(MIN_ROWS).enumerate().for_each(|(row, dst)| {
         let (ch, i, j) = (row / (k * k), (row / k) % k, row % k);
         // Output columns whose input column ow·s − p + j lies inside [0, w).
@@ -180,7 +182,7 @@ fn conv(x: &Act, c: &RawConv, residual: Option<&[f32]>, relu: bool, buf: &mut Bu
         if cols.len() < c.kdim * n {
             cols.resize(c.kdim * n, 0.0);
         }
-        im2col(x, c.k, c.stride, c.pad, ho, wo, &mut cols[..c.kdim * n]);
+        im2col(&x.data, (x.b, x.h, x.w), (c.k, c.stride, c.pad), &mut cols[..c.kdim * n]);
         matmul(&mut out, c.w.slice(), &cols[..c.kdim * n], c.co, n, c.kdim, buf.par);
         buf.cols = cols;
     }
@@ -206,12 +208,19 @@ fn conv(x: &Act, c: &RawConv, residual: Option<&[f32]>, relu: bool, buf: &mut Bu
     Ok(Act { data: out, c: c.co, b: x.b, h: ho, w: wo })
 }
 
-/// Max pooling 3×3, stride 2, padding 1 (padding never wins; a NaN in a window wins, as in
-/// PyTorch).
+/// Max pooling 3×3, stride 2, padding 1 of an activation.
 fn maxpool(x: &Act, buf: &mut Buffers) -> Act {
-    let (h, w) = (x.h, x.w);
-    let (ho, wo) = ((h + 2 - 3) / 2 + 1, (w + 2 - 3) / 2 + 1);
+    let (ho, wo) = crate::resnet::pool_hw(x.h, x.w);
     let mut out = buf.take(x.c * x.b * ho * wo);
+    maxpool_planes(&x.data, (x.h, x.w), &mut out);
+    Act { data: out, c: x.c, b: x.b, h: ho, w: wo }
+}
+
+/// Max pooling 3×3, stride 2, padding 1 of every `h × w` plane of `x` into `out` (planes of
+/// `pool_hw(h, w)`): padding never wins, a NaN in a window wins, as in PyTorch. Also the forward
+/// of the candle path's pool op (`resnet::MaxPool3x3s2`).
+pub(crate) fn maxpool_planes(x: &[f32], (h, w): (usize, usize), out: &mut [f32]) {
+    let (ho, wo) = crate::resnet::pool_hw(h, w);
     #[inline(always)]
     fn mx(a: f32, b: f32) -> f32 {
         if b > a || b.is_nan() {
@@ -221,7 +230,7 @@ fn maxpool(x: &Act, buf: &mut Buffers) -> Act {
         }
     }
     out.par_chunks_mut(ho * wo).enumerate().for_each(|(pl, dst)| {
-        let plane = &x.data[pl * h * w..(pl + 1) * h * w];
+        let plane = &x[pl * h * w..(pl + 1) * h * w];
         let mut col = vec![0f32; w];
         for oh in 0..ho {
             let r0 = (2 * oh).saturating_sub(1);
@@ -243,7 +252,6 @@ fn maxpool(x: &Act, buf: &mut Buffers) -> Act {
             }
         }
     });
-    Act { data: out, c: x.c, b: x.b, h: ho, w: wo }
 }
 
 /// One Bottleneck block on `t`, consuming it.
