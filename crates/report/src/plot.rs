@@ -459,39 +459,40 @@ const PALETTE: [&str; 10] =
 
 /// Draws gridlines, the frame, ticks and tick labels of both axes.
 fn draw_axes(svg: &mut Svg, f: &Frame, x_ticks: bool) {
-    draw_grid(svg, f, x_ticks);
-    draw_frame(svg, f, x_ticks);
+    let (xt, yt) = (if x_ticks { tick_list(&f.x) } else { Vec::new() }, tick_list(&f.y));
+    draw_grid(svg, f, &xt, &yt);
+    draw_frame(svg, f, &xt, &yt);
 }
 
-/// Draws the gridlines at the ticks (vertical ones only with `x_ticks`).
-fn draw_grid(svg: &mut Svg, f: &Frame, x_ticks: bool) {
-    for t in f.y.ticks() {
-        let y = f.sy(t);
+/// The ticks of `axis` with their labels.
+fn tick_list(axis: &Axis) -> Vec<(f64, String)> {
+    axis.ticks().into_iter().map(|t| (t, axis.label(t))).collect()
+}
+
+/// Draws the gridlines at the ticks `xt` (vertical) and `yt` (horizontal), in data units.
+fn draw_grid(svg: &mut Svg, f: &Frame, xt: &[(f64, String)], yt: &[(f64, String)]) {
+    for (t, _) in yt {
+        let y = f.sy(*t);
         svg.line(f.left, y, f.right, y, GRID_STYLE);
     }
-    if x_ticks {
-        for t in f.x.ticks() {
-            let x = f.sx(t);
-            svg.line(x, f.top, x, f.bottom, GRID_STYLE);
-        }
+    for (t, _) in xt {
+        let x = f.sx(*t);
+        svg.line(x, f.top, x, f.bottom, GRID_STYLE);
     }
 }
 
-/// Draws the frame, ticks and tick labels (of the x axis only with
-/// `x_ticks`).
-fn draw_frame(svg: &mut Svg, f: &Frame, x_ticks: bool) {
+/// Draws the frame, and the ticks `xt` / `yt` with their labels.
+fn draw_frame(svg: &mut Svg, f: &Frame, xt: &[(f64, String)], yt: &[(f64, String)]) {
     svg.rect(f.left, f.top, f.right - f.left, f.bottom - f.top, r##"fill="none" stroke="#444444" stroke-width="1""##);
-    for t in f.y.ticks() {
-        let y = f.sy(t);
+    for (t, label) in yt {
+        let y = f.sy(*t);
         svg.line(f.left - 5.0, y, f.left, y, AXIS_STYLE);
-        svg.text(f.left - 8.0, y + TICK_FONT * 0.35, TICK_FONT, "end", &f.y.label(t), r##"fill="#333333""##);
+        svg.text(f.left - 8.0, y + TICK_FONT * 0.35, TICK_FONT, "end", label, r##"fill="#333333""##);
     }
-    if x_ticks {
-        for t in f.x.ticks() {
-            let x = f.sx(t);
-            svg.line(x, f.bottom, x, f.bottom + 5.0, AXIS_STYLE);
-            svg.text(x, f.bottom + 8.0 + TICK_FONT, TICK_FONT, "middle", &f.x.label(t), r##"fill="#333333""##);
-        }
+    for (t, label) in xt {
+        let x = f.sx(*t);
+        svg.line(x, f.bottom, x, f.bottom + 5.0, AXIS_STYLE);
+        svg.text(x, f.bottom + 8.0 + TICK_FONT, TICK_FONT, "middle", label, r##"fill="#333333""##);
     }
 }
 
@@ -1116,7 +1117,7 @@ pub fn heatmap_svg(spec: &HeatmapSpec) -> Result<String> {
         }
     }
     svg.end_group();
-    draw_frame(&mut svg, &f, true);
+    draw_frame(&mut svg, &f, &tick_list(&f.x), &tick_list(&f.y));
 
     // The outline, clipped to the plot.
     if let Some([ox0, oy0, ox1, oy1]) = spec.outline {

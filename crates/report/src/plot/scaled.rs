@@ -11,8 +11,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    check_finite, least_squares, ordered, text_width, x_axis_label, y_axis_label, Axis, Frame, Svg, AXIS_STYLE,
-    GRID_STYLE, PALETTE, POINT_FONT, TICK_FONT,
+    check_finite, draw_frame, draw_grid, least_squares, ordered, text_width, x_axis_label, y_axis_label, Axis, Frame,
+    Svg, PALETTE, POINT_FONT, TICK_FONT,
 };
 use crate::{Error, Result};
 
@@ -189,29 +189,6 @@ fn scaled_ticks(scale: AxisScale, lo: f64, hi: f64) -> Vec<(f64, String)> {
         .collect()
 }
 
-/// Draws gridlines, the frame, and the given ticks of both axes.
-fn draw_scaled_axes(svg: &mut Svg, f: &Frame, xt: &[(f64, String)], yt: &[(f64, String)]) {
-    for (t, _) in yt {
-        let y = f.sy(*t);
-        svg.line(f.left, y, f.right, y, GRID_STYLE);
-    }
-    for (t, _) in xt {
-        let x = f.sx(*t);
-        svg.line(x, f.top, x, f.bottom, GRID_STYLE);
-    }
-    svg.rect(f.left, f.top, f.right - f.left, f.bottom - f.top, r##"fill="none" stroke="#444444" stroke-width="1""##);
-    for (t, label) in yt {
-        let y = f.sy(*t);
-        svg.line(f.left - 5.0, y, f.left, y, AXIS_STYLE);
-        svg.text(f.left - 8.0, y + TICK_FONT * 0.35, TICK_FONT, "end", label, r##"fill="#333333""##);
-    }
-    for (t, label) in xt {
-        let x = f.sx(*t);
-        svg.line(x, f.bottom, x, f.bottom + 5.0, AXIS_STYLE);
-        svg.text(x, f.bottom + 8.0 + TICK_FONT, TICK_FONT, "middle", label, r##"fill="#333333""##);
-    }
-}
-
 /// Renders a [`RateScatterSpec`] as SVG: ticks are labelled in percent at
 /// their transformed positions, each series has its own colour (legend in
 /// the top-left corner), intervals are error bars, and the fitted line's
@@ -285,7 +262,8 @@ pub fn rate_scatter_svg(spec: &RateScatterSpec) -> Result<String> {
         y_down: false,
     };
     let mut svg = Svg::new(width, height);
-    draw_scaled_axes(&mut svg, &f, &xt, &yt);
+    draw_grid(&mut svg, &f, &xt, &yt);
+    draw_frame(&mut svg, &f, &xt, &yt);
 
     let mut legend: Vec<(String, String, bool)> = Vec::new();
     if spec.diagonal {
