@@ -414,25 +414,53 @@ pub fn pool_masks(grid: &Grid, geom: &GridGeometry, masks: &[Mask], opts: &PoolO
         .collect()
 }
 
-/// ROI-align of the box `[x0, y0, x1, y1]` (original image pixels) to one
-/// vector (see the module docs). `sampling_ratio`: `None` = adaptive.
-pub fn roi_align(grid: &Grid, geom: &GridGeometry, bbox: [f64; 4], sampling_ratio: Option<usize>) -> Result<Vec<f32>> {
+/// Where a RoI-align box samples an `h × w` grid: the box's top-left corner and size in cell
+/// units (cell centres at integers), and the number of samples along each axis.
+struct RoiSamples {
+    rx0: f64,
+    ry0: f64,
+    rw: f64,
+    rh: f64,
+    gw: usize,
+    gh: usize,
+}
+
+/// The checks and sample layout shared by [`roi_align`] and [`roi_align_weights`].
+fn roi_samples(
+    h: usize,
+    w: usize,
+    geom: &GridGeometry,
+    bbox: [f64; 4],
+    sampling_ratio: Option<usize>,
+) -> Result<RoiSamples> {
     geom.validate()?;
+    if h == 0 || w == 0 {
+        return Err(Error::Invalid(format!("grid of {h}x{w} cells: must be non-empty")));
+    }
     if bbox.iter().any(|v| !v.is_finite()) || bbox[2] <= bbox[0] || bbox[3] <= bbox[1] {
         return Err(Error::Invalid(format!("box {bbox:?}: expected finite [x0, y0, x1, y1] with x0 < x1 and y0 < y1")));
     }
     if sampling_ratio == Some(0) {
         return Err(Error::Invalid("sampling ratio 0: expected a positive count (or adaptive)".into()));
     }
-    let (h, w) = (grid.h, grid.w);
     let sx = w as f64 / (geom.x1 - geom.x0);
     let sy = h as f64 / (geom.y1 - geom.y0);
-    let rx0 = (bbox[0] - geom.x0) * sx - 0.5;
-    let ry0 = (bbox[1] - geom.y0) * sy - 0.5;
-    let rw = (bbox[2] - bbox[0]) * sx;
-    let rh = (bbox[3] - bbox[1]) * sy;
-    let gw = sampling_ratio.unwrap_or_else(|| rw.ceil() as usize).max(1);
-    let gh = sampling_ratio.unwrap_or_else(|| rh.ceil() as usize).max(1);
+    let (rw, rh) = ((bbox[2] - bbox[0]) * sx, (bbox[3] - bbox[1]) * sy);
+    Ok(RoiSamples {
+        rx0: (bbox[0] - geom.x0) * sx - 0.5,
+        ry0: (bbox[1] - geom.y0) * sy - 0.5,
+        rw,
+        rh,
+        gw: sampling_ratio.unwrap_or_else(|| rw.ceil() as usize).max(1),
+        gh: sampling_ratio.unwrap_or_else(|| rh.ceil() as usize).max(1),
+    })
+}
+
+/// ROI-align of the box `[x0, y0, x1, y1]` (original image pixels) to one
+/// vector (see the module docs). `sampling_ratio`: `None` = adaptive.
+pub fn roi_align(grid: &Grid, geom: &GridGeometry, bbox: [f64; 4], sampling_ratio: Option<usize>) -> Result<Vec<f32>> {
+    let (h, w) = (grid.h, grid.w);
+    let RoiSamples { rx0, ry0, rw, rh, gw, gh } = roi_samples(h, w, geom, bbox, sampling_ratio)?;
     let mut acc = vec![0.0f64; grid.dim];
     let mut add = |i: usize, j: usize, wt: f64| {
         if wt != 0.0 {
@@ -472,24 +500,7 @@ pub fn roi_align_weights(
     bbox: [f64; 4],
     sampling_ratio: Option<usize>,
 ) -> Result<Vec<f64>> {
-    geom.validate()?;
-    if h == 0 || w == 0 {
-        return Err(Error::Invalid(format!("grid of {h}x{w} cells: must be non-empty")));
-    }
-    if bbox.iter().any(|v| !v.is_finite()) || bbox[2] <= bbox[0] || bbox[3] <= bbox[1] {
-        return Err(Error::Invalid(format!("box {bbox:?}: expected finite [x0, y0, x1, y1] with x0 < x1 and y0 < y1")));
-    }
-    if sampling_ratio == Some(0) {
-        return Err(Error::Invalid("sampling ratio 0: expected a positive count (or adaptive)".into()));
-    }
-    let sx = w as f64 / (geom.x1 - geom.x0);
-    let sy = h as f64 / (geom.y1 - geom.y0);
-    let rx0 = (bbox[0] - geom.x0) * sx - 0.5;
-    let ry0 = (bbox[1] - geom.y0) * sy - 0.5;
-    let rw = (bbox[2] - bbox[0]) * sx;
-    let rh = (bbox[3] - bbox[1]) * sy;
-    let gw = sampling_ratio.unwrap_or_else(|| rw.ceil() as usize).max(1);
-    let gh = sampling_ratio.unwrap_or_else(|| rh.ceil() as usize).max(1);
+    let RoiSamples { rx0, ry0, rw, rh, gw, gh } = roi_samples(h, w, geom, bbox, sampling_ratio)?;
     // Separable: the sample weights are products of a row and a column part.
     let axis = |r0: f64, len: f64, g: usize, n: usize| -> Vec<f64> {
         let mut acc = vec![0.0f64; n];
