@@ -64,7 +64,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::FeatureCache;
 use crate::error::{Error, Result};
 use crate::pool::{roi_align_weights, GridGeometry};
-use crate::query::{cached_geometry, check_head, geometry_for};
+use crate::query::{check_head, geometry_for};
 
 /// The `format` value of [`MapIndex`].
 pub const MAP_FORMAT: &str = "labelscope-labelmap/1";
@@ -528,7 +528,9 @@ pub fn export_label_maps(
         return Err(Error::Invalid(format!("k = {}: expected 1 <= k <= {classes} (the head's classes)", opts.k)));
     }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::Io { path: out_dir.to_path_buf(), source: e })?;
-    let geo = cached_geometry(&cache)?;
+    // images.jsonl (when the cache has one): the grid geometry and file name of each image.
+    let log_path = cache.dir().join(crate::pipeline::IMAGES_JSONL);
+    let geo = if log_path.exists() { Some(crate::pipeline::read_geometry_log(&log_path)?) } else { None };
     let mut ids: Vec<String> = cache.ids().map(str::to_string).collect();
     ids.sort_unstable();
     let recipe = cache.meta().recipe.clone();
@@ -541,7 +543,7 @@ pub fn export_label_maps(
             .map(|id| {
                 let f = cache.get(id)?;
                 let (geom, file, known) = match geo.as_ref().and_then(|m| m.get(id)) {
-                    Some(g) => (*g, id.clone(), true),
+                    Some(g) => (g.grid_geometry(), g.file.clone(), true),
                     None => (geometry_for(&recipe, None, (f.h, f.w))?, id.clone(), false),
                 };
                 let map = compute_map(&head, &f.patches_f32(), (f.h, f.w), geom, opts)?;
@@ -567,15 +569,6 @@ pub fn export_label_maps(
             images.push(m);
         }
         progress((c * opts.chunk + chunk.len()).min(ids.len()), ids.len());
-    }
-    // File names from images.jsonl when present.
-    if cache.dir().join(crate::pipeline::IMAGES_JSONL).exists() {
-        let logs = crate::pipeline::read_geometry_log(&cache.dir().join(crate::pipeline::IMAGES_JSONL))?;
-        for m in &mut images {
-            if let Some(g) = logs.get(&m.id) {
-                m.file = g.file.clone();
-            }
-        }
     }
     let index = MapIndex {
         format: MAP_FORMAT.into(),
