@@ -34,6 +34,17 @@ fn max_diff(got: &Tensor, name: &str) -> f32 {
     got.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// The fixture's `fc.bias` repeated for `rows` images, `[rows, 10]`.
+fn fc_bias_rows(rows: usize) -> Tensor {
+    candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap()["fc.bias"]
+        .unsqueeze(0)
+        .unwrap()
+        .broadcast_as((rows, 10))
+        .unwrap()
+        .contiguous()
+        .unwrap()
+}
+
 fn model() -> ResNet {
     ResNet::load(&fixture().join("model.safetensors"), &Device::Cpu).unwrap()
 }
@@ -78,13 +89,7 @@ fn hooked_forward_matches_pytorch() {
     // The forward pass continues with what the hook returns.
     let mut zero = |a: &Tensor| -> labelscope_nn::Result<Tensor> { Ok(a.zeros_like()?) };
     let (logits0, _) = m.forward_hooked(&x, &mut zero).unwrap();
-    let fc_b = candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap()["fc.bias"]
-        .unsqueeze(0)
-        .unwrap()
-        .broadcast_as((2, 10))
-        .unwrap()
-        .contiguous()
-        .unwrap();
+    let fc_b = fc_bias_rows(2);
     let d = (logits0 - fc_b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(d < 1e-7, "zeroed layer4 must give logits = fc.bias, diff {d}");
 }
@@ -240,13 +245,7 @@ fn cam_forward_matches_pytorch() {
     assert!(da <= 1e-4 && dl <= 1e-4, "layer4 {da}, logits {dl}");
     let mut double = |a: &Tensor| -> labelscope_nn::Result<Tensor> { Ok((a * 2.0)?) };
     let (logits2, _) = m.forward_cam(&x, &mut double).unwrap();
-    let fc_b = candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).unwrap()["fc.bias"]
-        .unsqueeze(0)
-        .unwrap()
-        .broadcast_as((2, 10))
-        .unwrap()
-        .contiguous()
-        .unwrap();
+    let fc_b = fc_bias_rows(2);
     // fc is affine: doubling the activation doubles logits − bias.
     let want = ((&logits - &fc_b).unwrap() * 2.0).unwrap();
     let d = ((logits2 - fc_b).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
