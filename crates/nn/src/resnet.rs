@@ -19,10 +19,13 @@
 //! `b' = β − μ·γ/√(σ²+ε)`). Internally activations are kept channels-first
 //! across the batch (`[C, B, H, W]`), so that every convolution is one
 //! matrix product `W [Co, Ci·k·k] × cols [Ci·k·k, B·Ho·Wo]` (1×1 stride-1
-//! convolutions need no column matrix). The column extraction and the max
-//! pool are candle custom ops with their own backward, so the same forward
-//! pass serves plain inference ([`ResNet::forward`]) and gradients
-//! ([`CamTarget::forward_hooked`], used by [`crate::gradcam`]). CPU only.
+//! convolutions need no column matrix). Two paths compute this function:
+//! without gradients, [`ResNet::forward`] runs `resnet_infer.rs` on plain
+//! buffers; with gradients (tracked inputs or weights, and
+//! [`CamTarget::forward_hooked`]) the candle path here runs, whose column
+//! extraction and max pool are custom ops with their own backward (their
+//! forward calls the same kernels). GradCAM ([`CamTarget::forward_cam`])
+//! runs the layers up to `layer4` on the first path. CPU only.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
