@@ -15,6 +15,7 @@ use std::sync::Arc;
 use labelscope_core::classes::ClassTable;
 use labelscope_core::eval::{Dataset, EvalOptions, ScoreKind};
 use labelscope_core::labels::{self, LabelFormat, LabelSource};
+use labelscope_core::metrics::accumulate::{AccumulateError, BatchRows, HitAccumulator};
 use labelscope_core::metrics::intervals::{clopper_pearson, Bootstrap};
 use labelscope_core::metrics::sets::{Activation, Thresholds};
 use labelscope_core::metrics::{ranking, sets, topk};
@@ -52,8 +53,7 @@ impl AsRef<[f32]> for NumpyF32 {
 
 /// The `[n, c]` values of a C-contiguous float32 array (a view, no copy).
 fn scores_view<'a>(a: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<(&'a [f32], usize, usize)> {
-    let (n, c) = (a.shape()[0], a.shape()[1]);
-    let s = a.as_slice().map_err(|_| err(format!("{what}: expected a C-contiguous float32 array")))?;
+    let (s, n, c) = scores_slice(a, what)?;
     if let Some((i, _)) = labelscope_core::predictions::find_non_finite(s) {
         return Err(err(format!(
             "{what}: row {}, column {}: value {} is not finite",
@@ -62,6 +62,13 @@ fn scores_view<'a>(a: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<(&'
             s[i]
         )));
     }
+    Ok((s, n, c))
+}
+
+/// [`scores_view`] without the check for NaN (for callers that check as they read).
+fn scores_slice<'a>(a: &'a PyReadonlyArray2<'_, f32>, what: &str) -> PyResult<(&'a [f32], usize, usize)> {
+    let (n, c) = (a.shape()[0], a.shape()[1]);
+    let s = a.as_slice().map_err(|_| err(format!("{what}: expected a C-contiguous float32 array")))?;
     Ok((s, n, c))
 }
 
@@ -613,39 +620,22 @@ fn evaluate(
     Ok((json_to_py(py, &v)?, notes))
 }
 
-/// One batch of [`PyAccumulator::add`]: `[B, C]` scores, or `[B, w]` top-k indices.
-enum BatchPred<'a> {
-    Scores(&'a [f32], usize),
-    Indices(Vec<u32>, usize),
-}
-
-/// Per-batch accumulator of top-k hits keyed by image name (see the Python `ReaLAccumulator`).
+/// Per-batch accumulator of top-k hits keyed by image name (see the Python `ReaLAccumulator`;
+/// the work is `labelscope_core::metrics::accumulate`).
 #[pyclass(module = "labelscope._native", name = "Accumulator")]
 pub struct PyAccumulator {
-    labels: labels::LabelSets,
-    ks: Vec<usize>,
-    order: Option<Vec<String>>,
-    next: usize,
-    /// Per label position: `SEEN` once added, and bit `i` when a hit at `ks[i]`
-    /// (one word per image, so a batch touches one cache line per image).
-    state: Vec<u64>,
-    batches: usize,
+    inner: HitAccumulator,
 }
 
-/// The "added" bit of [`PyAccumulator::state`].
-const SEEN: u64 = 1 << 63;
-
-/// Hints the CPU to fetch the cache line at `p` (no effect elsewhere).
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults, whatever the address.
-    #[allow(unused_unsafe)]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+/// A refusal of the accumulator as a Python exception: `KeyError` for an unknown image,
+/// `IndexError` past the end of the order, else `ValueError`.
+fn accumulate_err(e: AccumulateError) -> PyErr {
+    match e {
+        AccumulateError::Unknown { .. } | AccumulateError::OrderUnknown { .. } => PyKeyError::new_err(e.to_string()),
+        AccumulateError::PastOrder { .. } => PyIndexError::new_err(e.to_string()),
+        AccumulateError::NamesRequired { .. } => err("names= is required without an order"),
+        e => err(e),
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 #[pymethods]
@@ -653,147 +643,40 @@ impl PyAccumulator {
     #[new]
     #[pyo3(signature = (labels, ks=vec![1, 5], order=None))]
     fn new(labels: &PyLabelSets, ks: Vec<usize>, order: Option<Vec<String>>) -> PyResult<Self> {
-        if ks.is_empty() || ks.contains(&0) || ks.len() > 63 {
-            return Err(err("ks: expected 1 to 63 positive integers such as (1, 5)"));
-        }
-        if let Some(o) = &order {
-            if let Some((i, n)) = o.iter().enumerate().find(|(_, n)| labels.inner.position(n).is_none()) {
-                return Err(PyKeyError::new_err(format!("order[{i}] = {n:?} is not an image of {}", labels.path())));
-            }
-        }
-        let n = labels.inner.len();
-        Ok(PyAccumulator { labels: labels.inner.clone(), ks, order, next: 0, state: vec![0; n], batches: 0 })
+        let inner = HitAccumulator::new(&labels.inner, &ks, order.as_deref()).map_err(accumulate_err)?;
+        Ok(PyAccumulator { inner })
     }
 
     /// Adds a batch: `pred` [B, C] float32 scores or [B, w] int64 top indices; `names` the batch's
     /// image names (required without an order; checked against the order with one).
     #[pyo3(signature = (pred, names=None))]
     fn add(&mut self, py: Python<'_>, pred: &Bound<'_, PyAny>, names: Option<Vec<String>>) -> PyResult<()> {
-        let kmax = *self.ks.iter().max().unwrap_or(&1);
-        // Scores are ranked per label (`topk::best_rank`: every k at once, no
-        // top-k selection); top-k indices are looked up.
-        let scores = pred.extract::<PyReadonlyArray2<'_, f32>>().ok();
-        let (b, batch_pred) = match &scores {
-            Some(a) => {
-                let (s, n, c) = scores_view(a, "output")?;
-                if kmax > c {
-                    return Err(err(format!("k = {kmax} is larger than the {c} classes")));
-                }
-                (n, BatchPred::Scores(s, c))
-            }
-            None => {
-                let (idx, n, w, _) = topk_rows(py, pred, kmax)?;
-                (n, BatchPred::Indices(idx, w))
-            }
-        };
-        let batch = self.batches;
-        let names: Vec<String> = match (names, &self.order) {
-            (Some(n), Some(order)) => {
-                for (r, x) in n.iter().enumerate() {
-                    let want = order.get(self.next + r).ok_or_else(|| {
-                        PyIndexError::new_err(format!(
-                            "batch {batch}: more images than the {} of the order",
-                            order.len()
-                        ))
-                    })?;
-                    if labelscope_core::ids::join_key(x) != labelscope_core::ids::join_key(want) {
-                        return Err(err(format!(
-                            "batch {batch}, row {r}: image {x:?}, but the order has {want:?} there (the loader's order differs)"
-                        )));
-                    }
-                }
-                n
-            }
-            (Some(n), None) => n,
-            (None, Some(order)) => {
-                if self.next + b > order.len() {
-                    return Err(PyIndexError::new_err(format!(
-                        "batch {batch}: {b} rows after {} images, but the order has {}",
-                        self.next,
-                        order.len()
-                    )));
-                }
-                order[self.next..self.next + b].to_vec()
-            }
-            (None, None) => return Err(err("names= is required without an order")),
-        };
-        if names.len() != b {
-            return Err(err(format!("batch {batch}: {} names for {b} prediction rows", names.len())));
+        let kmax = self.inner.ks().iter().copied().max().unwrap_or(1);
+        let names = names.as_deref();
+        if let Ok(a) = pred.extract::<PyReadonlyArray2<'_, f32>>() {
+            // NaN is checked as the rows are ranked: one pass over the batch.
+            let (values, _, classes) = scores_slice(&a, "output")?;
+            self.inner.add(BatchRows::Scores { values, classes }, names).map_err(accumulate_err)
+        } else {
+            let (indices, _, width, _) = topk_rows(py, pred, kmax)?;
+            self.inner.add(BatchRows::TopK { indices: &indices, width }, names).map_err(accumulate_err)
         }
-        // Positions of the batch's images; `SEEN` is set as we go (a name
-        // twice in one batch is caught too) and cleared again on an error.
-        let mut pos = Vec::with_capacity(b);
-        for (r, n) in names.iter().enumerate() {
-            let p = match self.labels.position(n) {
-                Some(p) if self.state[p] & SEEN == 0 => p,
-                found => {
-                    for &q in &pos {
-                        self.state[q] = 0;
-                    }
-                    return Err(match found {
-                        None => PyKeyError::new_err(format!(
-                            "batch {batch}, row {r}: image {n:?} is not in {}",
-                            self.labels.path.display()
-                        )),
-                        Some(_) => err(format!("batch {batch}, row {r}: image {n:?} was already added")),
-                    });
-                }
-            };
-            self.state[p] = SEEN;
-            pos.push(p);
-        }
-        // The label sets are scattered over the heap: ask for all of them
-        // first, so their cache misses overlap instead of queueing one by one.
-        for &p in &pos {
-            prefetch(self.labels.sets[p].as_ptr());
-        }
-        for (r, &p) in pos.iter().enumerate() {
-            let set = &self.labels.sets[p];
-            if set.is_empty() {
-                continue; // no hits: left out, as ReaL does
-            }
-            let mut bits = SEEN;
-            match &batch_pred {
-                BatchPred::Scores(s, c) => {
-                    let rank = topk::best_rank(&s[r * c..(r + 1) * c], set);
-                    for (ki, &k) in self.ks.iter().enumerate() {
-                        bits |= u64::from(rank.is_some_and(|x| x < k)) << ki;
-                    }
-                }
-                BatchPred::Indices(idx, w) => {
-                    for (ki, &k) in self.ks.iter().enumerate() {
-                        let row = &idx[r * w..r * w + k.min(*w)];
-                        bits |= u64::from(row.iter().any(|c| set.binary_search(c).is_ok())) << ki;
-                    }
-                }
-            }
-            self.state[p] = bits;
-        }
-        self.next += b;
-        self.batches += 1;
-        Ok(())
     }
 
     /// Images added so far.
     #[getter]
     fn count(&self) -> usize {
-        self.state.iter().filter(|&&s| s & SEEN != 0).count()
+        self.inner.count()
     }
 
     /// Per k: (correct, total) over the images added (empty sets left out).
     fn counts(&self) -> Vec<(usize, u64, u64)> {
-        let total =
-            self.state.iter().zip(&self.labels.sets).filter(|(&s, set)| s & SEEN != 0 && !set.is_empty()).count();
-        self.ks
-            .iter()
-            .enumerate()
-            .map(|(ki, &k)| (k, self.state.iter().filter(|&&s| s & (1 << ki) != 0).count() as u64, total as u64))
-            .collect()
+        self.inner.counts()
     }
 
     /// Names of the label file's images not added yet.
     fn missing(&self) -> Vec<String> {
-        self.state.iter().zip(&self.labels.names).filter(|(&s, _)| s & SEEN == 0).map(|(_, n)| n.clone()).collect()
+        self.inner.missing()
     }
 }
 

@@ -60,6 +60,38 @@ def test_accumulator_refuses_mismatched_order_duplicates_and_unknown_names(share
     assert (r.correct, r.total) == (want, sum(1 for s in labels6 if s))
 
 
+def test_accumulator_ranks_ties_refuses_nan_and_takes_any_names():
+    # Coarse scores (many ties, -0.0 beside 0.0), float64 and non-contiguous batches, names as
+    # numpy strings, pathlib paths and a tuple; the hits against a stable argsort in numpy.
+    import pathlib
+    rng = np.random.default_rng(7)
+    n, c = 500, 30
+    scores = (rng.integers(-4, 5, size=(n, c)) / 4).astype(np.float32)
+    scores[scores == 0] = np.where(rng.random((scores == 0).sum()) < 0.5, -0.0, 0.0)
+    sets = [sorted(set(rng.integers(0, c, size=rng.integers(0, 4)).tolist())) for _ in range(n)]
+    names = [f"d/{i:04d}.JPEG" for i in range(n)]
+    acc = lse.ReaLAccumulator(ls.labels.from_lists(sets, names), ks=(1, 2, 5))
+    batches = [(0, 100, lambda s, nm: (s, nm)),
+               (100, 200, lambda s, nm: (s.astype(np.float64), np.array(nm))),
+               (200, 300, lambda s, nm: (np.asfortranarray(s), [pathlib.PurePosixPath(x) for x in nm])),
+               (300, 500, lambda s, nm: (s, tuple(x.split("/")[1] for x in nm)))]
+    for a, b, conv in batches:
+        acc.add(*conv(scores[a:b], names[a:b]))
+    order = np.argsort(-scores.astype(np.float64), axis=1, kind="stable")  # ties: lower column first
+    res = acc.result()
+    for k in (1, 2, 5):
+        want = sum(bool(set(order[i, :k].tolist()) & set(s)) for i, s in enumerate(sets) if s)
+        assert (res[k].correct, res[k].total) == (want, sum(1 for s in sets if s))
+    acc2 = lse.ReaLAccumulator(ls.labels.from_lists(sets, names), ks=(1,))
+    bad = scores[:4].copy()
+    bad[2, 7] = np.inf
+    with pytest.raises(ValueError, match="batch 0, row 2, column 7: score inf is not finite"):
+        acc2.add(bad, names[:4])
+    assert acc2.count == 0  # the refused batch left nothing behind
+    acc2.add(scores[:4], names[:4])
+    assert acc2.count == 4
+
+
 def test_evaluate_equals_the_cli_json(shared, cli, val_names, resnet50):
     labels = shared / "imagenet" / "real.json"
     out = subprocess.run([cli, "eval", "--labels", str(labels), "--predictions",

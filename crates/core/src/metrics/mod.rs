@@ -2,6 +2,7 @@
 //! test suite against an independent computation (scikit-learn, scipy, or a
 //! published number).
 
+pub mod accumulate;
 pub mod expert;
 pub mod intervals;
 pub mod ranking;

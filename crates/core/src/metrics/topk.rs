@@ -43,42 +43,64 @@ pub fn count(hits: &[Option<bool>], rows: Option<&[usize]>) -> (u64, u64) {
 
 /// Rank (0 = best) of the best-ranked label of `set` in a row of scores, under
 /// the order of [`ranking::topk_from_scores`](super::ranking::topk_from_scores):
-/// higher score first, then lower column. `None` for an empty set, or when no
-/// label of the set is a column of the row.
+/// higher score first, then lower column. `Ok(None)` for an empty set, or
+/// when no label of the set is a column of the row; `Err(column)` of the
+/// first NaN or infinity when the row holds one.
 ///
 /// The row is a hit at `k` exactly when the rank is below `k`, so this gives
-/// the hits of every `k` at once without selecting the top k: one or two
-/// vectorisable counting passes over the row per label. Scores must not be
-/// NaN (callers check that first).
-pub fn best_rank(row: &[f32], set: &[u32]) -> Option<usize> {
+/// the hits of every `k` at once without selecting the top k. Under that
+/// order the best-ranked label is the one with the highest score (the lowest
+/// column among equals), so only its rank is counted: the columns before it
+/// scoring at least as high plus the columns after it scoring higher. That
+/// is one vectorised pass over the row, which also counts the non-finite
+/// values, so the row is read once.
+pub fn best_rank(row: &[f32], set: &[u32]) -> Result<Option<usize>, usize> {
+    // The set is sorted, so the first of equal scores is the lowest column.
+    let mut best: Option<(usize, f32)> = None;
+    for &g in set {
+        let g = g as usize;
+        let Some(&s) = row.get(g) else { continue };
+        if best.is_none_or(|(_, b)| s > b) {
+            best = Some((g, s));
+        }
+    }
+    // Without a label, the whole row is only checked.
+    let (g, sg) = best.unwrap_or((row.len(), f32::INFINITY));
+    let (rank, bad) = rank_of(row, g, sg);
+    if bad > 0 || (g < row.len() && !sg.is_finite()) {
+        return Err(row.iter().position(|x| !x.is_finite()).unwrap_or(0));
+    }
+    Ok(best.map(|_| rank))
+}
+
+fn rank_of(row: &[f32], g: usize, sg: f32) -> (usize, u32) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present (checked just above).
-            return unsafe { best_rank_avx2(row, set) };
+            return unsafe { rank_avx2(row, g, sg) };
         }
     }
-    best_rank_body(row, set)
+    rank_body(row, g, sg)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn best_rank_avx2(row: &[f32], set: &[u32]) -> Option<usize> {
-    best_rank_body(row, set)
+unsafe fn rank_avx2(row: &[f32], g: usize, sg: f32) -> (usize, u32) {
+    rank_body(row, g, sg)
 }
 
+/// Rank of column `g` (score `sg`; `g` may be the row's length): columns
+/// before it scoring `>= sg` and columns after it scoring `> sg`; and the
+/// number of NaNs and infinities among those columns (exponent bits all
+/// ones: magnitude bits above those of the largest finite value).
 #[inline(always)]
-fn best_rank_body(row: &[f32], set: &[u32]) -> Option<usize> {
-    set.iter()
-        .filter_map(|&g| {
-            let g = g as usize;
-            let sg = *row.get(g)?;
-            // Columns with a higher score, and those before `g` with an equal one.
-            let above = row.iter().fold(0u32, |n, &s| n + u32::from(s > sg));
-            let tied_before = row[..g].iter().fold(0u32, |n, &s| n + u32::from(s == sg));
-            Some(above as usize + tied_before as usize)
-        })
-        .min()
+fn rank_body(row: &[f32], g: usize, sg: f32) -> (usize, u32) {
+    let bad = |s: f32| u32::from((s.to_bits() & 0x7fff_ffff) as i32 > 0x7f7f_ffff);
+    let (before, bad_before) = row[..g].iter().fold((0u32, 0u32), |(n, b), &s| (n + u32::from(s >= sg), b + bad(s)));
+    let after = row.get(g + 1..).unwrap_or(&[]);
+    let (after, bad_after) = after.iter().fold((0u32, 0u32), |(n, b), &s| (n + u32::from(s > sg), b + bad(s)));
+    (before as usize + after as usize, bad_before + bad_after)
 }
 
 #[cfg(test)]
@@ -113,15 +135,27 @@ mod tests {
         for k in [1, 2, 5, c] {
             let want = hits(&top, c, &gt, k);
             for (i, set) in gt.iter().enumerate() {
-                let rank = best_rank(&scores[i * c..(i + 1) * c], set);
+                let rank = best_rank(&scores[i * c..(i + 1) * c], set).unwrap();
                 let got = if set.is_empty() { None } else { Some(rank.is_some_and(|r| r < k)) };
                 assert_eq!(got, want[i], "row {i}, k {k}, set {set:?}");
             }
         }
-        assert_eq!(best_rank(&[0.5, 0.5, 0.9], &[1]), Some(2));
-        assert_eq!(best_rank(&[0.5, 0.5, 0.9], &[0, 1]), Some(1));
-        assert_eq!(best_rank(&[0.5], &[3]), None);
-        assert_eq!(best_rank(&[0.5], &[]), None);
+        assert_eq!(best_rank(&[0.5, 0.5, 0.9], &[1]), Ok(Some(2)));
+        assert_eq!(best_rank(&[0.5, 0.5, 0.9], &[0, 1]), Ok(Some(1)));
+        assert_eq!(best_rank(&[0.5], &[3]), Ok(None));
+        assert_eq!(best_rank(&[0.5], &[]), Ok(None));
+        // Non-finite values anywhere in the row (before, at and after the label, or with no label).
+        let mut row: Vec<f32> = (0..40).map(|i| i as f32).collect();
+        for (at, v) in [(3, f32::NAN), (20, f32::INFINITY), (39, f32::NEG_INFINITY), (0, -f32::NAN)] {
+            let saved = row[at];
+            row[at] = v;
+            for set in [&[20u32][..], &[5, 30], &[], &[77]] {
+                assert_eq!(best_rank(&row, set), Err(at), "{v} at {at}, set {set:?}");
+            }
+            row[at] = saved;
+        }
+        assert_eq!(best_rank(&row, &[20]), Ok(Some(19)));
+        assert_eq!(best_rank(&[f32::MAX, f32::MIN], &[1]), Ok(Some(1)));
     }
 
     #[test]

@@ -220,7 +220,17 @@ class ReaLAccumulator:
     def add(self, output: Any, names: Optional[Sequence[str]] = None) -> None:
         """Adds one batch: ``output`` [B, C] scores/logits or [B, k] top indices (numpy or torch);
         ``names`` the B image names (required without ``order=``)."""
-        self._acc.add(predictions(output, "output"), _names(names))
+        # The common case (C-contiguous float32 numpy scores, a list of str) goes straight in:
+        # this runs once per batch of a validation loop.
+        if not (type(output) is np.ndarray and output.dtype == np.float32 and output.ndim == 2
+                and output.flags.c_contiguous):
+            output = predictions(output, "output")
+        try:
+            self._acc.add(output, names if type(names) is list else _names(names))
+        except TypeError:
+            if names is None or all(isinstance(n, str) for n in names):
+                raise
+            self._acc.add(output, _names(names))  # names that are not str (paths, numbers)
 
     @property
     def count(self) -> int:
