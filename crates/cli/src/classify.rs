@@ -66,14 +66,15 @@ pub fn run(a: ClassifyArgs) -> Result<()> {
     let (mut names, mut top, mut logits_all, mut feats_all, mut bad) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut feat_dim = 0;
-    for batch in loader {
+    for mut batch in loader {
         bar.inc(batch.paths.len() as u64);
         names.extend(nnio::batch_names(&batch, &items, a.input.skip_bad, &mut bad, &bar)?);
         let n = batch.ok_count();
         if n == 0 {
             continue;
         }
-        let x = Tensor::from_vec(batch.data, (n, 3, h as usize, w as usize), &dev)?;
+        // The tensor is kept by the model's input (no hand-back to the loader).
+        let x = Tensor::from_vec(std::mem::take(&mut batch.data), (n, 3, h as usize, w as usize), &dev)?;
         let out = model.forward(&x)?;
         let l: Vec<f32> = out.logits.to_device(&candle_core::Device::Cpu)?.flatten_all()?.to_vec1()?;
         for row in l.chunks(classes) {

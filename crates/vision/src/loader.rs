@@ -7,9 +7,14 @@
 //! stays bounded whatever the number of files. Batches come out in order, and
 //! every image has its own outcome (an error names the file), so a caller can
 //! skip bad images or stop at the first one.
+//!
+//! A dropped [`Batch`] hands its tensor back to the loader, which fills it
+//! again instead of asking the system for fresh memory (on Linux a fresh
+//! batch of 8 images at 224 px costs 1,200 page faults, each zeroing a page).
+//! A caller that keeps the tensor takes it with `std::mem::take(&mut batch.data)`.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use rayon::prelude::*;
@@ -47,6 +52,19 @@ pub struct Batch {
     pub data: Vec<f32>,
     /// `(width, height)` of every image in `data`.
     pub size: (u32, u32),
+    /// Where the tensor goes back to when the batch is dropped.
+    recycle: Option<SyncSender<Vec<f32>>>,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(tx) = &self.recycle {
+            if self.data.capacity() > 0 {
+                // Full (the loader has enough) or closed (it finished): the buffer is freed.
+                let _ = tx.try_send(std::mem::take(&mut self.data));
+            }
+        }
+    }
 }
 
 impl Batch {
@@ -79,11 +97,15 @@ impl Loader {
             .build()
             .map_err(|e| Error::Invalid(format!("cannot start the loader threads: {e}")))?;
         let (tx, rx) = sync_channel(config.prefetch);
+        // Tensors of dropped batches: at most one per batch that can be in flight.
+        let (back_tx, back_rx) = sync_channel::<Vec<f32>>(config.prefetch + 2);
         let worker = std::thread::Builder::new()
             .name("labelscope-loader".into())
             .spawn(move || {
                 for (i, chunk) in paths.chunks(config.batch_size).enumerate() {
-                    let batch = pool.install(|| load_batch(i * config.batch_size, chunk, &config));
+                    let buf = back_rx.try_recv().unwrap_or_default();
+                    let mut batch = pool.install(|| load_batch_into(buf, i * config.batch_size, chunk, &config));
+                    batch.recycle = Some(back_tx.clone());
                     if tx.send(batch).is_err() {
                         return; // the consumer stopped
                     }
@@ -111,8 +133,18 @@ impl Iterator for Loader {
 
 /// Decodes and preprocesses one batch (in parallel on the current rayon pool).
 pub fn load_batch(start: usize, paths: &[PathBuf], config: &LoaderConfig) -> Batch {
+    load_batch_into(Vec::new(), start, paths, config)
+}
+
+/// [`load_batch`] into the memory of `data` (a tensor handed back, or empty).
+/// Its old values are not cleared: every successful image overwrites its
+/// whole slot, and failed slots are compacted away.
+fn load_batch_into(mut data: Vec<f32>, start: usize, paths: &[PathBuf], config: &LoaderConfig) -> Batch {
     let len = config.preprocess.image_len();
-    let mut data = vec![0f32; len * paths.len()];
+    if data.len() < len * paths.len() {
+        data.resize(len * paths.len(), 0.0);
+    }
+    data.truncate(len * paths.len());
     let outcomes: Vec<Result<()>> = data
         .par_chunks_mut(len)
         .zip(paths.par_iter())
@@ -129,5 +161,5 @@ pub fn load_batch(start: usize, paths: &[PathBuf], config: &LoaderConfig) -> Bat
         }
     }
     data.truncate(n_ok * len);
-    Batch { start, paths: paths.to_vec(), outcomes, data, size: config.preprocess.recipe.output_size() }
+    Batch { start, paths: paths.to_vec(), outcomes, data, size: config.preprocess.recipe.output_size(), recycle: None }
 }

@@ -149,3 +149,47 @@ fn loader_keeps_order_and_reports_bad_files() {
     }
     assert_eq!(k, 7);
 }
+
+#[test]
+fn dropped_batches_are_refilled_with_the_right_values() {
+    // Batches dropped one by one hand their tensors back: later batches are filled into memory
+    // that holds earlier images (bad files and a short last batch included), and must still
+    // equal each image preprocessed alone.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut paths = Vec::new();
+    for i in 0..14u32 {
+        if i == 4 || i == 11 {
+            paths.push(write(d, &format!("bad_{i}.jpg"), b"garbage"));
+        } else {
+            paths.push(write(d, &format!("img_{i}.png"), &png_bytes(20 + i * 11, 60 - i * 3)));
+        }
+    }
+    let pre = Preprocess::new(Recipe::Fixed { size: 12 });
+    let config =
+        LoaderConfig { preprocess: pre, decode: DecodeOptions::default(), batch_size: 3, prefetch: 1, threads: 2 };
+    let len = pre.image_len();
+    let (mut k, mut pointers, mut reused) = (0, Vec::new(), 0);
+    for b in Loader::new(paths.clone(), config).unwrap() {
+        reused += usize::from(pointers.contains(&b.data.as_ptr()));
+        pointers.push(b.data.as_ptr());
+        let mut j = 0;
+        for (p, o) in b.paths.iter().zip(&b.outcomes) {
+            assert_eq!(p, &paths[k]);
+            k += 1;
+            if o.is_err() {
+                assert!(p.to_string_lossy().contains("bad_"));
+                continue;
+            }
+            let img = decode_file(p, &DecodeOptions::default()).unwrap();
+            let mut want = vec![0f32; len];
+            pre.run_into(&img, &mut want).unwrap();
+            assert_eq!(&b.data[j * len..(j + 1) * len], &want[..], "{}", p.display());
+            j += 1;
+        }
+        assert_eq!(b.data.len(), j * len);
+    } // each batch is dropped here, before the next is received
+    assert_eq!(k, 14);
+    // With one batch of prefetch, batch i + 3 is filled into batch i's memory.
+    assert!(reused >= 2, "{reused} batches reused a tensor");
+}
