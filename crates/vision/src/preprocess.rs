@@ -121,22 +121,19 @@ pub fn normalize_into(img: &RgbImage, mean: [f32; 3], std: [f32; 3], out: &mut [
     }
     let (r, rest) = out.split_at_mut(n);
     let (g, b) = rest.split_at_mut(n);
-    let planes = [r, g, b];
     // A 256-entry table per channel gives the same f32 values as computing them.
-    let tables: Vec<[f32; 256]> = (0..3)
-        .map(|c| {
-            let mut t = [0f32; 256];
-            for (v, e) in t.iter_mut().enumerate() {
-                *e = (v as f32 / 255.0 - mean[c]) / std[c];
-            }
-            t
-        })
-        .collect();
-    for (c, plane) in planes.into_iter().enumerate() {
-        let t = &tables[c];
-        for (o, p) in plane.iter_mut().zip(img.as_raw().chunks_exact(3)) {
-            *o = t[p[c] as usize];
+    let mut tables = [[0f32; 256]; 3];
+    for (c, t) in tables.iter_mut().enumerate() {
+        for (v, e) in t.iter_mut().enumerate() {
+            *e = (v as f32 / 255.0 - mean[c]) / std[c];
         }
+    }
+    // One pass over the packed pixels, writing the three planes.
+    let [tr, tg, tb] = &tables;
+    for (((o_r, o_g), o_b), p) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()).zip(img.as_raw().chunks_exact(3)) {
+        *o_r = tr[p[0] as usize];
+        *o_g = tg[p[1] as usize];
+        *o_b = tb[p[2] as usize];
     }
     Ok(())
 }

@@ -233,6 +233,41 @@ pub fn to_fixed_point(weights: &[f64]) -> Vec<i32> {
     weights.iter().map(|&w| if w < 0.0 { (-0.5 + w * one) as i32 } else { (0.5 + w * one) as i32 }).collect()
 }
 
+/// The whole-axis coefficients of one resize (`in0 = 0`, `in1 = in_size`)
+/// and their fixed-point form.
+struct AxisCoeffs {
+    c: Coefficients,
+    kk: Vec<i32>,
+}
+
+/// [`AxisCoeffs`] from a small per-thread cache: a loader meets the same few
+/// image sizes again and again, and each image asks for its two axes twice
+/// (the decoder's source region, then the resize).
+fn axis_coeffs(in_size: usize, out_size: usize, filter: Filter) -> Result<std::rc::Rc<AxisCoeffs>> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    type Entry = ((usize, usize, Filter), Rc<AxisCoeffs>);
+    const KEEP: usize = 16;
+    thread_local! {
+        static CACHE: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+    }
+    let key = (in_size, out_size, filter);
+    if let Some(hit) = CACHE.with(|c| c.borrow().iter().find(|(k, _)| *k == key).map(|(_, v)| Rc::clone(v))) {
+        return Ok(hit);
+    }
+    let c = precompute_coeffs(in_size, 0.0, in_size as f32, out_size, filter)?;
+    let kk = to_fixed_point(&c.weights);
+    let entry = Rc::new(AxisCoeffs { c, kk });
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() == KEEP {
+            cache.remove(0); // the oldest
+        }
+        cache.push((key, Rc::clone(&entry)));
+    });
+    Ok(entry)
+}
+
 #[inline(always)]
 fn clip8(v: i32) -> u8 {
     (v >> PRECISION_BITS).clamp(0, 255) as u8
@@ -265,10 +300,47 @@ impl<'a> Taps<'a> {
 /// Rows are processed four at a time so each coefficient is loaded once per
 /// four rows.
 fn horizontal(src: &[u8], src_w: usize, col0: usize, row0: usize, rows: usize, t: Taps<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    horizontal_into(src, src_w, col0, row0, rows, t, &mut out);
+    out
+}
+
+/// Runs `f` with this thread's scratch buffer for the intermediate image of
+/// a two-pass resize (kept between calls: no fresh memory per image).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    use std::cell::RefCell;
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let r = f(&mut buf);
+    SCRATCH.with(|s| *s.borrow_mut() = buf);
+    r
+}
+
+/// Sets `out` to `len` bytes, keeping its memory. Old values stay: callers
+/// overwrite every byte.
+fn size_output(out: &mut Vec<u8>, len: usize) {
+    if out.len() < len {
+        out.resize(len, 0);
+    }
+    out.truncate(len);
+}
+
+/// [`horizontal`] into `out` (resized to the result; every byte written).
+fn horizontal_into(
+    src: &[u8],
+    src_w: usize,
+    col0: usize,
+    row0: usize,
+    rows: usize,
+    t: Taps<'_>,
+    out: &mut Vec<u8>,
+) {
     let out_w = t.bounds.len();
     let ostride = out_w * 3;
     let stride = src_w * 3;
-    let mut out = vec![0u8; ostride * rows];
+    size_output(out, ostride * rows);
     let mut r = 0;
     while r + 4 <= rows {
         let row = |q: usize| {
@@ -339,7 +411,6 @@ fn horizontal(src: &[u8], src_w: usize, col0: usize, row0: usize, rows: usize, t
             o[2] = clip8(s2);
         }
     }
-    out
 }
 
 /// Four rows of the horizontal pass with AVX2: row `q` starts at `src[starts[q]]` (column
@@ -417,10 +488,17 @@ unsafe fn horizontal4_avx2(src: &[u8], starts: [usize; 4], t: Taps<'_>, outs: [&
 /// Vertical pass on columns `col0..col0 + cols` of packed RGB `src`
 /// (`src_w` pixels wide); source row indices of `t` are rows of `src`.
 fn vertical(src: &[u8], src_w: usize, col0: usize, cols: usize, t: Taps<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    vertical_into(src, src_w, col0, cols, t, &mut out);
+    out
+}
+
+/// [`vertical`] into `out` (resized to the result; every byte written).
+fn vertical_into(src: &[u8], src_w: usize, col0: usize, cols: usize, t: Taps<'_>, out: &mut Vec<u8>) {
     let stride = src_w * 3;
     let ostride = cols * 3;
     let out_h = t.bounds.len();
-    let mut out = vec![0u8; ostride * out_h];
+    size_output(out, ostride * out_h);
     assert!(col0 * 3 + ostride <= stride, "vertical pass: columns past the row");
     assert!(
         t.bounds.iter().all(|&(ymin, count)| (ymin + count) * stride <= src.len()),
@@ -430,8 +508,8 @@ fn vertical(src: &[u8], src_w: usize, col0: usize, cols: usize, t: Taps<'_>) -> 
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: AVX2 is present (checked just above); the asserts above bound every read.
-            unsafe { vertical_avx2(src, stride, col0, t, &mut out, ostride) };
-            return out;
+            unsafe { vertical_avx2(src, stride, col0, t, out, ostride) };
+            return;
         }
     }
     let mut acc = vec![0i32; ostride];
@@ -448,7 +526,6 @@ fn vertical(src: &[u8], src_w: usize, col0: usize, cols: usize, t: Taps<'_>) -> 
             *o = clip8(a);
         }
     }
-    out
 }
 
 /// The vertical pass with AVX2: 32 bytes (channels) of a destination row at a time, their
@@ -589,8 +666,8 @@ pub fn resize_region_source(
             let hi = part.iter().copied().max().unwrap_or(0) + 1;
             return Ok((lo as u32, hi as u32));
         }
-        let c = precompute_coeffs(n_in as usize, 0.0, n_in as f32, n_out as usize, filter)?;
-        let b = &c.bounds[start as usize..(start + len) as usize];
+        let c = axis_coeffs(n_in as usize, n_out as usize, filter)?;
+        let b = &c.c.bounds[start as usize..(start + len) as usize];
         let lo = b.iter().map(|b| b.0).min().unwrap_or(0);
         let hi = b.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
         Ok((lo as u32, hi as u32))
@@ -638,12 +715,10 @@ pub fn resize_region(
         }
         out
     } else {
-        let chz = precompute_coeffs(w_in, 0.0, w_in as f32, w, filter)?;
-        let cvz = precompute_coeffs(h_in, 0.0, h_in as f32, h, filter)?;
-        let kh = to_fixed_point(&chz.weights);
-        let kv = to_fixed_point(&cvz.weights);
-        let th = Taps::new(&chz, &kh, x0..x0 + cw);
-        let tv = Taps::new(&cvz, &kv, y0..y0 + ch);
+        let ah = axis_coeffs(w_in, w, filter)?;
+        let av = axis_coeffs(h_in, h, filter)?;
+        let th = Taps::new(&ah.c, &ah.kk, x0..x0 + cw);
+        let tv = Taps::new(&av.c, &av.kk, y0..y0 + ch);
         let need_h = w != w_in;
         let need_v = h != h_in;
         let mut store = Vec::new();
@@ -653,12 +728,16 @@ pub fn resize_region(
             horizontal(src, w_in, 0, y0, ch, th)
         } else if horizontal_first(w_in, h_in, w, h) {
             let (first, last) = tv.span();
-            let tmp = horizontal(src, w_in, 0, first, last - first, th);
-            vertical(&tmp, cw, 0, cw, shifted(tv, first, &mut store))
+            with_scratch(|tmp| {
+                horizontal_into(src, w_in, 0, first, last - first, th, tmp);
+                vertical(tmp, cw, 0, cw, shifted(tv, first, &mut store))
+            })
         } else {
             let (first, last) = th.span();
-            let tmp = vertical(src, w_in, first, last - first, tv);
-            horizontal(&tmp, last - first, 0, 0, ch, shifted(th, first, &mut store))
+            with_scratch(|tmp| {
+                vertical_into(src, w_in, first, last - first, tv, tmp);
+                horizontal(tmp, last - first, 0, 0, ch, shifted(th, first, &mut store))
+            })
         }
     };
     RgbImage::from_raw(cw as u32, ch as u32, data)
