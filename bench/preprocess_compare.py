@@ -4,7 +4,11 @@ Both decode the same image files, apply the same recipe (default
 resize256-crop224, bilinear: torchvision's ImageNet evaluation transform) and
 normalise to float32 CHW. Reported: images/s for 1 and 2 workers (labelscope:
 threads of one process; Pillow: worker processes, as a PyTorch DataLoader
-uses). Both take the best of --repeats passes after a warm-up pass.
+uses). Pillow: the best of --repeats passes after a warm-up pass, with one
+pool of workers for all passes. labelscope: one loader streams the warm-up
+pass and the --repeats passes, and the rate after the warm-up pass is
+reported (the mean of the timed passes, as a long run sees it;
+`bench-preprocess --fresh-loader` starts a loader per pass instead).
 
 Usage:
   python3 bench/preprocess_compare.py [--bin target/release/labelscope] IMG_OR_DIR...
