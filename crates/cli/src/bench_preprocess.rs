@@ -94,8 +94,11 @@ pub fn run(a: BenchPreprocessArgs) -> Result<()> {
             prefetch: 2,
             threads: t,
         };
-        let (images, secs, checksum) =
-            if a.fresh_loader { fresh_loaders(&paths, &config, a.repeats)? } else { stream(&paths, &config, a.repeats)? };
+        let (images, secs, checksum) = if a.fresh_loader {
+            fresh_loaders(&paths, &config, a.repeats)?
+        } else {
+            stream(&paths, &config, a.repeats)?
+        };
         println!(
             "{}",
             serde_json::json!({
