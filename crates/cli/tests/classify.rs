@@ -214,3 +214,29 @@ fn wrong_weights_and_options_are_refused() {
     assert!(err.contains("--class"), "{err}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing written on refused runs");
 }
+
+/// `bench-preprocess` in both modes on the fixture images: the streaming run reads every pass
+/// (its checksum is the passes' sum, 3 × one fresh loader's), times what follows the batch that
+/// ends the warm-up pass, and refuses a run with nothing left to time.
+#[test]
+fn bench_preprocess_streams_all_passes() {
+    let imgs = fixture().join("images");
+    let dir = imgs.to_str().unwrap();
+    let run = |batch: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["bench-preprocess", "--threads", "1", "--repeats", "2", "--batch", batch];
+        args.extend_from_slice(extra);
+        args.push(dir);
+        serde_json::from_str(labelscope_ok(&args).trim()).unwrap()
+    };
+    // One image per batch: the checksum (every 97th value of each batch) sees the same values.
+    let fresh = run("1", &["--fresh-loader"]);
+    let stream = run("1", &[]);
+    assert_eq!((fresh["images"].as_u64(), stream["images"].as_u64()), (Some(5), Some(10)));
+    let (f, s) = (fresh["checksum"].as_f64().unwrap(), stream["checksum"].as_f64().unwrap());
+    assert!(f.abs() > 1.0 && (s - 3.0 * f).abs() <= 1e-9 * s.abs(), "stream {s}, fresh {f}");
+    assert!(stream["images_per_s"].as_f64().unwrap() > 0.0);
+    // Batches of 2 over 15 images: the warm-up pass ends in the third batch (image 6).
+    assert_eq!(run("2", &[])["images"], 15 - 6);
+    let err = labelscope_err(&["bench-preprocess", "--threads", "1", "--repeats", "1", "--batch", "32", dir]);
+    assert!(err.contains("too few images after the warm-up pass"), "{err}");
+}
