@@ -469,10 +469,16 @@ unsafe fn count_non_finite_avx2(values: &[f32]) -> usize {
 
 #[inline(always)]
 fn count_non_finite_body(values: &[f32]) -> usize {
-    // Exponent bits all ones (NaN or infinity) exactly when the magnitude's
-    // bits exceed those of the largest finite value; the signed 32-bit
-    // compare and counter vectorise even on baseline SSE2.
-    values.iter().map(|x| u32::from((x.to_bits() & 0x7fff_ffff) as i32 > 0x7f7f_ffff)).sum::<u32>() as usize
+    values.iter().map(|&x| non_finite_bit(x)).sum::<u32>() as usize
+}
+
+/// 1 for a NaN or an infinity, else 0, branch-free: the exponent bits are all
+/// ones exactly when the magnitude's bits exceed those of the largest finite
+/// value. The signed 32-bit compare vectorises even on baseline SSE2, so
+/// counting loops built on it do too.
+#[inline(always)]
+pub(crate) fn non_finite_bit(x: f32) -> u32 {
+    u32::from((x.to_bits() & 0x7fff_ffff) as i32 > 0x7f7f_ffff)
 }
 
 // ---------------------------------------------------------------------------

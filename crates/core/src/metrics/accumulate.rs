@@ -478,15 +478,21 @@ impl HitAccumulator {
         Ok(())
     }
 
+    /// Undoes the marks (and any hits) of a refused batch's images: none of
+    /// them was added before it.
+    fn unmark(&mut self, found: &[u32]) {
+        for &q in found {
+            self.records[q as usize].state = 0;
+        }
+    }
+
     /// Stage 3: marks the batch's images added (refusing one added before,
     /// and undoing the marks on a refusal); asks for their label sets.
     fn mark<S: AsRef<str>>(&mut self, batch: usize, names: Option<&[S]>, found: &[u32]) -> Result<(), AccumulateError> {
         for (r, &p) in found.iter().enumerate() {
             let rec = &mut self.records[p as usize];
             if rec.state & SEEN != 0 {
-                for &q in &found[..r] {
-                    self.records[q as usize].state = 0;
-                }
+                self.unmark(&found[..r]);
                 let name = match names {
                     Some(n) => n[r].as_ref().to_string(),
                     None => self.names[p as usize].clone(),
@@ -512,9 +518,7 @@ impl HitAccumulator {
                     let rank = match best_rank(row, set) {
                         Ok(rank) => rank,
                         Err(column) => {
-                            for &q in found {
-                                self.records[q as usize].state = 0;
-                            }
+                            self.unmark(found);
                             return Err(AccumulateError::NonFinite { batch, row: r, column, value: row[column] });
                         }
                     };

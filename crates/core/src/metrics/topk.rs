@@ -92,11 +92,10 @@ unsafe fn rank_avx2(row: &[f32], g: usize, sg: f32) -> (usize, u32) {
 
 /// Rank of column `g` (score `sg`; `g` may be the row's length): columns
 /// before it scoring `>= sg` and columns after it scoring `> sg`; and the
-/// number of NaNs and infinities among those columns (exponent bits all
-/// ones: magnitude bits above those of the largest finite value).
+/// number of NaNs and infinities among those columns.
 #[inline(always)]
 fn rank_body(row: &[f32], g: usize, sg: f32) -> (usize, u32) {
-    let bad = |s: f32| u32::from((s.to_bits() & 0x7fff_ffff) as i32 > 0x7f7f_ffff);
+    let bad = crate::predictions::non_finite_bit;
     let (before, bad_before) = row[..g].iter().fold((0u32, 0u32), |(n, b), &s| (n + u32::from(s >= sg), b + bad(s)));
     let after = row.get(g + 1..).unwrap_or(&[]);
     let (after, bad_after) = after.iter().fold((0u32, 0u32), |(n, b), &s| (n + u32::from(s > sg), b + bad(s)));
