@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use labelscope_vision::decode::{decode_file, DecodeOptions};
-use labelscope_vision::loader::{Loader, LoaderConfig};
+use labelscope_vision::loader::{Batch, Loader, LoaderConfig};
 use labelscope_vision::preprocess::{Preprocess, Recipe};
 
 fn jpeg_bytes(w: u32, h: u32) -> Vec<u8> {
@@ -129,25 +129,34 @@ fn loader_keeps_order_and_reports_bad_files() {
     let e = batches[1].first_error().unwrap().to_string();
     assert!(e.contains("bad_3.jpg"), "{e}");
     // Every loaded image equals preprocessing it alone, in order.
-    let len = pre.image_len();
     let mut k = 0;
     for b in &batches {
-        assert_eq!(b.data.len(), b.ok_count() * len);
-        let mut j = 0;
-        for (p, o) in b.paths.iter().zip(&b.outcomes) {
-            assert_eq!(p, &paths[k]);
-            k += 1;
-            if o.is_err() {
-                continue;
-            }
-            let img = decode_file(p, &DecodeOptions::default()).unwrap();
-            let mut want = vec![0f32; len];
-            pre.run_into(&img, &mut want).unwrap();
-            assert_eq!(&b.data[j * len..(j + 1) * len], &want[..], "{}", p.display());
-            j += 1;
-        }
+        assert_eq!(b.data.len(), b.ok_count() * pre.image_len());
+        check_batch(b, &paths, &mut k, &pre);
     }
     assert_eq!(k, 7);
+}
+
+/// Checks that batch `b` holds the next files of `paths` from position `*k` on (advanced past
+/// them): a bad file by its `bad_` name, every other one equal to preprocessing it alone, in
+/// order and nothing more.
+fn check_batch(b: &Batch, paths: &[PathBuf], k: &mut usize, pre: &Preprocess) {
+    let len = pre.image_len();
+    let mut j = 0;
+    for (p, o) in b.paths.iter().zip(&b.outcomes) {
+        assert_eq!(p, &paths[*k]);
+        *k += 1;
+        if o.is_err() {
+            assert!(p.to_string_lossy().contains("bad_"));
+            continue;
+        }
+        let img = decode_file(p, &DecodeOptions::default()).unwrap();
+        let mut want = vec![0f32; len];
+        pre.run_into(&img, &mut want).unwrap();
+        assert_eq!(&b.data[j * len..(j + 1) * len], &want[..], "{}", p.display());
+        j += 1;
+    }
+    assert_eq!(b.data.len(), j * len);
 }
 
 #[test]
@@ -168,26 +177,11 @@ fn dropped_batches_are_refilled_with_the_right_values() {
     let pre = Preprocess::new(Recipe::Fixed { size: 12 });
     let config =
         LoaderConfig { preprocess: pre, decode: DecodeOptions::default(), batch_size: 3, prefetch: 1, threads: 2 };
-    let len = pre.image_len();
     let (mut k, mut pointers, mut reused) = (0, Vec::new(), 0);
     for b in Loader::new(paths.clone(), config).unwrap() {
         reused += usize::from(pointers.contains(&b.data.as_ptr()));
         pointers.push(b.data.as_ptr());
-        let mut j = 0;
-        for (p, o) in b.paths.iter().zip(&b.outcomes) {
-            assert_eq!(p, &paths[k]);
-            k += 1;
-            if o.is_err() {
-                assert!(p.to_string_lossy().contains("bad_"));
-                continue;
-            }
-            let img = decode_file(p, &DecodeOptions::default()).unwrap();
-            let mut want = vec![0f32; len];
-            pre.run_into(&img, &mut want).unwrap();
-            assert_eq!(&b.data[j * len..(j + 1) * len], &want[..], "{}", p.display());
-            j += 1;
-        }
-        assert_eq!(b.data.len(), j * len);
+        check_batch(&b, &paths, &mut k, &pre);
     } // each batch is dropped here, before the next is received
     assert_eq!(k, 14);
     // With one batch of prefetch, batch i + 3 is filled into batch i's memory.
