@@ -15,6 +15,7 @@ pub mod error;
 pub mod gradcam;
 pub mod head;
 pub mod multitask;
+pub mod ops;
 pub mod optim;
 pub mod resnet;
 mod resnet_infer;

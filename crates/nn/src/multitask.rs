@@ -149,50 +149,15 @@ struct TrainBlock {
     down: Option<(Conv2d, candle_nn::BatchNorm)>,
 }
 
-/// `c.forward(x)`, working around candle 0.9's CPU convolution bug for
-/// inputs with as many channels as rows and columns (`C == H == W`: its
-/// NCHW/NHWC stride check cannot tell the layouts apart and reads the
-/// data wrongly; huggingface/candle#3404, fixed upstream by #3405): such
-/// inputs are given to it with column-major planes (the same values, other
-/// strides), which its stride check does not mistake for NHWC.
+/// `c.forward(x)` through [`crate::ops::conv2d`], which works around two candle 0.9 convolution
+/// bugs (inputs with `C == H == W` on the CPU, and the gradient of strided convolutions of
+/// non-square inputs).
 pub fn conv_forward(c: &Conv2d, x: &Tensor) -> Result<Tensor> {
-    let (_, ch, h, w) = x.dims4()?;
-    if ch == h && h == w {
-        // The same tensor with column-major planes: the stride check fails and the input is
-        // converted properly.
-        Ok(c.forward(&x.transpose(2, 3)?.contiguous()?.transpose(2, 3)?)?)
-    } else {
-        Ok(c.forward(x)?)
+    let cfg = c.config();
+    if cfg.dilation != 1 || cfg.groups != 1 {
+        return Ok(c.forward(x)?);
     }
-}
-
-/// torchvision's `MaxPool2d(3, stride 2, padding 1)` from differentiable
-/// ops (candle 0.9 has no backward for a pooling window larger than its
-/// stride): the maximum of the nine stride-2 views of the edge-padded map
-/// (edge padding never wins a maximum the window's own pixel would not).
-pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
-    // Room for views of 2·ho rows starting at offsets 0..=2.
-    let p = x.pad_with_same(2, 1, (2 * ho + 2).saturating_sub(h + 1))?;
-    let p = p.pad_with_same(3, 1, (2 * wo + 2).saturating_sub(w + 1))?;
-    let mut out: Option<Tensor> = None;
-    for i in 0..3 {
-        for j in 0..3 {
-            let v = p
-                .narrow(2, i, 2 * ho)?
-                .narrow(3, j, 2 * wo)?
-                .reshape((b, c, ho, 2, wo, 2))?
-                .narrow(3, 0, 1)?
-                .narrow(5, 0, 1)?
-                .reshape((b, c, ho, wo))?;
-            out = Some(match out {
-                None => v,
-                Some(m) => m.maximum(&v)?,
-            });
-        }
-    }
-    out.ok_or_else(|| Error::Invalid("empty pooling window".into()))
+    crate::ops::conv2d(x, c.weight(), c.bias(), cfg.padding, cfg.stride)
 }
 
 fn conv(vb: &VarBuilder, name: &str, ci: usize, co: usize, k: usize, stride: usize) -> Result<Conv2d> {
@@ -245,7 +210,7 @@ impl TrainableResNet {
     pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         use candle_nn::ModuleT;
         let mut t = self.bn1.forward_t(&conv_forward(&self.conv1, x)?, train)?.relu()?;
-        t = max_pool_3x3_s2(&t)?;
+        t = crate::ops::max_pool_3x3_s2(&t)?;
         for layer in &self.layers {
             for b in layer {
                 let identity = match &b.down {

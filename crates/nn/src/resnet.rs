@@ -25,7 +25,16 @@
 //! [`CamTarget::forward_hooked`]) the candle path here runs, whose column
 //! extraction and max pool are custom ops with their own backward (their
 //! forward calls the same kernels). GradCAM ([`CamTarget::forward_cam`])
-//! runs the layers up to `layer4` on the first path. CPU only.
+//! runs the layers up to `layer4` on the first path.
+//!
+//! On other devices (CUDA) both paths are replaced by a third, built from
+//! candle's own ops only ([`crate::ops`]): `conv2d` in the usual
+//! `[B, C, H, W]` layout and a max pool made of nine strided views and
+//! `maximum`. It computes the same
+//! function and its gradients, and is tested against PyTorch on the CPU
+//! ([`ResNet::with_candle_ops`]); the only difference is at exact ties inside
+//! a pooling window, where PyTorch routes the gradient to the first maximum
+//! and candle's `maximum` splits it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -92,6 +101,8 @@ pub struct ResNet {
     pub(crate) fc_b: Tensor,
     params: usize,
     device: Device,
+    /// Run on candle's built-in ops (every non-CPU device; on the CPU only on request).
+    candle_ops: bool,
 }
 
 /// The outputs of [`ResNet::forward`].
@@ -183,6 +194,7 @@ impl ResNet {
             stem,
             layers,
             params,
+            candle_ops: !matches!(device, Device::Cpu),
             device: device.clone(),
         })
     }
@@ -216,6 +228,19 @@ impl ResNet {
         self.params
     }
 
+    /// Runs every pass on candle's built-in ops (`conv2d`, strided views and `maximum`), the path
+    /// that non-CPU devices take, also on the CPU. Slower than the CPU paths; it exists so that the
+    /// device path can be tested and compared on any machine.
+    pub fn with_candle_ops(mut self) -> Self {
+        self.candle_ops = true;
+        self
+    }
+
+    /// Whether passes run on candle's built-in ops (see [`ResNet::with_candle_ops`]).
+    pub fn uses_candle_ops(&self) -> bool {
+        self.candle_ops
+    }
+
     /// Logits and pooled features for `x` `[B, 3, H, W]` (normalised RGB).
     ///
     /// When no gradient is needed (neither `x` nor the weights are tracked by candle's graph), this
@@ -224,6 +249,9 @@ impl ResNet {
     /// by image. Both compute the same function (tested against PyTorch).
     pub fn forward(&self, x: &Tensor) -> Result<ResNetOutput> {
         let b = x.dims().first().copied().unwrap_or(0);
+        if self.candle_ops {
+            return self.run(x, None);
+        }
         if x.rank() == 4 && b > 0 && !x.track_op() && !self.stem.w.track_op() {
             self.check_input(x)?;
             return crate::resnet_infer::forward(self, &x.to_dtype(DType::F32)?);
@@ -247,7 +275,7 @@ impl ResNet {
         self.run(x, None)
     }
 
-    /// Checks that `x` is `[B, 3, H, W]` with H, W ≥ 32 and that `x` and the model are on the CPU.
+    /// Checks that `x` is `[B, 3, H, W]` with H, W ≥ 32 and on the model's device.
     fn check_input(&self, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
         let (b, c, h, w) = x
             .dims4()
@@ -258,13 +286,20 @@ impl ResNet {
                 x.dims()
             )));
         }
-        if !matches!(x.device(), Device::Cpu) || !matches!(self.device, Device::Cpu) {
-            return Err(Error::Invalid("the ResNet runtime runs on the CPU only".into()));
+        if !x.device().same_device(&self.device) {
+            return Err(Error::Invalid(format!(
+                "ResNet input on {:?} but the model on {:?}; move the input to the model's device",
+                x.device().location(),
+                self.device.location()
+            )));
         }
         Ok((b, c, h, w))
     }
 
     fn run(&self, x: &Tensor, hook: Option<&mut Hook>) -> Result<ResNetOutput> {
+        if self.candle_ops {
+            return self.run_candle_ops(x, hook);
+        }
         let (b, _, _, _) = self.check_input(x)?;
         // [C, B, H, W]
         let mut t = x.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
@@ -292,6 +327,32 @@ impl ResNet {
         let logits = features.matmul(&self.fc_wt)?.broadcast_add(&self.fc_b)?;
         Ok(ResNetOutput { logits, features })
     }
+
+    /// The forward pass on candle's built-in ops, `[B, C, H, W]` throughout (any device).
+    fn run_candle_ops(&self, x: &Tensor, hook: Option<&mut Hook>) -> Result<ResNetOutput> {
+        let (b, _, _, _) = self.check_input(x)?;
+        let mut t = conv_nchw(&x.to_dtype(DType::F32)?, &self.stem)?.relu()?;
+        t = crate::ops::max_pool_3x3_s2(&t)?;
+        for layer in &self.layers {
+            for blk in layer {
+                let identity = match &blk.downsample {
+                    Some(d) => conv_nchw(&t, d)?,
+                    None => t.clone(),
+                };
+                let y = conv_nchw(&t, &blk.conv1)?.relu()?;
+                let y = conv_nchw(&y, &blk.conv2)?.relu()?;
+                let y = conv_nchw(&y, &blk.conv3)?;
+                t = (y + identity)?.relu()?;
+            }
+        }
+        if let Some(hook) = hook {
+            t = hook(&t)?;
+        }
+        let (_, f, _, _) = t.dims4()?;
+        let features = t.reshape((b, f, ()))?.mean(2)?; // [B, F]
+        let logits = features.matmul(&self.fc_wt)?.broadcast_add(&self.fc_b)?;
+        Ok(ResNetOutput { logits, features })
+    }
 }
 
 impl CamTarget for ResNet {
@@ -310,7 +371,7 @@ impl CamTarget for ResNet {
     /// Inputs or weights that gradients track keep [`CamTarget::forward_hooked`].
     fn forward_cam(&self, x: &Tensor, hook: &mut dyn FnMut(&Tensor) -> Result<Tensor>) -> Result<(Tensor, CamLayout)> {
         let b = x.dims().first().copied().unwrap_or(0);
-        if x.rank() != 4 || b == 0 || x.track_op() || self.stem.w.track_op() {
+        if self.candle_ops || x.rank() != 4 || b == 0 || x.track_op() || self.stem.w.track_op() {
             return self.forward_hooked(x, hook);
         }
         self.check_input(x)?;
@@ -374,6 +435,14 @@ fn conv(x: &Tensor, c: &Conv) -> Result<Tensor> {
     };
     let y = c.w.matmul(&cols)?.broadcast_add(&c.b)?;
     Ok(y.reshape(((), b, ho, wo))?)
+}
+
+/// `conv(x)` for `x` `[B, Ci, H, W]` → `[B, Co, Ho, Wo]` with candle's `conv2d` (BN folded, no
+/// activation).
+fn conv_nchw(x: &Tensor, c: &Conv) -> Result<Tensor> {
+    let (co, cikk) = c.w.dims2()?;
+    let w = c.w.reshape((co, cikk / (c.k * c.k), c.k, c.k))?;
+    crate::ops::conv2d(x, &w, Some(&c.b), c.pad, c.stride)
 }
 
 fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {

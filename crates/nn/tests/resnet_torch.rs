@@ -251,3 +251,44 @@ fn cam_forward_matches_pytorch() {
     let d = ((logits2 - fc_b).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(d < 1e-5, "logits must follow the hook's tensor: {d}");
 }
+
+/// The path that non-CPU devices take (`with_candle_ops`: candle's `conv2d`, strided views and
+/// `maximum`, `[B, C, H, W]` throughout), run here on the CPU: the same logits, features and layer4
+/// activation as PyTorch, and the same function as the CPU paths on odd and non-square sizes (the
+/// pooling window's padding at both ends of odd and even sides). 32×32 gives `layer2` an 8×8
+/// input with 8 channels, the shape on which candle's CPU `conv2d` misreads its layout (worked
+/// around in `conv_nchw`).
+#[test]
+fn candle_ops_path_matches_pytorch() {
+    let m = model().with_candle_ops();
+    assert!(m.uses_candle_ops() && !model().uses_candle_ops());
+    let x = tensor("input");
+    let out = m.forward(&x).unwrap();
+    let dl = max_diff(&out.logits, "logits");
+    let df = max_diff(&out.features, "features");
+    let mut seen = None;
+    let mut hook = |a: &Tensor| -> labelscope_nn::Result<Tensor> {
+        seen = Some(a.clone());
+        Ok(a.clone())
+    };
+    let (logits, layout) = m.forward_cam(&x, &mut hook).unwrap();
+    assert_eq!(layout, CamLayout::ChannelsFirst);
+    let da = max_diff(seen.as_ref().unwrap(), "layer4");
+    let dh = max_diff(&logits, "logits");
+    eprintln!("candle ops: max |diff| logits {dl:.2e}, features {df:.2e}, layer4 {da:.2e}, hooked logits {dh:.2e}");
+    assert!(dl <= 1e-4 && df <= 1e-4 && da <= 1e-4 && dh <= 1e-4, "{dl} {df} {da} {dh}");
+
+    let cpu = model();
+    for (b, h, w) in [(3, 37, 45), (1, 32, 32), (2, 64, 33)] {
+        let n = b * 3 * h * w;
+        let v: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 4.0).collect();
+        let x = Tensor::from_vec(v, (b, 3, h, w), &Device::Cpu).unwrap();
+        let a = m.forward(&x).unwrap();
+        let c = cpu.forward(&x).unwrap();
+        for (g, want, what) in [(&a.logits, &c.logits, "logits"), (&a.features, &c.features, "features")] {
+            assert_eq!(g.dims(), want.dims(), "{what}");
+            let d = (g - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(d <= 1e-4, "{b}×{h}×{w} {what}: max |diff| {d}");
+        }
+    }
+}
