@@ -115,8 +115,9 @@ pub struct ModelArgs {
     /// Weights in the model's layout (.safetensors; `labelscope weights convert` makes them from .pth).
     #[arg(long, value_name = "FILE")]
     pub weights: PathBuf,
-    /// Precision of the weights and the computation: f16/bf16 for the ViT/DeiT models (faster
-    /// on GPUs, outputs within half-precision rounding of f32; gradients need f32).
+    /// Precision of the weights and the computation: f16/bf16 for the ViT/DeiT models, and for
+    /// ResNets on a GPU (faster on GPUs, outputs within half-precision rounding of f32; gradients
+    /// need f32).
     #[arg(long, value_enum, default_value = "f32")]
     pub precision: Precision,
 }

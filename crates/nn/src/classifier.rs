@@ -77,16 +77,14 @@ impl Classifier {
     }
 
     /// The classifier computing in `dtype`: f32 for every model; f16 and
-    /// bf16 for the ViT/DeiT models only (see [`crate::Vit::to_dtype`]);
-    /// the ResNet's custom CPU kernels are f32 only, so it refuses half
-    /// precision.
+    /// bf16 for the ViT/DeiT models (see [`crate::Vit::to_dtype`]) and for
+    /// ResNets on a GPU (see [`ResNet::to_dtype`]: their CPU kernels are f32
+    /// only).
     pub fn to_dtype(self, dtype: DType) -> Result<Self> {
         match (self, dtype) {
             (m, DType::F32) => Ok(m),
             (Classifier::Vit(m), _) => Ok(Classifier::Vit(m.to_dtype(dtype)?)),
-            (Classifier::ResNet(_), _) => Err(Error::Invalid(format!(
-                "the ResNet runs in f32 only; {dtype:?} is available for the ViT/DeiT classifiers"
-            ))),
+            (Classifier::ResNet(m), _) => Ok(Classifier::ResNet(m.to_dtype(dtype)?)),
         }
     }
 

@@ -241,6 +241,59 @@ impl ResNet {
         self.candle_ops
     }
 
+    /// The model with its (BatchNorm-folded) weights and computation in `dtype`: f32 everywhere;
+    /// f16 and bf16 on the candle-ops path only (non-CPU devices, or [`ResNet::with_candle_ops`]),
+    /// because the CPU kernels are f32; bf16 needs a CUDA device (candle's CPU backend has no bf16
+    /// matrix product). Outputs come back as f32; gradients need f32.
+    pub fn to_dtype(self, dtype: DType) -> Result<Self> {
+        if dtype == self.dtype() {
+            return Ok(self);
+        }
+        match dtype {
+            DType::F32 | DType::F16 | DType::BF16 => {}
+            _ => return Err(Error::Invalid(format!("ResNet weights in {dtype:?}: expected f32, f16 or bf16"))),
+        }
+        if dtype != DType::F32 && !self.candle_ops {
+            return Err(Error::Invalid(format!(
+                "the ResNet's CPU kernels run in f32 only; {dtype:?} runs on a GPU (--device cuda)"
+            )));
+        }
+        if dtype == DType::BF16 && self.device.is_cpu() {
+            return Err(Error::Invalid("bf16 needs a CUDA device; on the CPU use f16 or f32".into()));
+        }
+        let conv = |c: &Conv| -> Result<Conv> {
+            Ok(Conv { w: c.w.to_dtype(dtype)?, b: c.b.to_dtype(dtype)?, k: c.k, stride: c.stride, pad: c.pad })
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .map(|b| {
+                        Ok(Bottleneck {
+                            conv1: conv(&b.conv1)?,
+                            conv2: conv(&b.conv2)?,
+                            conv3: conv(&b.conv3)?,
+                            downsample: b.downsample.as_ref().map(conv).transpose()?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ResNet {
+            stem: conv(&self.stem)?,
+            layers,
+            fc_wt: self.fc_wt.to_dtype(dtype)?,
+            fc_b: self.fc_b.to_dtype(dtype)?,
+            ..self
+        })
+    }
+
+    /// The dtype of the weights and of the computation.
+    pub fn dtype(&self) -> DType {
+        self.stem.w.dtype()
+    }
+
     /// Logits and pooled features for `x` `[B, 3, H, W]` (normalised RGB).
     ///
     /// When no gradient is needed (neither `x` nor the weights are tracked by candle's graph), this
@@ -331,7 +384,11 @@ impl ResNet {
     /// The forward pass on candle's built-in ops, `[B, C, H, W]` throughout (any device).
     fn run_candle_ops(&self, x: &Tensor, hook: Option<&mut Hook>) -> Result<ResNetOutput> {
         let (b, _, _, _) = self.check_input(x)?;
-        let mut t = conv_nchw(&x.to_dtype(DType::F32)?, &self.stem)?.relu()?;
+        let dtype = self.dtype();
+        if hook.is_some() && dtype != DType::F32 {
+            return Err(Error::Invalid(format!("gradients (GradCAM, saliency) need the model in f32, not {dtype:?}")));
+        }
+        let mut t = conv_nchw(&x.to_dtype(dtype)?, &self.stem)?.relu()?;
         t = crate::ops::max_pool_3x3_s2(&t)?;
         for layer in &self.layers {
             for blk in layer {
@@ -351,7 +408,7 @@ impl ResNet {
         let (_, f, _, _) = t.dims4()?;
         let features = t.reshape((b, f, ()))?.mean(2)?; // [B, F]
         let logits = features.matmul(&self.fc_wt)?.broadcast_add(&self.fc_b)?;
-        Ok(ResNetOutput { logits, features })
+        Ok(ResNetOutput { logits: logits.to_dtype(DType::F32)?, features: features.to_dtype(DType::F32)? })
     }
 }
 

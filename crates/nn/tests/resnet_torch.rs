@@ -292,3 +292,36 @@ fn candle_ops_path_matches_pytorch() {
         }
     }
 }
+
+/// Half precision runs on the candle-ops path (the GPU path): f16 outputs against PyTorch's f32
+/// ones within half-precision rounding (relative to the largest |value|), not identical to f32
+/// (so the half path really ran), outputs back as f32, gradients refused. The CPU kernels refuse
+/// half precision, and bf16 is refused on the CPU.
+#[test]
+fn half_precision_on_the_candle_ops_path() {
+    let e = model().to_dtype(DType::F16).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("f32 only"), "{e}");
+    let e = model().with_candle_ops().to_dtype(DType::BF16).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("bf16 needs a CUDA device"), "{e}");
+    assert!(model().to_dtype(DType::U8).is_err());
+    let m = model().with_candle_ops().to_dtype(DType::F16).unwrap();
+    assert_eq!(m.dtype(), DType::F16);
+    let x = tensor("input");
+    let out = m.forward(&x).unwrap();
+    assert_eq!(out.logits.dtype(), DType::F32, "outputs come back as f32");
+    for (got, name) in [(&out.logits, "logits"), (&out.features, "features")] {
+        let (_, want) = npy(name);
+        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let d = max_diff(got, name);
+        eprintln!("f16 {name}: max |diff| vs torch f32 = {d:e} (largest |value| {scale})");
+        assert!(d <= 5e-3 * scale, "f16 {name}: max |diff| {d}");
+        assert!(d > 1e-6, "f16 {name}: identical to f32, the half path did not run");
+    }
+    let e = labelscope_nn::gradcam(&m, &x, &[1, 9]).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("need the model in f32"), "{e}");
+    // Back to f32 from f16 weights: the f32 path again, within f16 rounding of the weights.
+    let back = m.to_dtype(DType::F32).unwrap();
+    assert_eq!(back.dtype(), DType::F32);
+    let d = max_diff(&back.forward(&x).unwrap().logits, "logits");
+    assert!(d <= 1e-2, "f32 from f16 weights: max |diff| {d}");
+}
