@@ -355,9 +355,28 @@ impl ResNet {
         }
         let (b, _, _, _) = self.check_input(x)?;
         // [C, B, H, W]
-        let mut t = x.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
-        t = conv(&t, &self.stem)?.relu()?;
-        t = t.apply_op1(MaxPool3x3s2)?;
+        let t = x.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
+        let mut t = self.body(t, &conv, &|t| Ok(t.apply_op1(MaxPool3x3s2)?))?;
+        if let Some(hook) = hook {
+            let a = t.transpose(0, 1)?.contiguous()?; // [B, C, h, w]
+            let a = hook(&a)?;
+            t = a.transpose(0, 1)?.contiguous()?;
+        }
+        let (f, _, _, _) = t.dims4()?;
+        let features = t.reshape((f, b, ()))?.mean(2)?.t()?.contiguous()?; // [B, F]
+        let logits = features.matmul(&self.fc_wt)?.broadcast_add(&self.fc_b)?;
+        Ok(ResNetOutput { logits, features })
+    }
+
+    /// Stem, max pool and `layer1..layer4` of the candle paths, with the convolution and the pool of
+    /// the path's layout; returns the output of `layer4`.
+    fn body(
+        &self,
+        x: Tensor,
+        conv: &dyn Fn(&Tensor, &Conv) -> Result<Tensor>,
+        pool: &dyn Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let mut t = pool(&conv(&x, &self.stem)?.relu()?)?;
         for layer in &self.layers {
             for blk in layer {
                 let identity = match &blk.downsample {
@@ -370,15 +389,7 @@ impl ResNet {
                 t = (y + identity)?.relu()?;
             }
         }
-        if let Some(hook) = hook {
-            let a = t.transpose(0, 1)?.contiguous()?; // [B, C, h, w]
-            let a = hook(&a)?;
-            t = a.transpose(0, 1)?.contiguous()?;
-        }
-        let (f, _, _, _) = t.dims4()?;
-        let features = t.reshape((f, b, ()))?.mean(2)?.t()?.contiguous()?; // [B, F]
-        let logits = features.matmul(&self.fc_wt)?.broadcast_add(&self.fc_b)?;
-        Ok(ResNetOutput { logits, features })
+        Ok(t)
     }
 
     /// The forward pass on candle's built-in ops, `[B, C, H, W]` throughout (any device).
@@ -388,20 +399,7 @@ impl ResNet {
         if hook.is_some() && dtype != DType::F32 {
             return Err(Error::Invalid(format!("gradients (GradCAM, saliency) need the model in f32, not {dtype:?}")));
         }
-        let mut t = conv_nchw(&x.to_dtype(dtype)?, &self.stem)?.relu()?;
-        t = crate::ops::max_pool_3x3_s2(&t)?;
-        for layer in &self.layers {
-            for blk in layer {
-                let identity = match &blk.downsample {
-                    Some(d) => conv_nchw(&t, d)?,
-                    None => t.clone(),
-                };
-                let y = conv_nchw(&t, &blk.conv1)?.relu()?;
-                let y = conv_nchw(&y, &blk.conv2)?.relu()?;
-                let y = conv_nchw(&y, &blk.conv3)?;
-                t = (y + identity)?.relu()?;
-            }
-        }
+        let mut t = self.body(x.to_dtype(dtype)?, &conv_nchw, &crate::ops::max_pool_3x3_s2)?;
         if let Some(hook) = hook {
             t = hook(&t)?;
         }

@@ -49,6 +49,28 @@ fn model() -> ResNet {
     ResNet::load(&fixture().join("model.safetensors"), &Device::Cpu).unwrap()
 }
 
+/// A deterministic `[b, 3, h, w]` input with values spread over [-2, 2).
+fn spread_input(b: usize, h: usize, w: usize) -> Tensor {
+    let v: Vec<f32> = (0..b * 3 * h * w).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 4.0).collect();
+    Tensor::from_vec(v, (b, 3, h, w), &Device::Cpu).unwrap()
+}
+
+/// Runs `forward_hooked` (`hooked`) or `forward_cam` on `x` with a hook that keeps the activation
+/// and passes it on; returns the logits and the max |diff| against PyTorch of the layer4 activation
+/// and of the logits.
+fn hooked_pass(m: &ResNet, x: &Tensor, hooked: bool) -> (Tensor, f32, f32) {
+    let mut seen = None;
+    let mut hook = |a: &Tensor| -> labelscope_nn::Result<Tensor> {
+        seen = Some(a.clone());
+        Ok(a.clone())
+    };
+    let (logits, layout) = if hooked { m.forward_hooked(x, &mut hook) } else { m.forward_cam(x, &mut hook) }.unwrap();
+    assert_eq!(layout, CamLayout::ChannelsFirst);
+    let da = max_diff(seen.as_ref().expect("the hook was not called"), "layer4");
+    let dl = max_diff(&logits, "logits");
+    (logits, da, dl)
+}
+
 #[test]
 fn config_is_read_from_the_tensors() {
     let m = model();
@@ -73,16 +95,7 @@ fn forward_matches_pytorch() {
 fn hooked_forward_matches_pytorch() {
     let m = model();
     let x = tensor("input");
-    let mut seen = None;
-    let mut hook = |a: &Tensor| -> labelscope_nn::Result<Tensor> {
-        seen = Some(a.clone());
-        // Continue with a changed activation: the logits must follow it.
-        Ok(a.clone())
-    };
-    let (logits, layout) = m.forward_hooked(&x, &mut hook).unwrap();
-    assert_eq!(layout, CamLayout::ChannelsFirst);
-    let da = max_diff(seen.as_ref().unwrap(), "layer4");
-    let dl = max_diff(&logits, "logits");
+    let (_, da, dl) = hooked_pass(&m, &x, true);
     eprintln!("hooked path: max |diff| layer4 {da:.2e}, logits {dl:.2e}");
     assert!(da <= 1e-4 && dl <= 1e-4, "layer4 {da}, logits {dl}");
 
@@ -202,9 +215,7 @@ fn resnet50_matches_pytorch_when_given() {
 fn inference_path_equals_the_differentiable_path() {
     let m = model();
     for (b, h, w) in [(11, 37, 45), (1, 32, 32), (3, 64, 33)] {
-        let n = b * 3 * h * w;
-        let v: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 4.0).collect();
-        let x = Tensor::from_vec(v, (b, 3, h, w), &Device::Cpu).unwrap();
+        let x = spread_input(b, h, w);
         let fast = m.forward(&x).unwrap();
         let slow = m.forward_differentiable(&x).unwrap();
         assert_eq!(fast.logits.dims(), &[b, 10]);
@@ -233,15 +244,7 @@ fn inference_path_equals_the_differentiable_path() {
 fn cam_forward_matches_pytorch() {
     let m = model();
     let x = tensor("input");
-    let mut seen = None;
-    let mut hook = |a: &Tensor| -> labelscope_nn::Result<Tensor> {
-        seen = Some(a.clone());
-        Ok(a.clone())
-    };
-    let (logits, layout) = m.forward_cam(&x, &mut hook).unwrap();
-    assert_eq!(layout, CamLayout::ChannelsFirst);
-    let da = max_diff(seen.as_ref().unwrap(), "layer4");
-    let dl = max_diff(&logits, "logits");
+    let (logits, da, dl) = hooked_pass(&m, &x, false);
     assert!(da <= 1e-4 && dl <= 1e-4, "layer4 {da}, logits {dl}");
     let mut double = |a: &Tensor| -> labelscope_nn::Result<Tensor> { Ok((a * 2.0)?) };
     let (logits2, _) = m.forward_cam(&x, &mut double).unwrap();
@@ -266,23 +269,13 @@ fn candle_ops_path_matches_pytorch() {
     let out = m.forward(&x).unwrap();
     let dl = max_diff(&out.logits, "logits");
     let df = max_diff(&out.features, "features");
-    let mut seen = None;
-    let mut hook = |a: &Tensor| -> labelscope_nn::Result<Tensor> {
-        seen = Some(a.clone());
-        Ok(a.clone())
-    };
-    let (logits, layout) = m.forward_cam(&x, &mut hook).unwrap();
-    assert_eq!(layout, CamLayout::ChannelsFirst);
-    let da = max_diff(seen.as_ref().unwrap(), "layer4");
-    let dh = max_diff(&logits, "logits");
+    let (_, da, dh) = hooked_pass(&m, &x, false);
     eprintln!("candle ops: max |diff| logits {dl:.2e}, features {df:.2e}, layer4 {da:.2e}, hooked logits {dh:.2e}");
     assert!(dl <= 1e-4 && df <= 1e-4 && da <= 1e-4 && dh <= 1e-4, "{dl} {df} {da} {dh}");
 
     let cpu = model();
     for (b, h, w) in [(3, 37, 45), (1, 32, 32), (2, 64, 33)] {
-        let n = b * 3 * h * w;
-        let v: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 4.0).collect();
-        let x = Tensor::from_vec(v, (b, 3, h, w), &Device::Cpu).unwrap();
+        let x = spread_input(b, h, w);
         let a = m.forward(&x).unwrap();
         let c = cpu.forward(&x).unwrap();
         for (g, want, what) in [(&a.logits, &c.logits, "logits"), (&a.features, &c.features, "features")] {
