@@ -132,7 +132,7 @@ impl ModelArgs {
         let config = input.loader_config()?;
         let (w, h) = config.preprocess.recipe.output_size();
         if let Some(p) = model.patch() {
-            if w as usize % p != 0 || h as usize % p != 0 {
+            if !(w as usize).is_multiple_of(p) || !(h as usize).is_multiple_of(p) {
                 bail!(
                     "--recipe {} gives {w}x{h} images, which {} cannot take: sides must be multiples of {p}",
                     input.recipe,

@@ -46,7 +46,9 @@ fn serve(dir: &Path, first: bool) -> (Child, SocketAddr) {
     listening(cmd)
 }
 
-/// Spawns a `serve` command and waits for its address (read from its log).
+/// Spawns a `serve` command and waits for its address (read from its log). The child goes back
+/// to the caller, which stops it; if the server exits first, it is reaped before the panic.
+#[allow(clippy::zombie_processes)]
 fn listening(mut cmd: Command) -> (Child, SocketAddr) {
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
@@ -54,7 +56,11 @@ fn listening(mut cmd: Command) -> (Child, SocketAddr) {
     let mut log = String::new();
     loop {
         line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "server exited before listening:\n{log}");
+        if err.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server exited before listening:\n{log}");
+        }
         log.push_str(&line);
         if let Some(rest) = line.trim().strip_prefix("labelscope studio listening on http://") {
             let addr = rest.parse().unwrap();

@@ -44,7 +44,7 @@ fn data(dir: &Path) {
         });
         img.save(images.join(format!("im{i}.png"))).unwrap();
         let m = image::GrayImage::from_fn(80, 60, |x, y| {
-            let on = i != 3 && x >= 10 + i * 3 && x < 40 + i * 3 && y >= 15 && y < 45;
+            let on = i != 3 && (10 + i * 3..40 + i * 3).contains(&x) && (15..45).contains(&y);
             image::Luma([if on { 255 } else { 0 }])
         });
         m.save(masks.join(format!("im{i}.png"))).unwrap();

@@ -21,7 +21,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor};
 pub(crate) fn erf_f32(x: f32) -> f32 {
     const A: [f32; 7] = [
         -1.609_603_3e-2,
-        -2.954_599_8e-3,
+        -2.954_6e-3,
         -7.349_906_3e-4,
         -5.692_506_4e-5,
         -2.101_024e-6,

@@ -1222,7 +1222,7 @@ pub struct F16View<'a> {
 impl<'a> F16View<'a> {
     /// A view of `bytes` (little-endian f16; the length must be even).
     pub fn new(bytes: &'a [u8]) -> Result<F16View<'a>> {
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(Error::Invalid(format!("{} bytes are not a whole number of f16 values", bytes.len())));
         }
         Ok(F16View { bytes })

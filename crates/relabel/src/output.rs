@@ -6,7 +6,7 @@
 //! # TSV (the published layout)
 //! One line per image, no header, fields separated by one tab:
 //! `filename<TAB>original index<TAB>idx,idx,...<TAB>p,p,...`, for example
-//! `ILSVRC2012_val_00000001.JPEG	65	65,58	1.0000,0.6102`. Labels are sorted by
+//! `ILSVRC2012_val_00000001.JPEG<TAB>65<TAB>65,58<TAB>1.0000,0.6102`. Labels are sorted by
 //! decreasing probability, ties by increasing index; probabilities are
 //! written with 4 decimals (so values below 0.00005 are written `0.0000`).
 //! An unknown original label is written `-1`. An image with no labels has

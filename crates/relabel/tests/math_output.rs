@@ -111,8 +111,8 @@ fn json_with_rle_masks_and_proposal_ids() {
     let back = read_json(&p).unwrap();
     assert_eq!(Rle::from_coco(&back.images[0].proposals[1].mask).unwrap(), m1);
     // errors: ids of another length, a label naming a missing proposal, a mask of another size
-    assert!(json_image("a.jpg", None, (2, 2), &[m0.clone()], Some(&[1, 2]), &[], None).is_err());
-    assert!(json_image("a.jpg", None, (2, 2), &[m0.clone()], None, &labels, None).is_err());
+    assert!(json_image("a.jpg", None, (2, 2), std::slice::from_ref(&m0), Some(&[1, 2]), &[], None).is_err());
+    assert!(json_image("a.jpg", None, (2, 2), std::slice::from_ref(&m0), None, &labels, None).is_err());
     assert!(json_image("a.jpg", None, (3, 2), &[m0], None, &[], None).is_err());
     std::fs::write(&p, "{\"images\": [}").unwrap();
     assert!(matches!(read_json(&p), Err(Error::Format { .. })));
