@@ -86,11 +86,11 @@ impl InputArgs {
 /// Precision of a model's weights and computation (`--precision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
-    /// 32-bit floats (the default; the only choice for gradients and ResNets).
+    /// 32-bit floats (the default; the only choice for gradients and for ResNets on the CPU).
     F32,
-    /// IEEE half precision (ViTs; meant for GPUs).
+    /// IEEE half precision (ViTs, and ResNets on a GPU; meant for GPUs).
     F16,
-    /// bfloat16 (ViTs; CUDA devices only).
+    /// bfloat16 (CUDA devices only).
     Bf16,
 }
 
@@ -177,7 +177,14 @@ pub fn device(spec: &str) -> Result<Device> {
              `cargo build --release --features cuda` on a machine with the CUDA toolkit"
         );
     }
-    Device::new_cuda(ordinal).with_context(|| format!("opening CUDA device {ordinal}"))
+    Device::new_cuda(ordinal).map_err(|e| {
+        // The driver's message, without the backtrace candle attaches.
+        let e = match e {
+            candle_core::Error::WithBacktrace { inner, .. } => *inner,
+            e => e,
+        };
+        anyhow::anyhow!("opening CUDA device {ordinal}: {e}")
+    })
 }
 
 /// An image to process: its path and the name written to `images.txt`.

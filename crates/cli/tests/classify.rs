@@ -208,6 +208,11 @@ fn wrong_weights_and_options_are_refused() {
     ]);
     assert!(err.contains("without CUDA") || err.contains("CUDA"), "{err}");
     let err = labelscope_err(&[
+        "classify", "--model", "resnet", "--weights", s(&weights()), "--images", s(&imgs), "--out", s(dir.path()),
+        "--precision", "f16",
+    ]);
+    assert!(err.contains("f32 only"), "{err}");
+    let err = labelscope_err(&[
         "gradcam", "--model", "resnet", "--weights", s(&weights()), "--images", s(&imgs), "--out", s(dir.path()),
         "--class", "10",
     ]);
@@ -239,4 +244,30 @@ fn bench_preprocess_streams_all_passes() {
     assert_eq!(run("2", &[])["images"], 15 - 6);
     let err = labelscope_err(&["bench-preprocess", "--threads", "1", "--repeats", "1", "--batch", "32", dir]);
     assert!(err.contains("too few images after the warm-up pass"), "{err}");
+}
+
+/// `bench-vit` with random weights: a tiny ViT in f32 and f16 on the CPU, reported with its
+/// settings; a GPU on a build without CUDA, half precision for the ResNet's CPU kernels and a bad
+/// architecture are refused.
+#[test]
+fn bench_vit_runs_on_random_weights() {
+    let tiny = ["bench-vit", "--arch", "24:1:4:4", "--size", "32", "--batch", "2", "--repeats", "1"];
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = tiny.to_vec();
+        args.extend_from_slice(extra);
+        serde_json::from_str(labelscope_ok(&args).trim()).unwrap()
+    };
+    let o = run(&[]);
+    assert_eq!((o["device"].as_str(), o["precision"].as_str(), o["batch"].as_u64()), (Some("cpu"), Some("f32"), Some(2)));
+    assert!(o["images_per_s"].as_f64().unwrap() > 0.0, "{o}");
+    assert_eq!(run(&["--precision", "f16"])["precision"], "f16");
+    let mut cuda = tiny.to_vec();
+    cuda.extend_from_slice(&["--device", "cuda"]);
+    if !cfg!(feature = "cuda") {
+        assert!(labelscope_err(&cuda).contains("without CUDA"));
+    }
+    let err = labelscope_err(&["bench-vit", "--model", "resnet50", "--size", "32", "--repeats", "1", "--precision", "f16"]);
+    assert!(err.contains("f32 only"), "{err}");
+    let err = labelscope_err(&["bench-vit", "--arch", "24:1:4", "--repeats", "1"]);
+    assert!(err.contains("--arch"), "{err}");
 }
