@@ -30,11 +30,11 @@
 //! On other devices (CUDA) both paths are replaced by a third, built from
 //! candle's own ops only ([`crate::ops`]): `conv2d` in the usual
 //! `[B, C, H, W]` layout and a max pool made of nine strided views and
-//! `maximum`. It computes the same
-//! function and its gradients, and is tested against PyTorch on the CPU
-//! ([`ResNet::with_candle_ops`]); the only difference is at exact ties inside
-//! a pooling window, where PyTorch routes the gradient to the first maximum
-//! and candle's `maximum` splits it.
+//! `maximum`. It computes the same function and its gradients, and is tested
+//! against PyTorch on the CPU ([`ResNet::with_candle_ops`]); the only
+//! difference is at exact ties inside a pooling window, where PyTorch routes
+//! the gradient to the first maximum and candle's `maximum` splits it. Only
+//! this path runs in f16/bf16 ([`ResNet::to_dtype`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -299,7 +299,8 @@ impl ResNet {
     /// When no gradient is needed (neither `x` nor the weights are tracked by candle's graph), this
     /// runs the inference-only path of `resnet_infer.rs` (one matrix product per convolution into
     /// reused buffers, fused bias/identity/ReLU); otherwise the differentiable candle path, image
-    /// by image. Both compute the same function (tested against PyTorch).
+    /// by image. Both compute the same function (tested against PyTorch). On a non-CPU device, or
+    /// after [`ResNet::with_candle_ops`], the whole batch runs on candle's ops instead.
     pub fn forward(&self, x: &Tensor) -> Result<ResNetOutput> {
         let b = x.dims().first().copied().unwrap_or(0);
         if self.candle_ops {
