@@ -6,7 +6,7 @@
 //! `.safetensors` file in that model's layout (what `labelscope weights
 //! convert` writes); [`Classifier::forward`] gives logits and the
 //! penultimate features; the type implements [`CamTarget`], so
-//! [`crate::gradcam`] and [`crate::input_gradient`] work on either family.
+//! [`crate::gradcam()`] and [`crate::input_gradient`] work on either family.
 
 use std::path::Path;
 

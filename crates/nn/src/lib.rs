@@ -5,7 +5,7 @@
 //!   ViTs — CLS, register and patch tokens, the last block's q/k/v;
 //! * [`vit_classifier`]: timm ViT/DeiT classifiers; [`resnet`]: torchvision
 //!   Bottleneck ResNets; [`classifier`]: either, chosen by name;
-//! * [`gradcam`]: GradCAM and input gradients for any [`CamTarget`].
+//! * [`gradcam`](mod@gradcam): GradCAM and input gradients for any [`CamTarget`].
 //!
 //! Every model is checked against PyTorch on committed fixtures (see the
 //! crate's tests and `tests/reference/`).

@@ -132,7 +132,7 @@ pub fn decode_jpeg_libjpeg(
 ///
 /// After the header, `check(width, height)` may refuse the image, then
 /// `region(width, height, exif)` may return the rectangle of stored pixels
-/// that will be used. Only that rectangle (plus [`REGION_MARGIN`] pixels on
+/// that will be used. Only that rectangle (plus `REGION_MARGIN` = 16 pixels on
 /// each side, and the columns up to libjpeg's iMCU boundaries) goes through
 /// the inverse DCT, upsampling and colour conversion (`jpeg_crop_scanline`,
 /// `jpeg_skip_scanlines`); every row is still entropy-decoded, so truncated
