@@ -108,18 +108,25 @@ fn wide_and_tiny_images_decode() {
     assert_eq!(decode_file(&p, &DecodeOptions::default()).unwrap().dimensions(), (1, 1));
 }
 
+/// `n` files in `d`: `bad_{i}.jpg` (not an image) at the positions in `bad`, else
+/// `img_{i}.png` of `size(i)`.
+fn image_files(d: &Path, n: u32, bad: &[u32], size: impl Fn(u32) -> (u32, u32)) -> Vec<PathBuf> {
+    (0..n)
+        .map(|i| {
+            if bad.contains(&i) {
+                write(d, &format!("bad_{i}.jpg"), b"garbage")
+            } else {
+                let (w, h) = size(i);
+                write(d, &format!("img_{i}.png"), &png_bytes(w, h))
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn loader_keeps_order_and_reports_bad_files() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let mut paths = Vec::new();
-    for i in 0..7u32 {
-        if i == 3 {
-            paths.push(write(d, "bad_3.jpg", b"garbage"));
-        } else {
-            paths.push(write(d, &format!("img_{i}.png"), &png_bytes(40 + i * 13, 30 + i * 7)));
-        }
-    }
+    let paths = image_files(dir.path(), 7, &[3], |i| (40 + i * 13, 30 + i * 7));
     let pre = Preprocess::new(Recipe::Fixed { size: 16 });
     let config =
         LoaderConfig { preprocess: pre, decode: DecodeOptions::default(), batch_size: 3, prefetch: 1, threads: 2 };
@@ -165,15 +172,7 @@ fn dropped_batches_are_refilled_with_the_right_values() {
     // that holds earlier images (bad files and a short last batch included), and must still
     // equal each image preprocessed alone.
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let mut paths = Vec::new();
-    for i in 0..14u32 {
-        if i == 4 || i == 11 {
-            paths.push(write(d, &format!("bad_{i}.jpg"), b"garbage"));
-        } else {
-            paths.push(write(d, &format!("img_{i}.png"), &png_bytes(20 + i * 11, 60 - i * 3)));
-        }
-    }
+    let paths = image_files(dir.path(), 14, &[4, 11], |i| (20 + i * 11, 60 - i * 3));
     let pre = Preprocess::new(Recipe::Fixed { size: 12 });
     let config =
         LoaderConfig { preprocess: pre, decode: DecodeOptions::default(), batch_size: 3, prefetch: 1, threads: 2 };
