@@ -141,10 +141,7 @@ pub fn load_batch(start: usize, paths: &[PathBuf], config: &LoaderConfig) -> Bat
 /// whole slot, and failed slots are compacted away.
 fn load_batch_into(mut data: Vec<f32>, start: usize, paths: &[PathBuf], config: &LoaderConfig) -> Batch {
     let len = config.preprocess.image_len();
-    if data.len() < len * paths.len() {
-        data.resize(len * paths.len(), 0.0);
-    }
-    data.truncate(len * paths.len());
+    data.resize(len * paths.len(), 0.0);
     let outcomes: Vec<Result<()>> = data
         .par_chunks_mut(len)
         .zip(paths.par_iter())

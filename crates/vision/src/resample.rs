@@ -318,29 +318,12 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     r
 }
 
-/// Sets `out` to `len` bytes, keeping its memory. Old values stay: callers
-/// overwrite every byte.
-fn size_output(out: &mut Vec<u8>, len: usize) {
-    if out.len() < len {
-        out.resize(len, 0);
-    }
-    out.truncate(len);
-}
-
 /// [`horizontal`] into `out` (resized to the result; every byte written).
-fn horizontal_into(
-    src: &[u8],
-    src_w: usize,
-    col0: usize,
-    row0: usize,
-    rows: usize,
-    t: Taps<'_>,
-    out: &mut Vec<u8>,
-) {
+fn horizontal_into(src: &[u8], src_w: usize, col0: usize, row0: usize, rows: usize, t: Taps<'_>, out: &mut Vec<u8>) {
     let out_w = t.bounds.len();
     let ostride = out_w * 3;
     let stride = src_w * 3;
-    size_output(out, ostride * rows);
+    out.resize(ostride * rows, 0); // old values stay: every byte is written
     let mut r = 0;
     while r + 4 <= rows {
         let row = |q: usize| {
@@ -498,7 +481,7 @@ fn vertical_into(src: &[u8], src_w: usize, col0: usize, cols: usize, t: Taps<'_>
     let stride = src_w * 3;
     let ostride = cols * 3;
     let out_h = t.bounds.len();
-    size_output(out, ostride * out_h);
+    out.resize(ostride * out_h, 0); // old values stay: every byte is written
     assert!(col0 * 3 + ostride <= stride, "vertical pass: columns past the row");
     assert!(
         t.bounds.iter().all(|&(ymin, count)| (ymin + count) * stride <= src.len()),
