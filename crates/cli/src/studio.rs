@@ -144,7 +144,7 @@ pub enum StudioCommand {
         #[arg(long, value_enum, default_value = "imagenet-ab")]
         format: ExportFormat,
         /// Output file (written atomically); for `answers-csv` a folder (created if missing) whose
-        /// files are each written atomically.
+        /// files are each written atomically (other answer files already there are an error).
         #[arg(short, long)]
         output: PathBuf,
         /// `answers-csv`: write ImageNet class indices (0-999) instead of class keys (WordNet ids).

@@ -423,7 +423,10 @@ pub struct AnswersWritten {
 /// time in seconds — the format `labelscope humans` reads, the participant
 /// being named by the keyed worker hash. Rows follow the project's image
 /// order. Assignments in `exclude` are left out. Each file is written
-/// atomically (temporary file, then rename).
+/// atomically (temporary file, then rename). Files of an earlier export are
+/// replaced; any other answer file in `out` (`.csv`, `.tsv`, `.json`, such
+/// as the file of a labeler now left out) is an error naming it, before
+/// anything is written, since `labelscope humans` would read it too.
 pub async fn answers_csv(
     db: &Db,
     project: &str,
@@ -476,16 +479,56 @@ pub async fn answers_csv(
         );
         rows += 1;
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut files = Vec::with_capacity(by_worker.len());
-    for (worker, text) in &by_worker {
+    for worker in by_worker.keys() {
         // Worker hashes are hex digests: safe file names (checked all the same).
         if worker.is_empty() || !worker.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(Error::Schema(format!("worker hash {worker:?} is not usable as a file name")));
         }
+    }
+    let names: std::collections::HashSet<String> = by_worker.keys().map(|w| format!("{w}.csv")).collect();
+    let others = other_answer_files(out, &names)?;
+    if !others.is_empty() {
+        let shown: Vec<&str> = others.iter().take(5).map(String::as_str).collect();
+        let more = if others.len() > 5 { format!(" and {} more", others.len() - 5) } else { String::new() };
+        return Err(Error::Invalid(format!(
+            "{}: the folder already holds answer files that this export does not write ({}{more}); \
+             `labelscope humans` would read them as labelers too (e.g. those of an earlier export whose \
+             assignments are now left out). Export into an empty folder, or move those files away",
+            out.display(),
+            shown.join(", ")
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut files = Vec::with_capacity(by_worker.len());
+    for (worker, text) in &by_worker {
         let path = out.join(format!("{worker}.csv"));
         labelscope_core::atomic::write_atomic(&path, text.as_bytes())?;
         files.push(path);
     }
     Ok(AnswersWritten { files, rows })
+}
+
+/// The files of the folder `dir` that `labelscope humans` reads as answer
+/// files (not hidden; `.csv`, `.tsv` or `.json`) and whose names are not in
+/// `names`, sorted; none when `dir` does not exist.
+fn other_answer_files(dir: &Path, names: &std::collections::HashSet<String>) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut others = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let answer_like = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["csv", "tsv", "json"].contains(&e.to_ascii_lowercase().as_str()));
+        if answer_like && !name.starts_with('.') && path.is_file() && !names.contains(&name) {
+            others.push(name);
+        }
+    }
+    others.sort();
+    Ok(others)
 }

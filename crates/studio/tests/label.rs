@@ -237,6 +237,28 @@ fn flow(s: &Studio, rt: &tokio::runtime::Runtime) {
         read(&idx.join(format!("{ha}.csv"))),
         "image,label,alternative,time\nl0,151,,4\nl1,151,281,6.5\nl2,0,,12.345\nl3,151,,3\n"
     );
+    // Exporting again into the same folder replaces its own files; leaving C out now would
+    // leave C's earlier file behind for `humans` to read, so that is refused before any write.
+    let before_a = read(&out.join(format!("{ha}.csv")));
+    let w = rt.block_on(answers_csv(&s.db, "free-label", &out, AnswerClasses::Keys, &none)).unwrap();
+    assert_eq!((w.rows, w.files.len()), (9, 3));
+    std::fs::write(out.join(format!("{ha}.csv")), "stale").unwrap();
+    let e = rt.block_on(answers_csv(&s.db, "free-label", &out, AnswerClasses::Keys, &without_c)).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("{hc}.csv")) && msg.contains(&out.display().to_string()), "{msg}");
+    assert!(!msg.contains(&format!("{ha}.csv")), "{msg}");
+    assert_eq!(read(&out.join(format!("{ha}.csv"))), "stale", "nothing written after the refusal");
+    // Hidden files and other extensions are not answer files; a user's JSON answers file is.
+    std::fs::write(out.join(".notes.csv"), "x").unwrap();
+    std::fs::write(out.join("README.txt"), "x").unwrap();
+    std::fs::remove_file(out.join(format!("{hc}.csv"))).unwrap();
+    std::fs::write(out.join("extra.JSON"), "{}").unwrap();
+    let e = rt.block_on(answers_csv(&s.db, "free-label", &out, AnswerClasses::Keys, &without_c)).unwrap_err();
+    assert!(e.to_string().contains("(extra.JSON)"), "{e}");
+    std::fs::remove_file(out.join("extra.JSON")).unwrap();
+    let w = rt.block_on(answers_csv(&s.db, "free-label", &out, AnswerClasses::Keys, &without_c)).unwrap();
+    assert_eq!((w.rows, w.files.len()), (8, 2));
+    assert_eq!(read(&out.join(format!("{ha}.csv"))), before_a);
     // Other tasks' projects have no answers files.
     let e = rt.block_on(answers_csv(&s.db, "nope", &idx, AnswerClasses::Keys, &none)).unwrap_err();
     assert!(e.to_string().contains("no project"), "{e}");
