@@ -569,6 +569,90 @@ impl BoxF {
     }
 }
 
+/// Draws each non-empty label `(text, x, y)` next to its point at screen
+/// position `(x, y)`, greedily in order: of eight places around the point
+/// (right, left, above, below, then the diagonals) the one that overlaps the
+/// least with `obstacles` (points, the legend, labels placed before it) and
+/// stays inside `plot_box`, or, when all of them overlap, the same places
+/// farther out with a thin leader line to the point; a label wider than the
+/// room left is shifted inside. Every placed label becomes an obstacle for
+/// the next.
+fn place_labels(svg: &mut Svg, labels: &[(&str, f64, f64)], obstacles: &mut Vec<BoxF>, plot_box: &BoxF) {
+    let fs = POINT_FONT;
+    // Glyph extent above and below the baseline, plus the white halo.
+    let asc = fs * 0.8 + 1.5;
+    let desc = fs * 0.25 + 1.5;
+    for &(label, x, y) in labels {
+        if label.is_empty() {
+            continue;
+        }
+        let w = text_width(label, fs);
+        // (anchor, baseline x, baseline y, leader line): eight places next to the point, then
+        // the same eight farther out (`e` more pixels away), joined to the point by a thin line.
+        let mut candidates: Vec<(&str, f64, f64, bool)> = Vec::with_capacity(24);
+        for e in [0.0, 16.0, 34.0] {
+            let d = e * 0.7;
+            candidates.extend([
+                ("start", x + 7.0 + e, y + asc * 0.4, e > 0.0),
+                ("end", x - 7.0 - e, y + asc * 0.4, e > 0.0),
+                ("middle", x, y - 8.0 - e, e > 0.0),
+                ("middle", x, y + 8.0 + asc + e, e > 0.0),
+                ("start", x + 5.0 + d, y - 5.0 - d, e > 0.0),
+                ("start", x + 5.0 + d, y + 5.0 + asc + d, e > 0.0),
+                ("end", x - 5.0 - d, y - 5.0 - d, e > 0.0),
+                ("end", x - 5.0 - d, y + 5.0 + asc + d, e > 0.0),
+            ]);
+        }
+        let mut best: Option<(f64, &str, f64, f64, BoxF, bool)> = None;
+        for (anchor, tx, ty, leader) in candidates {
+            let x0 = match anchor {
+                "start" => tx,
+                "end" => tx - w,
+                _ => tx - w / 2.0,
+            };
+            let b = BoxF { x0: x0 - 1.5, y0: ty - asc, x1: x0 + w + 1.5, y1: ty + desc };
+            let out = b.outside(plot_box);
+            let overlap: f64 = obstacles.iter().map(|o| o.overlap(&b)).sum();
+            let score = out * 100.0 + overlap;
+            // Strictly better only: of equally good places the nearest wins.
+            if best.as_ref().is_none_or(|bb| score < bb.0 - 1e-9) {
+                best = Some((score, anchor, tx, ty, b, leader));
+            }
+        }
+        if let Some((_, anchor, mut tx, ty, mut b, leader)) = best {
+            // A label wider than the room left: shift it inside horizontally.
+            let shift = if b.x0 < plot_box.x0 {
+                plot_box.x0 - b.x0
+            } else if b.x1 > plot_box.x1 {
+                plot_box.x1 - b.x1
+            } else {
+                0.0
+            };
+            tx += shift;
+            b.x0 += shift;
+            b.x1 += shift;
+            if leader {
+                // From the point's edge to the nearest point of the label's box.
+                let (nx, ny) = (x.clamp(b.x0, b.x1), y.clamp(b.y0, b.y1));
+                let len = (nx - x).hypot(ny - y);
+                if len > 6.0 {
+                    let (ux, uy) = ((nx - x) / len, (ny - y) / len);
+                    svg.line(x + 5.0 * ux, y + 5.0 * uy, nx, ny, r##"stroke="#888888" stroke-width="0.8""##);
+                }
+            }
+            svg.text(
+                tx,
+                ty,
+                fs,
+                anchor,
+                label,
+                r##"fill="#222222" stroke="#ffffff" stroke-width="3" stroke-opacity="0.8" paint-order="stroke""##,
+            );
+            obstacles.push(b);
+        }
+    }
+}
+
 /// Renders a scatter plot as SVG.
 ///
 /// Axes get "nice" ticks (steps of 1, 2 or 5 times a power of ten) with
@@ -732,68 +816,9 @@ pub fn scatter_svg(spec: &ScatterSpec) -> Result<String> {
     }
 
     // Labels, greedily placed.
-    let fs = POINT_FONT;
-    // Glyph extent above and below the baseline, plus the white halo.
-    let asc = fs * 0.8 + 1.5;
-    let desc = fs * 0.25 + 1.5;
-    for (p, &(x, y)) in spec.points.iter().zip(&screen) {
-        if p.label.is_empty() {
-            continue;
-        }
-        let w = text_width(&p.label, fs);
-        // (anchor, baseline x, baseline y)
-        let candidates = [
-            ("start", x + 7.0, y + asc * 0.4),
-            ("end", x - 7.0, y + asc * 0.4),
-            ("middle", x, y - 8.0),
-            ("middle", x, y + 8.0 + asc),
-            ("start", x + 5.0, y - 5.0),
-            ("start", x + 5.0, y + 5.0 + asc),
-            ("end", x - 5.0, y - 5.0),
-            ("end", x - 5.0, y + 5.0 + asc),
-        ];
-        let mut best: Option<(f64, &str, f64, f64, BoxF)> = None;
-        for (anchor, tx, ty) in candidates {
-            let x0 = match anchor {
-                "start" => tx,
-                "end" => tx - w,
-                _ => tx - w / 2.0,
-            };
-            let b = BoxF { x0: x0 - 1.5, y0: ty - asc, x1: x0 + w + 1.5, y1: ty + desc };
-            let out = b.outside(&plot_box);
-            let overlap: f64 = obstacles.iter().map(|o| o.overlap(&b)).sum();
-            let score = out * 100.0 + overlap;
-            let better = match &best {
-                None => true,
-                Some(bb) => score < bb.0 - 1e-9,
-            };
-            if better {
-                best = Some((score, anchor, tx, ty, b));
-            }
-        }
-        if let Some((_, anchor, mut tx, ty, mut b)) = best {
-            // A label wider than the room left: shift it inside horizontally.
-            let shift = if b.x0 < plot_box.x0 {
-                plot_box.x0 - b.x0
-            } else if b.x1 > plot_box.x1 {
-                plot_box.x1 - b.x1
-            } else {
-                0.0
-            };
-            tx += shift;
-            b.x0 += shift;
-            b.x1 += shift;
-            svg.text(
-                tx,
-                ty,
-                fs,
-                anchor,
-                &p.label,
-                r##"fill="#222222" stroke="#ffffff" stroke-width="3" stroke-opacity="0.8" paint-order="stroke""##,
-            );
-            obstacles.push(b);
-        }
-    }
+    let labels: Vec<(&str, f64, f64)> =
+        spec.points.iter().zip(&screen).map(|(p, &(x, y))| (p.label.as_str(), x, y)).collect();
+    place_labels(&mut svg, &labels, &mut obstacles, &plot_box);
 
     svg.title(&spec.title);
     x_axis_label(&mut svg, &f, &spec.x_label, height - 18.0);

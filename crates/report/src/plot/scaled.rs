@@ -11,8 +11,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    check_finite, draw_frame, draw_grid, least_squares, ordered, text_width, x_axis_label, y_axis_label, Axis, Frame,
-    Svg, PALETTE, POINT_FONT, TICK_FONT,
+    check_finite, draw_frame, draw_grid, least_squares, ordered, place_labels, text_width, x_axis_label, y_axis_label,
+    Axis, BoxF, Frame, Svg, PALETTE, TICK_FONT,
 };
 use crate::{Error, Result};
 
@@ -160,24 +160,66 @@ pub struct RateScatterSpec {
     pub diagonal: bool,
 }
 
+/// Percentages ticked on probit and logit axes, most preferred first: a tick
+/// of a later level is used only where the earlier ones leave a gap.
+const TICK_LEVEL1: [f64; 9] = [1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0];
+/// See [`TICK_LEVEL1`].
+const TICK_LEVEL2: [f64; 10] = [0.1, 2.0, 20.0, 30.0, 40.0, 60.0, 70.0, 80.0, 98.0, 99.9];
+/// See [`TICK_LEVEL1`].
+const TICK_LEVEL3: [f64; 10] = [0.5, 15.0, 35.0, 45.0, 55.0, 65.0, 85.0, 97.0, 99.5, 99.8];
+/// See [`TICK_LEVEL1`]: every other whole percent, and the far tails.
+const TICK_LEVEL4: [f64; 107] = {
+    let mut v = [0.0; 107];
+    let mut i = 0;
+    while i < 99 {
+        v[i] = (i + 1) as f64;
+        i += 1;
+    }
+    let tails = [0.01, 0.02, 0.05, 0.2, 99.95, 99.98, 99.99, 99.995];
+    let mut j = 0;
+    while j < tails.len() {
+        v[99 + j] = tails[j];
+        j += 1;
+    }
+    v
+};
+
+/// Widens a probit or logit axis range `[lo, hi]` (transformed) to the
+/// nearest tick value of the first three levels beyond each end, when that
+/// adds at most 8% of the range on that side, so the axis starts and ends on
+/// a round percentage; a linear range is returned as it is.
+fn snap_range(scale: AxisScale, lo: f64, hi: f64) -> (f64, f64) {
+    if scale == AxisScale::Linear {
+        return (lo, hi);
+    }
+    let slack = 0.08 * (hi - lo);
+    let nice = || TICK_LEVEL1.iter().chain(&TICK_LEVEL2).chain(&TICK_LEVEL3).map(|p| scale.apply(p / 100.0));
+    let new_lo = nice().filter(|&t| t <= lo && t >= lo - slack).fold(lo, f64::min);
+    let new_hi = nice().filter(|&t| t >= hi && t <= hi + slack).fold(hi, f64::max);
+    (new_lo, new_hi)
+}
+
 /// Tick positions (transformed) and labels (percent) for a scaled axis covering `[lo, hi]` (transformed).
 fn scaled_ticks(scale: AxisScale, lo: f64, hi: f64) -> Vec<(f64, String)> {
     if scale == AxisScale::Linear {
         let axis = Axis::exact(lo, hi, 6);
         return axis.ticks().into_iter().map(|t| (t, axis.label(t))).collect();
     }
-    let level1 = [1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0];
-    let level2 = [0.1, 2.0, 20.0, 30.0, 40.0, 60.0, 70.0, 80.0, 98.0, 99.9];
-    let mut level3: Vec<f64> = (1..100).map(f64::from).collect();
-    level3.extend([0.01, 0.02, 0.05, 0.2, 0.5, 99.5, 99.8, 99.95, 99.98, 99.99]);
-    let gap = (hi - lo) / 9.0;
+    // Ticks at least 1/12 of the axis apart; whole percents only when the
+    // round values give fewer than four ticks (a narrow range).
+    let gap = (hi - lo) / 12.0;
     let mut chosen: Vec<(f64, f64)> = Vec::new();
-    for pct in level1.iter().chain(&level2).chain(&level3) {
-        let t = scale.apply(pct / 100.0);
-        if t < lo || t > hi || chosen.iter().any(|&(u, _)| (u - t).abs() < gap) {
-            continue;
+    let mut add = |levels: &mut dyn Iterator<Item = &f64>, chosen: &mut Vec<(f64, f64)>| {
+        for pct in levels {
+            let t = scale.apply(pct / 100.0);
+            if t >= lo && t <= hi && chosen.iter().all(|&(u, _)| (u - t).abs() >= gap) {
+                chosen.push((t, *pct));
+            }
         }
-        chosen.push((t, *pct));
+    };
+    add(&mut TICK_LEVEL1.iter().chain(&TICK_LEVEL2).chain(&TICK_LEVEL3), &mut chosen);
+    if chosen.len() < 4 {
+        add(&mut TICK_LEVEL4.iter(), &mut chosen);
     }
     chosen.sort_by(|a, b| a.0.total_cmp(&b.0));
     chosen
@@ -190,9 +232,13 @@ fn scaled_ticks(scale: AxisScale, lo: f64, hi: f64) -> Vec<(f64, String)> {
 }
 
 /// Renders a [`RateScatterSpec`] as SVG: ticks are labelled in percent at
-/// their transformed positions, each series has its own colour (legend in
-/// the top-left corner), intervals are error bars, and the fitted line's
-/// legend gives `a`, `b` and R² in transformed units.
+/// their transformed positions (on probit and logit axes round percentages,
+/// the axis widened a little to end on one), each series has its own colour
+/// (legend in the top-left corner), intervals are error bars, point labels
+/// are placed as in the plain scatter plot (off other labels, points and
+/// the legend; farther out with a leader line where a cluster leaves no
+/// room), and the fitted line's legend gives `a`, `b` and R² in transformed
+/// units.
 ///
 /// Errors: [`Error::Empty`] without points, [`Error::Invalid`] for a rate
 /// outside `[0, 1]` or a series index out of range, [`Error::NonFinite`]
@@ -247,6 +293,8 @@ pub fn rate_scatter_svg(spec: &RateScatterSpec) -> Result<String> {
     };
     let (x_lo, x_hi) = pad(x_lo, x_hi);
     let (y_lo, y_hi) = pad(y_lo, y_hi);
+    let (x_lo, x_hi) = snap_range(s, x_lo, x_hi);
+    let (y_lo, y_hi) = snap_range(s, y_lo, y_hi);
     let xt = scaled_ticks(s, x_lo, x_hi);
     let yt = scaled_ticks(s, y_lo, y_hi);
     let (width, height) = (760.0, 580.0);
@@ -327,30 +375,26 @@ pub fn rate_scatter_svg(spec: &RateScatterSpec) -> Result<String> {
             svg.line(x - 3.0, b, x + 3.0, b, &bar);
         }
     }
-    for p in &spec.points {
+    let screen: Vec<(f64, f64)> = spec.points.iter().map(|p| (f.sx(s.apply(p.x)), f.sy(s.apply(p.y)))).collect();
+    for (p, &(x, y)) in spec.points.iter().zip(&screen) {
         let c = PALETTE[p.series % PALETTE.len()];
-        let (x, y) = (f.sx(s.apply(p.x)), f.sy(s.apply(p.y)));
         let title = format!("{}: x {:.2}%, y {:.2}%", p.label, 100.0 * p.x, 100.0 * p.y);
         svg.circle_titled(x, y, 4.5, &format!(r##"fill="{c}" stroke="#ffffff" stroke-width="1""##), &title);
-        if !p.label.is_empty() {
-            let w = text_width(&p.label, POINT_FONT);
-            let (anchor, lx) = if x + 7.0 + w > f.right { ("end", x - 7.0) } else { ("start", x + 7.0) };
-            svg.text(
-                lx,
-                y + POINT_FONT * 0.35,
-                POINT_FONT,
-                anchor,
-                &p.label,
-                r##"fill="#222222" stroke="#ffffff" stroke-width="3" stroke-opacity="0.8" paint-order="stroke""##,
-            );
-        }
     }
-    // Legend (top-left corner).
+    // Legend box (top-left corner), drawn after the labels, which keep out of it and off the points.
     let row_h = 20.0;
     let text_w = legend.iter().map(|(_, t, _)| text_width(t, 12.0)).fold(0.0, f64::max);
     let (lx, ly) = (f.left + 10.0, f.top + 10.0);
     let lw = 10.0 + 30.0 + 8.0 + text_w + 10.0;
     let lh = 8.0 + row_h * legend.len() as f64;
+    let mut obstacles: Vec<BoxF> =
+        screen.iter().map(|&(x, y)| BoxF { x0: x - 5.0, y0: y - 5.0, x1: x + 5.0, y1: y + 5.0 }).collect();
+    obstacles.push(BoxF { x0: lx, y0: ly, x1: lx + lw, y1: ly + lh });
+    let plot_box = BoxF { x0: f.left + 2.0, y0: f.top + 2.0, x1: f.right - 2.0, y1: f.bottom - 2.0 };
+    let labels: Vec<(&str, f64, f64)> =
+        spec.points.iter().zip(&screen).map(|(p, &(x, y))| (p.label.as_str(), x, y)).collect();
+    place_labels(&mut svg, &labels, &mut obstacles, &plot_box);
+    // Legend.
     svg.rect(lx, ly, lw, lh, r##"fill="#ffffff" fill-opacity="0.9" stroke="#bbbbbb" stroke-width="1" rx="3""##);
     for (i, (style, text, dot)) in legend.iter().enumerate() {
         let cy = ly + 4.0 + row_h * (i as f64 + 0.5);
@@ -531,6 +575,26 @@ mod tests {
     }
 
     #[test]
+    fn probit_axis_ends_and_ticks_are_round() {
+        let z = inverse_normal_cdf;
+        // A range a little inside 60%..97% widens to those round values; one far from any
+        // round value (more than 8% of the range away) keeps its end.
+        let (lo, hi) = snap_range(AxisScale::Probit, z(0.602), z(0.969));
+        assert!(close(lo, z(0.60), 1e-12) && close(hi, z(0.97), 1e-12), "{lo} {hi}");
+        let (lo, hi) = snap_range(AxisScale::Probit, z(0.935), z(0.9455));
+        assert!(close(lo, z(0.935), 1e-12) && close(hi, z(0.9455), 1e-12), "{lo} {hi}");
+        assert_eq!(snap_range(AxisScale::Linear, 0.3, 0.7), (0.3, 0.7));
+        // 60%..97%: the gap is (z(.97) - z(.6)) / 12 = 0.1357; 65% is 0.132 from 60% and
+        // 67% only comes in for a narrow range, so the ticks are all round.
+        let labels = |lo: f64, hi: f64| -> Vec<String> {
+            scaled_ticks(AxisScale::Probit, z(lo), z(hi)).into_iter().map(|t| t.1).collect()
+        };
+        assert_eq!(labels(0.60, 0.97), ["60", "70", "75", "80", "85", "90", "95", "97"]);
+        // 90%..92%: one round value only, so whole percents fill in.
+        assert_eq!(labels(0.90, 0.92), ["90", "91", "92"]);
+    }
+
+    #[test]
     fn histogram_bins_by_hand() {
         // Width 10: 3 and 9.99 -> [0,10); 10 -> [10,20); 35 -> [30,40); nothing in [20,30).
         let b = histogram_bins(&[3.0, 9.99, 10.0, 35.0], 10.0).unwrap();
@@ -579,5 +643,57 @@ mod tests {
         let svg = histogram_svg(&h).unwrap();
         assert!(svg.contains("[10, 20): 2") && svg.contains("60 s"));
         assert_eq!(svg.matches("<rect").count(), 2 + 3, "background, frame, 3 bars, no empty bins: {svg}");
+    }
+    #[test]
+    fn point_labels_of_a_cluster_do_not_overlap() {
+        // Six labelled points within 0.4 percentage points of each other: placed blindly to the
+        // right of their points, the labels would pile up on each other.
+        let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
+        let mut points: Vec<RatePoint> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let d = 0.0008 * i as f64;
+                RatePoint { label: n.to_string(), series: 1, x: 0.95 + d, y: 0.94 + d, x_ci: None, y_ci: None }
+            })
+            .collect();
+        points.push(RatePoint { label: "model".into(), series: 0, x: 0.7, y: 0.6, x_ci: None, y_ci: None });
+        points.push(RatePoint { label: "model 2".into(), series: 0, x: 0.8, y: 0.7, x_ci: None, y_ci: None });
+        let spec = RateScatterSpec {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            scale: AxisScale::Probit,
+            series: vec!["models".into(), "humans".into()],
+            points,
+            fit_series: None,
+            diagonal: false,
+        };
+        let svg = rate_scatter_svg(&spec).unwrap();
+        // Each point label: <text x=".." y=".." font-size=".." text-anchor=".." ... paint-order="stroke">name</text>.
+        let mut boxes: Vec<(String, f64, f64, f64, f64)> = Vec::new();
+        for line in svg.lines().filter(|l| l.starts_with("<text") && l.contains("paint-order")) {
+            let attr = |name: &str| -> String {
+                let at = line.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+                line[at..].split('"').next().unwrap().to_string()
+            };
+            let text = line[line.find('>').unwrap() + 1..line.rfind("</text>").unwrap()].to_string();
+            let (x, y, size): (f64, f64, f64) =
+                (attr("x").parse().unwrap(), attr("y").parse().unwrap(), attr("font-size").parse().unwrap());
+            let w = text_width(&text, size);
+            let x0 = match attr("text-anchor").as_str() {
+                "start" => x,
+                "end" => x - w,
+                _ => x - w / 2.0,
+            };
+            boxes.push((text, x0, y - 0.8 * size, x0 + w, y + 0.25 * size));
+        }
+        assert_eq!(boxes.len(), 8, "{svg}");
+        for (i, a) in boxes.iter().enumerate() {
+            for b in &boxes[i + 1..] {
+                let apart = a.3 <= b.1 || b.3 <= a.1 || a.4 <= b.2 || b.4 <= a.2;
+                assert!(apart, "labels {:?} and {:?} overlap", a, b);
+            }
+        }
     }
 }
