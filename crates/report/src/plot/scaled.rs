@@ -209,7 +209,7 @@ fn scaled_ticks(scale: AxisScale, lo: f64, hi: f64) -> Vec<(f64, String)> {
     // round values give fewer than four ticks (a narrow range).
     let gap = (hi - lo) / 12.0;
     let mut chosen: Vec<(f64, f64)> = Vec::new();
-    let mut add = |levels: &mut dyn Iterator<Item = &f64>, chosen: &mut Vec<(f64, f64)>| {
+    let add = |levels: &mut dyn Iterator<Item = &f64>, chosen: &mut Vec<(f64, f64)>| {
         for pct in levels {
             let t = scale.apply(pct / 100.0);
             if t >= lo && t <= hi && chosen.iter().all(|&(u, _)| (u - t).abs() >= gap) {
