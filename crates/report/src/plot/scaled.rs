@@ -644,6 +644,7 @@ mod tests {
         assert!(svg.contains("[10, 20): 2") && svg.contains("60 s"));
         assert_eq!(svg.matches("<rect").count(), 2 + 3, "background, frame, 3 bars, no empty bins: {svg}");
     }
+
     #[test]
     fn point_labels_of_a_cluster_do_not_overlap() {
         // Six labelled points within 0.4 percentage points of each other: placed blindly to the
