@@ -6,6 +6,11 @@
 //! libraries are printed as they are (they name the file and the position)
 //! and the process exits with status 1; usage errors exit with status 2.
 
+// The doc comments of the argument structs are the `--help` text (clap),
+// written for a terminal: `[N, C]` shapes and `<image>` placeholders there
+// are not rustdoc links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod args;
 mod bench;
 mod byproducts;
