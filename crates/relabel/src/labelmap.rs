@@ -63,6 +63,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::FeatureCache;
 use crate::error::{Error, Result};
+use crate::pipeline::ImageGeometry;
 use crate::pool::{roi_align_weights, GridGeometry};
 use crate::query::{check_head, geometry_for};
 
@@ -393,25 +394,15 @@ pub fn compute_map(
     SoftLabelMap::from_logits(&dense, (h, w), head.config().classes, opts.k, opts.scores, geometry)
 }
 
-/// One image of [`MapIndex`].
+/// One image of [`MapIndex`]: the image and its grid rectangle (the fields
+/// of a line of the cache's `images.jsonl`, at the top level of the JSON
+/// object) and the grid size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MapImage {
-    /// Image id (the map is `{id}.npy`).
-    pub id: String,
-    /// File name (the id when unknown).
-    pub file: String,
-    /// Original image width.
-    pub width: usize,
-    /// Original image height.
-    pub height: usize,
-    /// Left edge of the grid rectangle.
-    pub x0: f64,
-    /// Top edge.
-    pub y0: f64,
-    /// Right edge.
-    pub x1: f64,
-    /// Bottom edge.
-    pub y1: f64,
+    /// Image id (the map is `{id}.npy`), file name (the id when unknown),
+    /// original size and grid rectangle.
+    #[serde(flatten)]
+    pub image: ImageGeometry,
     /// Grid rows.
     pub h: usize,
     /// Grid columns.
@@ -421,7 +412,7 @@ pub struct MapImage {
 impl MapImage {
     /// The grid geometry.
     pub fn geometry(&self) -> GridGeometry {
-        GridGeometry { image_w: self.width, image_h: self.height, x0: self.x0, y0: self.y0, x1: self.x1, y1: self.y1 }
+        self.image.grid_geometry()
     }
 }
 
@@ -471,7 +462,7 @@ impl MapSet {
                 message: format!("{:?}; expected {MAP_FORMAT:?}", index.format),
             });
         }
-        let by_id = index.images.iter().enumerate().map(|(i, m)| (m.id.clone(), i)).collect();
+        let by_id = index.images.iter().enumerate().map(|(i, m)| (m.image.id.clone(), i)).collect();
         Ok(MapSet { dir: dir.to_path_buf(), index, by_id })
     }
 
@@ -542,24 +533,27 @@ pub fn export_label_maps(
             .par_iter()
             .map(|id| {
                 let f = cache.get(id)?;
-                let (geom, file, known) = match geo.as_ref().and_then(|m| m.get(id)) {
-                    Some(g) => (g.grid_geometry(), g.file.clone(), true),
-                    None => (geometry_for(&recipe, None, (f.h, f.w))?, id.clone(), false),
+                let (image, known) = match geo.as_ref().and_then(|m| m.get(id)) {
+                    Some(g) => (g.clone(), true),
+                    None => {
+                        let g = geometry_for(&recipe, None, (f.h, f.w))?;
+                        let image = ImageGeometry {
+                            id: id.clone(),
+                            file: id.clone(),
+                            width: g.image_w,
+                            height: g.image_h,
+                            x0: g.x0,
+                            y0: g.y0,
+                            x1: g.x1,
+                            y1: g.y1,
+                        };
+                        (image, false)
+                    }
                 };
+                let geom = image.grid_geometry();
                 let map = compute_map(&head, &f.patches_f32(), (f.h, f.w), geom, opts)?;
                 map.write_npy(&out_dir.join(format!("{id}.npy")))?;
-                let m = MapImage {
-                    id: id.clone(),
-                    file,
-                    width: geom.image_w,
-                    height: geom.image_h,
-                    x0: geom.x0,
-                    y0: geom.y0,
-                    x1: geom.x1,
-                    y1: geom.y1,
-                    h: f.h,
-                    w: f.w,
-                };
+                let m = MapImage { image, h: f.h, w: f.w };
                 Ok((m, known))
             })
             .collect();
