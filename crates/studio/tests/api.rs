@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use common::{http, json_of, runtime};
+use common::{get_page, http, json_of, runtime, start_hit};
 
 use labelscope_studio::db::Db;
 use labelscope_studio::manifest::Manifest;
@@ -77,22 +77,16 @@ fn record(id: i64, clicks: &[(f64, f64, f64)]) -> Value {
 }
 
 fn begin(s: &Studio, hit: usize, worker: &str) -> (i64, String) {
-    let (st, body) = http(
-        s.addr,
-        "POST",
-        &format!("/api/hit/{}/start", s.tokens[hit]),
-        Some(json!({"worker": worker}).to_string().as_bytes()),
-    );
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-    let v = json_of(&body);
-    (v["assignment"].as_i64().unwrap(), v["key"].as_str().unwrap().to_string())
+    start_hit(s.addr, &s.tokens[hit], worker)
 }
 
 fn page_ids(s: &Studio, hit: usize, page: usize, a: i64, key: &str) -> Vec<i64> {
-    let (st, body) =
-        http(s.addr, "GET", &format!("/api/hit/{}/page/{page}?assignment={a}&key={key}", s.tokens[hit]), None);
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-    json_of(&body)["images"].as_array().unwrap().iter().map(|i| i["id"].as_i64().unwrap()).collect()
+    get_page(s.addr, &s.tokens[hit], page, &(a, key.to_string()))["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .collect()
 }
 
 fn full_flow(s: &Studio, rt: &tokio::runtime::Runtime) {

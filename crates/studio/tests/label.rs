@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use common::{http, json_of, runtime};
+use common::{get_page, http, json_of, runtime, start_hit};
 use labelscope_core::classes::ClassTable;
 use labelscope_core::humans::{evaluate_split, load_answers, Split, StudyOptions};
 use labelscope_studio::db::Db;
@@ -68,21 +68,11 @@ fn start(rt: &tokio::runtime::Runtime, db_url: Option<String>) -> Studio {
 }
 
 fn begin(s: &Studio, worker: &str) -> (i64, String) {
-    let (st, body) = http(
-        s.addr,
-        "POST",
-        &format!("/api/hit/{}/start", s.tokens[0]),
-        Some(json!({"worker": worker}).to_string().as_bytes()),
-    );
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-    let v = json_of(&body);
-    (v["assignment"].as_i64().unwrap(), v["key"].as_str().unwrap().to_string())
+    start_hit(s.addr, &s.tokens[0], worker)
 }
 
-fn page(s: &Studio, i: usize, (a, key): &(i64, String)) -> Value {
-    let (st, body) = http(s.addr, "GET", &format!("/api/hit/{}/page/{i}?assignment={a}&key={key}", s.tokens[0]), None);
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-    json_of(&body)
+fn page(s: &Studio, i: usize, assignment: &(i64, String)) -> Value {
+    get_page(s.addr, &s.tokens[0], i, assignment)
 }
 
 /// A page as label.js sends it: the label chosen after a first, changed

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{http, json_of, runtime};
+use common::{get_page, http, json_of, runtime, start_hit};
 use labelscope_core::classes::ClassTable;
 use labelscope_studio::aggregate::{aggregate, Method};
 use labelscope_studio::db::Db;
@@ -57,22 +57,11 @@ fn start(
 }
 
 fn begin(s: &Studio, hit: usize, worker: &str) -> (i64, String) {
-    let (st, body) = http(
-        s.addr,
-        "POST",
-        &format!("/api/hit/{}/start", s.tokens[hit]),
-        Some(json!({"worker": worker}).to_string().as_bytes()),
-    );
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-    let v = json_of(&body);
-    (v["assignment"].as_i64().unwrap(), v["key"].as_str().unwrap().to_string())
+    start_hit(s.addr, &s.tokens[hit], worker)
 }
 
-fn page(s: &Studio, hit: usize, i: usize, (a, key): &(i64, String)) -> Value {
-    let (st, body) =
-        http(s.addr, "GET", &format!("/api/hit/{}/page/{i}?assignment={a}&key={key}", s.tokens[hit]), None);
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-    json_of(&body)
+fn page(s: &Studio, hit: usize, i: usize, assignment: &(i64, String)) -> Value {
+    get_page(s.addr, &s.tokens[hit], i, assignment)
 }
 
 fn submit(s: &Studio, hit: usize, i: usize, (a, key): &(i64, String), mut body: Value) -> (u16, Value) {

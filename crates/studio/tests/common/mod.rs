@@ -46,6 +46,22 @@ pub fn json_of(body: &[u8]) -> Value {
     serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
 }
 
+/// Starts the HIT `token` as `worker`: (assignment id, assignment key).
+pub fn start_hit(addr: SocketAddr, token: &str, worker: &str) -> (i64, String) {
+    let body = serde_json::json!({ "worker": worker }).to_string();
+    let (st, body) = http(addr, "POST", &format!("/api/hit/{token}/start"), Some(body.as_bytes()));
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let v = json_of(&body);
+    (v["assignment"].as_i64().unwrap(), v["key"].as_str().unwrap().to_string())
+}
+
+/// Page `i` of the HIT `token` for the assignment `(a, key)`.
+pub fn get_page(addr: SocketAddr, token: &str, i: usize, (a, key): &(i64, String)) -> Value {
+    let (st, body) = http(addr, "GET", &format!("/api/hit/{token}/page/{i}?assignment={a}&key={key}"), None);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    json_of(&body)
+}
+
 /// A small multi-threaded runtime for the servers under test.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
