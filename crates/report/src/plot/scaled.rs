@@ -167,22 +167,11 @@ const TICK_LEVEL1: [f64; 9] = [1.0, 5.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.
 const TICK_LEVEL2: [f64; 10] = [0.1, 2.0, 20.0, 30.0, 40.0, 60.0, 70.0, 80.0, 98.0, 99.9];
 /// See [`TICK_LEVEL1`].
 const TICK_LEVEL3: [f64; 10] = [0.5, 15.0, 35.0, 45.0, 55.0, 65.0, 85.0, 97.0, 99.5, 99.8];
-/// See [`TICK_LEVEL1`]: every other whole percent, and the far tails.
-const TICK_LEVEL4: [f64; 107] = {
-    let mut v = [0.0; 107];
-    let mut i = 0;
-    while i < 99 {
-        v[i] = (i + 1) as f64;
-        i += 1;
-    }
-    let tails = [0.01, 0.02, 0.05, 0.2, 99.95, 99.98, 99.99, 99.995];
-    let mut j = 0;
-    while j < tails.len() {
-        v[99 + j] = tails[j];
-        j += 1;
-    }
-    v
-};
+/// The last resort after [`TICK_LEVEL1`] and the next two levels: every
+/// whole percent, and the far tails.
+fn tick_level4() -> impl Iterator<Item = f64> {
+    (1..100).map(f64::from).chain([0.01, 0.02, 0.05, 0.2, 99.95, 99.98, 99.99, 99.995])
+}
 
 /// Widens a probit or logit axis range `[lo, hi]` (transformed) to the
 /// nearest tick value of the first three levels beyond each end, when that
@@ -209,17 +198,17 @@ fn scaled_ticks(scale: AxisScale, lo: f64, hi: f64) -> Vec<(f64, String)> {
     // round values give fewer than four ticks (a narrow range).
     let gap = (hi - lo) / 12.0;
     let mut chosen: Vec<(f64, f64)> = Vec::new();
-    let add = |levels: &mut dyn Iterator<Item = &f64>, chosen: &mut Vec<(f64, f64)>| {
+    let add = |levels: &mut dyn Iterator<Item = f64>, chosen: &mut Vec<(f64, f64)>| {
         for pct in levels {
             let t = scale.apply(pct / 100.0);
             if t >= lo && t <= hi && chosen.iter().all(|&(u, _)| (u - t).abs() >= gap) {
-                chosen.push((t, *pct));
+                chosen.push((t, pct));
             }
         }
     };
-    add(&mut TICK_LEVEL1.iter().chain(&TICK_LEVEL2).chain(&TICK_LEVEL3), &mut chosen);
+    add(&mut TICK_LEVEL1.iter().chain(&TICK_LEVEL2).chain(&TICK_LEVEL3).copied(), &mut chosen);
     if chosen.len() < 4 {
-        add(&mut TICK_LEVEL4.iter(), &mut chosen);
+        add(&mut tick_level4(), &mut chosen);
     }
     chosen.sort_by(|a, b| a.0.total_cmp(&b.0));
     chosen
